@@ -1,0 +1,28 @@
+"""Exceptions with messages a user can act on.
+
+Every error that reaches a user through the runner derives from :class:`MesobenchError`, so the
+runner can tell "your input is wrong" (recorded as a FAILED run with the message) from a bug.
+Messages say what was wrong *and* what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class MesobenchError(Exception):
+    """Base class for errors caused by input, configuration or data rather than by a bug."""
+
+
+class ConfigError(MesobenchError):
+    """A configuration value is missing, unknown or inconsistent."""
+
+
+class DataError(MesobenchError):
+    """The data cannot be used as given (missing column, no usable feature, empty fold...)."""
+
+
+class TaskNotAvailableError(MesobenchError):
+    """An OpenML task is neither in the local cache nor downloadable (offline)."""
+
+
+class DivergenceError(MesobenchError):
+    """Training produced a non-finite loss; the run is recorded as FAILED with this reason."""
