@@ -1,0 +1,68 @@
+# mesobench — the two commands a newcomer needs:
+#   make benchmark    run the quick suite (cached CC18 tasks, 3 folds, all baselines) + report
+#   make test         run the test suite
+# Both create .venv/ and install everything on first use.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# CPU build of torch (fast to install). For a CUDA build, e.g.:
+#   make install TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+TORCH_SPEC ?= torch==2.13.0
+# Offline OpenML cache: if OPENML_CACHE_DIR is unset and OPENML_CACHE_SRC exists, a writable copy
+# is made in .cache/openml (openml-python writes beside its data; never point it at a read-only copy).
+OPENML_CACHE_SRC ?= ../shared/openml-cache
+SUITE ?= quick
+MODELS ?= logreg,random_forest,xgboost,catboost,tabresnet
+JOBS ?= 2
+ARGS ?=
+PYTEST_ARGS ?=
+
+ifeq ($(strip $(OPENML_CACHE_DIR)),)
+ifneq ($(wildcard $(OPENML_CACHE_SRC)),)
+export OPENML_CACHE_DIR := $(CURDIR)/.cache/openml
+CACHE_PREREQ := $(CURDIR)/.cache/openml/.copied
+endif
+endif
+
+.PHONY: install test benchmark aggregate ui lint format clean
+
+$(VENV)/.installed: pyproject.toml
+	@echo "Creating $(VENV) and installing mesobench with its dependencies (a few minutes the first time)..."
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --quiet --upgrade pip
+	$(PY) -m pip install --quiet --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet --quiet -e ".[dev,server]"
+	@touch $@
+
+install: $(VENV)/.installed
+
+$(CURDIR)/.cache/openml/.copied:
+	@mkdir -p $(dir $@)
+	cp -r $(OPENML_CACHE_SRC)/. $(dir $@)
+	chmod -R u+w $(dir $@)
+	@touch $@
+
+test: install $(CACHE_PREREQ)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+benchmark: install $(CACHE_PREREQ)
+	$(PY) -m mesobench.run -m suite=$(SUITE) model=$(MODELS) hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) $(ARGS)
+	$(PY) -m mesobench.aggregate suite=$(SUITE) report=$(SUITE)
+
+aggregate: install
+	$(PY) -m mesobench.aggregate $(ARGS)
+
+ui: install
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+lint: install
+	$(VENV)/bin/ruff format --check src tests scripts
+	$(VENV)/bin/ruff check src tests scripts
+
+format: install
+	$(VENV)/bin/ruff format src tests scripts
+	$(VENV)/bin/ruff check --fix src tests scripts
+
+clean:
+	rm -rf outputs .pytest_cache .ruff_cache

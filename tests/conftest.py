@@ -1,0 +1,53 @@
+"""Shared fixtures: the offline OpenML cache, a throw-away MLflow store, and the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def openml_cache() -> Path:
+    """A writable openml-python cache holding the cached CC18 tasks (CI sets OPENML_CACHE_DIR)."""
+    path = os.environ.get("OPENML_CACHE_DIR")
+    if not path or not Path(path, "org", "openml").is_dir():
+        pytest.skip("OPENML_CACHE_DIR is not set to an openml cache (see README, 'Offline data')")
+    return Path(path)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    """Tracking URI of an empty SQLite MLflow store."""
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def run_cli(module: str, *overrides: str, tmp_path: Path, timeout: int = 600):
+    """Run ``python -m <module> <overrides>`` like a user would; returns the CompletedProcess."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", module, *overrides],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def runner(*overrides: str, store: str, tmp_path: Path, multirun: bool = False):
+    """The runner with a temporary store and output directories."""
+    args = ["-m"] if multirun else []
+    args += [
+        *overrides,
+        f"tracking.uri={store}",
+        f"tracking.artifact_location={tmp_path / 'artifacts'}",
+        f"hydra.run.dir={tmp_path / 'outputs' / 'run'}",
+        f"hydra.sweep.dir={tmp_path / 'outputs' / 'sweep'}",
+    ]
+    return run_cli("mesobench.run", *args, tmp_path=tmp_path)

@@ -1,0 +1,81 @@
+"""The real config tree composes, and every model config builds its estimator."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from mesobench import tracking
+from mesobench.errors import ConfigError
+from mesobench.estimators import build_estimator
+from mesobench.paths import conf_dir, register_resolvers
+from mesobench.progress import planned_jobs
+
+register_resolvers()
+MODELS = sorted(p.stem for p in (conf_dir() / "model").glob("*.yaml"))
+
+
+def _compose(*overrides: str, hydra: bool = False):
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=hydra)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_config_builds_its_classifier(name):
+    cfg = _compose(f"model={name}")
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    est = build_estimator(model, "binary", seed=3, device="cpu", threads=1)
+    assert est.get_params()["random_state"] == 3
+    assert cfg.preprocessing.mode in {"neural", "ordinal", "native"}
+
+
+def test_a_model_without_regressor_says_so():
+    model = OmegaConf.to_container(_compose("model=logreg").model, resolve=True)
+    model["regressor"] = None
+    with pytest.raises(ConfigError, match="has no regressor"):
+        build_estimator(model, "regression", seed=0, device="cpu", threads=1)
+
+
+def test_a_misspelt_hyperparameter_is_reported():
+    model = OmegaConf.to_container(_compose("model=xgboost").model, resolve=True)
+    model["params"]["learning_rat"] = 0.1
+    with pytest.raises(ConfigError, match="learning_rat"):
+        build_estimator(model, "binary", seed=0, device="cpu", threads=1)
+
+
+def test_quick_suite_plans_tasks_times_folds_times_models():
+    cfg = _compose("suite=quick", hydra=True)
+    assert planned_jobs(cfg) == 8 * 3 * 5
+
+
+def test_folds_override_changes_the_suite():
+    cfg = _compose("suite=quick", "folds=10", "model=xgboost", hydra=True)
+    assert planned_jobs(cfg) == 8 * 10
+    assert cfg.hydra.sweeper.params.fold == "range(0,10)"
+
+
+def _key(cfg):
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    return tracking.run_key(
+        model_cfg=plain["model"],
+        preprocessing_cfg=plain["preprocessing"],
+        validation_cfg=plain["validation"],
+        task_cfg=plain["task"],
+        fold=cfg.fold,
+        seed=cfg.seed,
+        device=cfg.device.name,
+    )
+
+
+def test_run_key_ignores_where_results_go_but_not_what_is_computed():
+    base = _key(_compose("model=xgboost"))
+    assert base == _key(_compose("model=xgboost", "tracking.uri=sqlite:////x.db", "threads=7"))
+    assert base != _key(_compose("model=xgboost", "model.params.learning_rate=0.3"))
+    assert base != _key(_compose("model=xgboost", "fold=1"))
+    assert base != _key(_compose("model=xgboost", "seed=1"))
+    assert base != _key(_compose("model=xgboost", "task=diabetes"))
+
+
+def test_flatten_joins_nested_keys():
+    assert tracking.flatten({"a": {"b": {"c": 1}}, "d": 2}) == {"a.b.c": 1, "d": 2}

@@ -1,0 +1,53 @@
+"""Bad input gets a clear, actionable message."""
+
+from __future__ import annotations
+
+import time
+
+from mlflow.tracking import MlflowClient
+
+from conftest import runner
+
+
+def _only_run(store):
+    client = MlflowClient(tracking_uri=store)
+    exp = client.get_experiment_by_name("mesobench")
+    (run,) = client.search_runs([exp.experiment_id])
+    return run
+
+
+def test_unknown_model_names_the_available_ones(tmp_path, store):
+    proc = runner("model=xgbost", store=store, tmp_path=tmp_path)
+    assert proc.returncode != 0
+    assert "Could not find 'model/xgbost'" in proc.stderr
+    assert "xgboost" in proc.stderr and "catboost" in proc.stderr
+
+
+def test_unknown_task_names_the_available_ones(tmp_path, store):
+    proc = runner("task=credit-h", store=store, tmp_path=tmp_path)
+    assert proc.returncode != 0
+    assert "Could not find 'task/credit-h'" in proc.stderr
+    assert "credit-g" in proc.stderr
+
+
+def test_missing_csv_column_lists_the_columns(tmp_path, store):
+    data = tmp_path / "t.csv"
+    data.write_text("age,income,label\n1,2,a\n3,4,b\n5,6,a\n7,8,b\n")
+    proc = runner(
+        "task=csv", f"task.path={data}", "task.target=lable", store=store, tmp_path=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = _only_run(store)
+    assert run.info.status == "FAILED"
+    assert "lable" in run.data.tags["error"] and "label" in run.data.tags["error"]
+
+
+def test_an_uncached_task_offline_fails_fast_with_how_to_fix_it(tmp_path, store, openml_cache):
+    start = time.perf_counter()
+    proc = runner("task=adult", "data.offline=true", store=store, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = _only_run(store)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error_type"] == "TaskNotAvailableError"
+    assert "OPENML_CACHE_DIR" in run.data.tags["error"]
+    assert time.perf_counter() - start < 60
