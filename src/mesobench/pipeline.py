@@ -71,8 +71,9 @@ def evaluate_fold(
         raise DataError(f"task {data.task.name} fold {data.fold}: the training fold is empty")
 
     prep = Preprocessor(**preprocessing, random_state=seed)
-    prep.fit(X_fit, y_fit, categorical=data.categorical)
-    Xf = prep.transform(X_fit)
+    # fit_transform, not fit + transform: target encoding gives the fitting rows cross-fitted
+    # codes, so their own labels do not leak into their features.
+    Xf = prep.fit_transform(X_fit, y_fit, categorical=data.categorical)
     Xt = prep.transform(data.X_test)
     fit_kwargs = {"eval_set": (prep.transform(X_val), y_val)} if uses_validation else {}
     if prep.dropped_columns_:
