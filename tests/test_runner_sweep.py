@@ -41,8 +41,13 @@ def test_a_sweep_of_8_configurations_lands_8_finished_runs(swept):
     assert _status(runs) == ["FINISHED"] * 8
     keys = {(r.data.tags["model"], r.data.tags["task"], r.data.tags["fold"]) for r in runs}
     assert len(keys) == 8
-    aurocs = [r.data.metrics["auroc"] for r in runs]
-    assert min(aurocs) > 0.75  # diabetes and breast-w are easy for both models
+
+    def mean_auroc(task):
+        return np.mean([r.data.metrics["auroc"] for r in runs if r.data.tags["task"] == task])
+
+    # OpenML's 10-fold logistic-regression AUROC: breast-w 0.995, diabetes 0.834
+    assert mean_auroc("breast-w") > 0.97
+    assert mean_auroc("diabetes") > 0.78
 
 
 def test_the_sweep_reports_its_progress(swept):
@@ -73,7 +78,11 @@ def test_runs_carry_the_tags_and_metrics_a_reader_needs(swept):
 
 def test_a_failing_model_is_recorded_failed_while_the_others_finish(tmp_path, store, openml_cache):
     proc = runner(
-        "model=logreg,debug_fail", "task=diabetes", "fold=0", store=store, tmp_path=tmp_path,
+        "model=logreg,debug_fail",
+        "task=diabetes",
+        "fold=0",
+        store=store,
+        tmp_path=tmp_path,
         multirun=True,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -124,8 +133,14 @@ def test_a_csv_task_runs_end_to_end_even_when_a_fold_lacks_a_class(tmp_path, sto
     data = tmp_path / "table.csv"
     _rare_class_csv(data)
     proc = runner(
-        "model=logreg", "task=csv", f"task.path={data}", "task.target=label", "fold=0,1,2,3,4",
-        store=store, tmp_path=tmp_path, multirun=True,
+        "model=logreg",
+        "task=csv",
+        f"task.path={data}",
+        "task.target=label",
+        "fold=0,1,2,3,4",
+        store=store,
+        tmp_path=tmp_path,
+        multirun=True,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = _runs(store)
@@ -133,4 +148,10 @@ def test_a_csv_task_runs_end_to_end_even_when_a_fold_lacks_a_class(tmp_path, sto
     notes = " ".join(r.data.tags.get("notes", "") for r in runs)
     assert "const (constant)" in notes
     assert "classes absent from the training data: ['rare']" in notes
-    assert all(r.data.metrics["auroc"] > 0.9 for r in runs)
+    lacking = [r for r in runs if "classes absent" in r.data.tags.get("notes", "")]
+    assert len(lacking) == 1
+    others = [r.data.metrics["auroc"] for r in runs if r not in lacking]
+    assert min(others) > 0.9
+    # the unseen class is scored p=0: its one-vs-rest AUROC is 0.5, which honestly pulls the
+    # macro mean of that fold down instead of hiding it
+    assert 0.6 < lacking[0].data.metrics["auroc"] < min(others)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import psutil
@@ -25,10 +25,8 @@ class Usage:
 def _rss_bytes(proc: psutil.Process) -> int:
     total = proc.memory_info().rss
     for child in proc.children(recursive=True):
-        try:
+        with suppress(psutil.Error):
             total += child.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 

@@ -72,8 +72,8 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
     """Run the job described by a composed config; returns a small status dict."""
     from mesobench import tracking
     from mesobench.data import load_fold
-    from mesobench.estimators import build_estimator
     from mesobench.errors import MesobenchError
+    from mesobench.estimators import build_estimator
     from mesobench.models import resolve_device
     from mesobench.pipeline import evaluate_fold
 

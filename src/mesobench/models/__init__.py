@@ -1,0 +1,34 @@
+"""Estimators of the benchmark, all with the scikit-learn API (SPEC §5).
+
+Baselines (:mod:`.baselines`), the TabResNet network (:mod:`.tabresnet`) and deliberately failing
+estimators for tests (:mod:`.debug`). The torch building blocks shared with the IMN family live in
+:mod:`.trunk` (TabResNet trunk) and :mod:`.training` (mini-batch trainer).
+"""
+
+from mesobench.models.baselines import (
+    CatBoostClassifier,
+    CatBoostRegressor,
+    LogisticRegressionClassifier,
+    RandomForestClassifier,
+    RandomForestRegressor,
+    XGBoostClassifier,
+    XGBoostRegressor,
+)
+from mesobench.models.debug import AlwaysFailsClassifier, DivergingClassifier
+from mesobench.models.device import resolve_device
+from mesobench.models.tabresnet import TabResNetClassifier, TabResNetRegressor
+
+__all__ = [
+    "AlwaysFailsClassifier",
+    "CatBoostClassifier",
+    "CatBoostRegressor",
+    "DivergingClassifier",
+    "LogisticRegressionClassifier",
+    "RandomForestClassifier",
+    "RandomForestRegressor",
+    "TabResNetClassifier",
+    "TabResNetRegressor",
+    "XGBoostClassifier",
+    "XGBoostRegressor",
+    "resolve_device",
+]

@@ -1,0 +1,505 @@
+"""Black-box and linear baselines as thin scikit-learn estimators with one common interface.
+
+Every wrapper
+
+* takes ``random_state``, ``device`` and ``n_jobs`` (threads; None = the library's default) besides
+  its own hyperparameters, and only stores them in ``__init__``;
+* fits with ``fit(X, y)``; the boosting models take ``fit(X, y, eval_set=(X_val, y_val))`` too and
+  early-stop on it. Logistic regression and random forest have no ``eval_set`` argument on
+  purpose: the harness gives validation data only to a ``fit`` that accepts it, so these train on
+  the whole training fold instead of losing a validation share they would not use;
+* keeps the original labels in ``classes_`` (any sortable values, e.g. strings) and returns
+  ``predict_proba`` columns in that order (the library model is trained on codes 0..C-1);
+* keeps the fitted library model in ``model_``.
+
+Expected inputs (what the harness's preprocessing produces for each ``preprocessing`` kind of
+``conf/model/*.yaml``): logistic regression a finite float matrix (standardised + one-hot); random
+forest a float matrix of ordinal codes that may hold NaN; XGBoost and CatBoost a DataFrame whose
+categorical columns have pandas ``category`` dtype (numeric columns may hold NaN), or a float
+matrix.
+
+GPU: XGBoost (``device``) and CatBoost (``task_type="GPU"``) honour ``device="cuda"|"cuda:N"|"auto"``
+via :func:`~mesobench.models.device.resolve_device`; scikit-learn has no GPU path, so logistic
+regression and random forest accept any ``device`` value and always run on the CPU.
+"""
+
+from __future__ import annotations
+
+import catboost
+import numpy as np
+import pandas as pd
+import xgboost
+from sklearn import ensemble, linear_model
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    check_array,
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
+from threadpoolctl import threadpool_limits
+
+from mesobench.errors import DataError
+from mesobench.models.device import resolve_device
+from mesobench.models.training import encode_eval_labels, seed_from
+
+# --------------------------------------------------------------------------------------------
+# Shared fit / predict logic
+# --------------------------------------------------------------------------------------------
+
+
+class _Wrapper(BaseEstimator):
+    """Input validation shared by all wrappers; subclasses implement ``_fit_model``.
+
+    ``_native_input = True`` keeps DataFrames as they are (XGBoost, CatBoost read ``category``
+    columns themselves); otherwise X becomes a float64 array, NaN allowed iff ``_allow_nan``.
+    """
+
+    _native_input = False
+    _allow_nan = False
+
+    def _validate_X(self, X, *, reset: bool):
+        if self._native_input:
+            validate_data(self, X, reset=reset, skip_check_array=True)
+            if isinstance(X, pd.DataFrame):
+                return X
+            return check_array(X, dtype=np.float64, ensure_all_finite="allow-nan")
+        finite = "allow-nan" if self._allow_nan else True
+        return validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite=finite)
+
+    def _validate_Xy(self, X, y):
+        X = self._validate_X(X, reset=True)
+        y = column_or_1d(y, warn=True)
+        check_consistent_length(X, y)
+        return X, y
+
+
+class _WrappedClassifier(ClassifierMixin, _Wrapper):
+    def fit(self, X, y):
+        """Fit on (X, y); returns self."""
+        return self._fit(X, y, eval_set=None)
+
+    def _fit(self, X, y, eval_set):
+        X, y = self._validate_Xy(X, y)
+        check_classification_targets(y)
+        self.classes_, y_codes = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise DataError(
+                f"The training labels contain a single class ({self.classes_[0]!r}); "
+                "a classifier needs at least two."
+            )
+        if eval_set is not None:
+            X_val, y_val = eval_set
+            X_val = self._validate_X(X_val, reset=False)
+            keep, codes = encode_eval_labels(self.classes_, column_or_1d(y_val))
+            X_val = X_val if keep.all() else X_val[keep]
+            eval_set = (X_val, codes) if len(codes) else None
+        self.model_ = self._fit_model(X, y_codes, eval_set)
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, shape (n, n_classes), columns in ``classes_`` order."""
+        check_is_fitted(self)
+        proba = np.asarray(self._predict_proba(self._validate_X(X, reset=False)), dtype=np.float64)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable class label for each row."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def _predict_proba(self, X):
+        return self.model_.predict_proba(X)
+
+
+class _WrappedRegressor(RegressorMixin, _Wrapper):
+    def fit(self, X, y):
+        """Fit on (X, y); returns self."""
+        return self._fit(X, y, eval_set=None)
+
+    def _fit(self, X, y, eval_set):
+        X, y = self._validate_Xy(X, y)
+        y = np.asarray(y, dtype=np.float64)
+        if eval_set is not None:
+            X_val, y_val = eval_set
+            eval_set = (self._validate_X(X_val, reset=False), column_or_1d(y_val).astype(float))
+        self.model_ = self._fit_model(X, y, eval_set)
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        return np.asarray(self._predict(self._validate_X(X, reset=False)), dtype=np.float64)
+
+    def _predict(self, X):
+        return self.model_.predict(X)
+
+
+# --------------------------------------------------------------------------------------------
+# Logistic regression
+# --------------------------------------------------------------------------------------------
+
+
+class LogisticRegressionClassifier(_WrappedClassifier):
+    """L2-regularised (multinomial) logistic regression, scikit-learn's lbfgs solver.
+
+    Parameters
+    ----------
+    C : float, default 1.0
+        Inverse L2 regularisation strength (scikit-learn's default).
+    max_iter : int, default 1000
+        lbfgs iterations; 1000 converges on standardised one-hot CC18 data (scikit-learn's 100
+        does not on e.g. letter or optdigits).
+    random_state : int, RandomState or None, default None
+        Passed to scikit-learn (lbfgs is deterministic; kept for a uniform interface).
+    device : str, default "cpu"
+        Ignored: scikit-learn always runs on the CPU.
+    n_jobs : int or None, default None
+        Limit of BLAS/OpenMP threads during fit (threadpoolctl); None leaves the default.
+
+    Input: a finite float matrix (standardised + one-hot).
+    """
+
+    def __init__(self, C=1.0, max_iter=1000, random_state=None, device="cpu", n_jobs=None):
+        self.C = C
+        self.max_iter = max_iter
+        self.random_state = random_state
+        self.device = device
+        self.n_jobs = n_jobs
+
+    def _fit_model(self, X, y, eval_set):
+        model = linear_model.LogisticRegression(
+            C=self.C, solver="lbfgs", max_iter=self.max_iter, random_state=self.random_state
+        )
+        with threadpool_limits(limits=self.n_jobs):
+            return model.fit(X, y)
+
+
+# --------------------------------------------------------------------------------------------
+# Random forest
+# --------------------------------------------------------------------------------------------
+
+_RF_DOC = """
+    Parameters
+    ----------
+    n_estimators : int, default 500
+        Number of trees; AUROC has saturated by then on CC18 and letter (20k rows) still fits in
+        about 6 s on 2 cores.
+    max_features : str, int or float, default "sqrt"
+        Features considered per split (scikit-learn's classification default; the regressor
+        uses the same default here, which is usually better than all features).
+    min_samples_leaf : int, default 1
+        Minimum rows in a leaf (scikit-learn's default).
+    random_state : int, RandomState or None, default None
+        Seeds bootstrap and feature sampling.
+    device : str, default "cpu"
+        Ignored: scikit-learn always runs on the CPU.
+    n_jobs : int or None, default None
+        Trees built in parallel (scikit-learn's ``n_jobs``; None = 1 thread).
+
+    Input: a float matrix of ordinal codes; NaN is allowed (scikit-learn >= 1.4 trees route
+    missing values).
+"""
+
+
+class RandomForestClassifier(_WrappedClassifier):
+    __doc__ = "scikit-learn random forest classifier.\n" + _RF_DOC
+    _allow_nan = True
+
+    def __init__(
+        self,
+        n_estimators=500,
+        max_features="sqrt",
+        min_samples_leaf=1,
+        random_state=None,
+        device="cpu",
+        n_jobs=None,
+    ):
+        self.n_estimators = n_estimators
+        self.max_features = max_features
+        self.min_samples_leaf = min_samples_leaf
+        self.random_state = random_state
+        self.device = device
+        self.n_jobs = n_jobs
+
+    def _fit_model(self, X, y, eval_set):
+        return ensemble.RandomForestClassifier(
+            n_estimators=self.n_estimators,
+            max_features=self.max_features,
+            min_samples_leaf=self.min_samples_leaf,
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
+        ).fit(X, y)
+
+
+class RandomForestRegressor(_WrappedRegressor):
+    __doc__ = "scikit-learn random forest regressor.\n" + _RF_DOC
+    _allow_nan = True
+
+    def __init__(
+        self,
+        n_estimators=500,
+        max_features="sqrt",
+        min_samples_leaf=1,
+        random_state=None,
+        device="cpu",
+        n_jobs=None,
+    ):
+        self.n_estimators = n_estimators
+        self.max_features = max_features
+        self.min_samples_leaf = min_samples_leaf
+        self.random_state = random_state
+        self.device = device
+        self.n_jobs = n_jobs
+
+    def _fit_model(self, X, y, eval_set):
+        return ensemble.RandomForestRegressor(
+            n_estimators=self.n_estimators,
+            max_features=self.max_features,
+            min_samples_leaf=self.min_samples_leaf,
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
+        ).fit(X, y)
+
+
+# --------------------------------------------------------------------------------------------
+# XGBoost
+# --------------------------------------------------------------------------------------------
+
+_XGB_DOC = """
+    Parameters
+    ----------
+    n_estimators : int, default 1000
+        Maximum boosting rounds. With ``eval_set`` training stops after ``early_stopping_rounds``
+        rounds without improvement of the validation log loss and the best round is used;
+        without ``eval_set`` all rounds are built.
+    learning_rate : float, default 0.1
+        Shrinkage. With early stopping 0.1 is within noise of 0.05 / 2000 rounds in AUROC on the
+        cached CC18 tasks at about half the time (letter builds 26 trees per round: ~20 s).
+    max_depth : int, default 6
+        Maximum tree depth (XGBoost's default).
+    min_child_weight : float, default 1.0
+        Minimum hessian sum in a leaf (XGBoost's default).
+    subsample : float, default 0.8
+        Row subsampling per tree.
+    colsample_bytree : float, default 0.8
+        Column subsampling per tree.
+    reg_lambda : float, default 1.0
+        L2 regularisation of leaf weights (XGBoost's default).
+    max_bin : int, default 256
+        Histogram bins per feature (XGBoost's default).
+    early_stopping_rounds : int, default 50
+        Patience in rounds, used only with ``eval_set``.
+    random_state : int, RandomState or None, default None
+        Seeds the row / column subsampling.
+    device : str, default "cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (XGBoost's ``device``).
+    n_jobs : int or None, default None
+        XGBoost threads (None = all cores).
+
+    Input: a DataFrame (``category`` columns are used natively, ``enable_categorical=True``;
+    NaN is missing) or a float matrix. Uses ``tree_method="hist"``; the objective
+    (``binary:logistic`` / ``multi:softprob`` / ``reg:squarederror``) follows the task.
+"""
+
+
+class _XGBoostParams(_Wrapper):
+    _native_input = True
+
+    def __init__(
+        self,
+        n_estimators=1000,
+        learning_rate=0.1,
+        max_depth=6,
+        min_child_weight=1.0,
+        subsample=0.8,
+        colsample_bytree=0.8,
+        reg_lambda=1.0,
+        max_bin=256,
+        early_stopping_rounds=50,
+        random_state=None,
+        device="cpu",
+        n_jobs=None,
+    ):
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.max_depth = max_depth
+        self.min_child_weight = min_child_weight
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.reg_lambda = reg_lambda
+        self.max_bin = max_bin
+        self.early_stopping_rounds = early_stopping_rounds
+        self.random_state = random_state
+        self.device = device
+        self.n_jobs = n_jobs
+
+    def fit(self, X, y, eval_set=None):
+        """Fit on (X, y), early-stopping on ``eval_set=(X_val, y_val)`` when given; returns self."""
+        return self._fit(X, y, eval_set)
+
+    def _fit_xgb(self, model_class, X, y, eval_set):
+        model = model_class(
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            max_depth=self.max_depth,
+            min_child_weight=self.min_child_weight,
+            subsample=self.subsample,
+            colsample_bytree=self.colsample_bytree,
+            reg_lambda=self.reg_lambda,
+            max_bin=self.max_bin,
+            early_stopping_rounds=self.early_stopping_rounds if eval_set is not None else None,
+            tree_method="hist",
+            enable_categorical=True,
+            device=resolve_device(self.device),
+            n_jobs=self.n_jobs,
+            random_state=seed_from(self.random_state),
+        )
+        return model.fit(X, y, eval_set=[eval_set] if eval_set is not None else None, verbose=False)
+
+
+class XGBoostClassifier(_XGBoostParams, _WrappedClassifier):
+    __doc__ = "XGBoost gradient-boosted trees classifier.\n" + _XGB_DOC
+
+    def _fit_model(self, X, y, eval_set):
+        return self._fit_xgb(xgboost.XGBClassifier, X, y, eval_set)
+
+
+class XGBoostRegressor(_XGBoostParams, _WrappedRegressor):
+    __doc__ = "XGBoost gradient-boosted trees regressor.\n" + _XGB_DOC
+
+    def _fit_model(self, X, y, eval_set):
+        return self._fit_xgb(xgboost.XGBRegressor, X, y, eval_set)
+
+
+# --------------------------------------------------------------------------------------------
+# CatBoost
+# --------------------------------------------------------------------------------------------
+
+_CATBOOST_DOC = """
+    Parameters
+    ----------
+    iterations : int, default 500
+        Maximum boosting rounds. With ``eval_set`` training stops after ``early_stopping_rounds``
+        rounds without improvement of the validation loss and the best iteration is kept
+        (``use_best_model``); without ``eval_set`` all rounds are built. A MultiClass round
+        costs ~30 ms on letter (14k rows, 26 classes) on 2 cores, so letter takes ~15 s; on the
+        cached CC18 tasks 500 rounds at lr 0.1 match 1000 at lr 0.03 in AUROC.
+    learning_rate : float or None, default 0.1
+        Shrinkage. CatBoost's automatic choice (None) is 0.03 whenever an eval set is given,
+        which needs about 3x the rounds for the same fit.
+    depth : int, default 6
+        Depth of the symmetric trees (CatBoost's default).
+    l2_leaf_reg : float, default 3.0
+        L2 regularisation of leaf values (CatBoost's default).
+    early_stopping_rounds : int, default 50
+        Patience in rounds, used only with ``eval_set``.
+    random_state : int, RandomState or None, default None
+        CatBoost's ``random_seed``.
+    device : str, default "cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CatBoost ``task_type="GPU"``,
+        ``devices=N``).
+    n_jobs : int or None, default None
+        CatBoost ``thread_count`` (None = all cores).
+
+    Input: a DataFrame whose ``category`` / string columns become ``cat_features`` (values as
+    strings, missing as the string "nan"; numeric NaN is missing), or a float matrix. CatBoost
+    writes nothing to disk (``allow_writing_files=False``) and prints nothing.
+"""
+
+
+def _catboost_frame(X) -> tuple[object, list]:
+    """``(X, cat_features)``: categorical DataFrame columns as str with missing as "nan"."""
+    if not isinstance(X, pd.DataFrame):
+        return X, []
+    categorical = [
+        c
+        for c in X.columns
+        if isinstance(X[c].dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(X[c])
+    ]
+    if not categorical:
+        return X, []
+    X = X.copy()
+    for c in categorical:
+        values = X[c].astype(object)
+        X[c] = values.where(values.notna(), "nan").astype(str)
+    return X, categorical
+
+
+class _CatBoostParams(_Wrapper):
+    _native_input = True
+
+    def __init__(
+        self,
+        iterations=500,
+        learning_rate=0.1,
+        depth=6,
+        l2_leaf_reg=3.0,
+        early_stopping_rounds=50,
+        random_state=None,
+        device="cpu",
+        n_jobs=None,
+    ):
+        self.iterations = iterations
+        self.learning_rate = learning_rate
+        self.depth = depth
+        self.l2_leaf_reg = l2_leaf_reg
+        self.early_stopping_rounds = early_stopping_rounds
+        self.random_state = random_state
+        self.device = device
+        self.n_jobs = n_jobs
+
+    def fit(self, X, y, eval_set=None):
+        """Fit on (X, y), early-stopping on ``eval_set=(X_val, y_val)`` when given; returns self."""
+        return self._fit(X, y, eval_set)
+
+    def _fit_catboost(self, model_class, X, y, eval_set, **loss):
+        device = resolve_device(self.device)
+        gpu = {}
+        if device.startswith("cuda"):
+            gpu = {"task_type": "GPU", "devices": device.partition(":")[2] or "0"}
+        model = model_class(
+            iterations=self.iterations,
+            learning_rate=self.learning_rate,
+            depth=self.depth,
+            l2_leaf_reg=self.l2_leaf_reg,
+            random_seed=seed_from(self.random_state),
+            thread_count=self.n_jobs if self.n_jobs is not None else -1,
+            allow_writing_files=False,
+            verbose=False,
+            **gpu,
+            **loss,
+        )
+        X, cat_features = _catboost_frame(X)
+        fit_args = {}
+        if eval_set is not None:
+            fit_args = {
+                "eval_set": (_catboost_frame(eval_set[0])[0], eval_set[1]),
+                "early_stopping_rounds": self.early_stopping_rounds,
+                "use_best_model": True,
+            }
+        return model.fit(X, y, cat_features=cat_features, **fit_args)
+
+    def _catboost_input(self, X):
+        return _catboost_frame(X)[0]
+
+
+class CatBoostClassifier(_CatBoostParams, _WrappedClassifier):
+    __doc__ = "CatBoost gradient-boosted trees classifier.\n" + _CATBOOST_DOC
+
+    def _fit_model(self, X, y, eval_set):
+        loss = "Logloss" if len(self.classes_) == 2 else "MultiClass"
+        return self._fit_catboost(catboost.CatBoostClassifier, X, y, eval_set, loss_function=loss)
+
+    def _predict_proba(self, X):
+        return self.model_.predict_proba(self._catboost_input(X))
+
+
+class CatBoostRegressor(_CatBoostParams, _WrappedRegressor):
+    __doc__ = "CatBoost gradient-boosted trees regressor.\n" + _CATBOOST_DOC
+
+    def _fit_model(self, X, y, eval_set):
+        return self._fit_catboost(catboost.CatBoostRegressor, X, y, eval_set, loss_function="RMSE")
+
+    def _predict(self, X):
+        return self.model_.predict(self._catboost_input(X))

@@ -1,0 +1,320 @@
+"""TabResNet: the IMN trunk with a plain linear head, the black-box network baseline (SPEC §1).
+
+    logits = W_head · trunk(x) + b_head,   W_head ∈ R^{C×H}
+
+with C = 1 for binary classification (BCE with logits), C = #classes for multiclass (cross-entropy)
+and C = 1 for regression (MSE on the standardised target). Trained by
+:func:`mesobench.models.training.train`.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from mesobench.errors import DataError
+from mesobench.models.device import resolve_device
+from mesobench.models.training import (
+    encode_eval_labels,
+    predict_in_batches,
+    seed_everything,
+    seed_from,
+    to_tensor,
+    torch_threads,
+    train,
+)
+from mesobench.models.trunk import TabResNetTrunk
+
+
+class TabResNet(nn.Module):
+    """Trunk + Linear(H → out_features) head; returns logits (or the standardised regression output)."""
+
+    def __init__(
+        self, in_features: int, out_features: int, hidden_size: int, n_blocks: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.trunk = TabResNetTrunk(in_features, hidden_size, n_blocks, dropout)
+        self.head = nn.Linear(hidden_size, out_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.trunk(x))
+
+
+def ovr_macro_auroc(y: np.ndarray, scores: np.ndarray) -> float:
+    """One-vs-rest macro AUROC of integer labels ``y`` against per-class ``scores`` (n, C).
+
+    Rank-based (Mann–Whitney U, ties averaged), all classes in one pass; a class absent from ``y``
+    is skipped, so a small validation split that misses a rare class still gets a score. For
+    C = 1 the single column scores the positive class of a binary problem. Returns NaN when fewer
+    than two classes are present.
+    """
+    if scores.shape[1] == 1:
+        positives = (y == 1)[:, None]
+    else:
+        positives = y[:, None] == np.arange(scores.shape[1])[None, :]
+    n_pos = positives.sum(axis=0)
+    n_neg = len(y) - n_pos
+    defined = (n_pos > 0) & (n_neg > 0)
+    if not defined.any():
+        return float("nan")
+    ranks = rankdata(scores[:, defined], axis=0)
+    n_pos, n_neg = n_pos[defined], n_neg[defined]
+    u = (ranks * positives[:, defined]).sum(axis=0) - n_pos * (n_pos + 1) / 2
+    return float(np.mean(u / (n_pos * n_neg)))
+
+
+_COMMON_DOC = """
+    Parameters
+    ----------
+    hidden_size : int, default 128
+        Width H of the trunk (SPEC §1 default).
+    n_blocks : int, default 2
+        Number of residual blocks (SPEC §1 default).
+    dropout : float, default 0.25
+        Dropout probability in the trunk (SPEC §1 default).
+    epochs : int, default 100
+        Maximum number of epochs. With the default warm-up and three cosine cycles (T_mult = 2)
+        the cycles end at epochs ≈ 18.6, 45.7 and 100.
+    lr : float, default 1e-3
+        AdamW base learning rate, the usual value for tabular ResNets with batch 256 (the IMN
+        paper's 0.01 is paired with batch 64 and 500 epochs, too slow for a CPU benchmark).
+    batch_size : int, default 256
+        Rows per step (cut to n when larger). 256 keeps an epoch of letter (20k rows) to a few
+        dozen steps, so the quick suite runs on 2 CPU cores.
+    weight_decay : float, default 1e-2
+        AdamW decoupled weight decay (SPEC §1 / IMN reference value).
+    warmup_epochs : float, default 5
+        Linear learning-rate warm-up (SPEC §1).
+    scheduler : {"cosine_restarts", "constant"}, default "cosine_restarts"
+        Learning rate after warm-up: cosine annealing with warm restarts (T_mult = 2, three
+        cycles filling ``epochs``, SPEC §1) or constant.
+    early_stopping_patience : int or None, default 20
+        With ``eval_set`` given to ``fit``: stop after this many epochs without a better
+        validation score and restore the best epoch's weights. Ignored without ``eval_set``
+        (then all ``epochs`` run); None disables early stopping but still restores the best
+        epoch when ``eval_set`` is given.
+    random_state : int, RandomState or None, default None
+        Seeds initialisation, batch order and dropout. With an int and ``device="cpu"`` two fits
+        give bitwise-identical predictions.
+    device : str, default "cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``, see
+        :func:`mesobench.models.device.resolve_device`.
+    n_jobs : int or None, default None
+        CPU threads for torch during ``fit`` and ``predict*`` (``torch.set_num_threads``, restored
+        afterwards); None keeps torch's setting (all cores). Bitwise reproducibility on the CPU
+        holds for a fixed ``n_jobs``.
+    verbose : bool, default False
+        True: one INFO log line per epoch; False: at most one every 10 s (module logger
+        ``mesobench.models.training``).
+
+    Attributes
+    ----------
+    module_ : TabResNet
+        The trained network (on ``device_``).
+    device_ : str
+        The resolved device.
+    n_features_in_ : int
+        Number of input features.
+    train_result_ : mesobench.models.training.TrainResult
+        Epochs run, best epoch, loss and validation histories.
+"""
+
+
+class _TabResNetBase(BaseEstimator):
+    """Parameters, ``__init__`` and training shared by the classifier and the regressor."""
+
+    def __init__(
+        self,
+        hidden_size: int = 128,
+        n_blocks: int = 2,
+        dropout: float = 0.25,
+        epochs: int = 100,
+        lr: float = 1e-3,
+        batch_size: int = 256,
+        weight_decay: float = 1e-2,
+        warmup_epochs: float = 5,
+        scheduler: str = "cosine_restarts",
+        early_stopping_patience: int | None = 20,
+        random_state=None,
+        device: str = "cpu",
+        n_jobs: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.hidden_size = hidden_size
+        self.n_blocks = n_blocks
+        self.dropout = dropout
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.weight_decay = weight_decay
+        self.warmup_epochs = warmup_epochs
+        self.scheduler = scheduler
+        self.early_stopping_patience = early_stopping_patience
+        self.random_state = random_state
+        self.device = device
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    def _fit_module(self, X: np.ndarray, target: Tensor, out_features: int, loss_fn, val_score):
+        """Build the network on ``device_`` and train it; ``val_score(module)`` or None."""
+        seed = seed_from(self.random_state)
+        seed_everything(seed)
+        self.module_ = TabResNet(
+            X.shape[1], out_features, self.hidden_size, self.n_blocks, self.dropout
+        ).to(self.device_)
+        with torch_threads(self.n_jobs):
+            self.train_result_ = train(
+                self.module_,
+                loss_fn,
+                to_tensor(X, self.device_),
+                target.to(self.device_),
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                lr=self.lr,
+                weight_decay=self.weight_decay,
+                warmup_epochs=self.warmup_epochs,
+                scheduler=self.scheduler,
+                val_score=val_score,
+                patience=self.early_stopping_patience if val_score is not None else None,
+                seed=seed,
+                log_every_s=0.0 if self.verbose else 10.0,
+            )
+
+    def _forward(self, X) -> Tensor:
+        """Network output for already-validated rows, on the device."""
+        with torch_threads(self.n_jobs):
+            return predict_in_batches(self.module_, to_tensor(X, self.device_))
+
+
+class TabResNetClassifier(ClassifierMixin, _TabResNetBase):
+    __doc__ = (
+        """TabResNet classifier: trunk + Linear(H → C), trained with BCE-with-logits (binary,
+    C = 1) or cross-entropy (multiclass, C = #classes).
+
+    Inputs are float features (standardised / one-hot, no NaN); labels may be any sortable
+    values (strings, ints), ``classes_`` holds them sorted and ``predict_proba``'s columns follow
+    it. ``fit(X, y, eval_set=(X_val, y_val))`` early-stops on the validation one-vs-rest macro
+    AUROC (plain AUROC for binary).
+"""
+        + _COMMON_DOC
+    )
+
+    def fit(self, X, y, eval_set=None):
+        X, y = validate_data(self, X, y, dtype=np.float32, ensure_min_samples=2)
+        check_classification_targets(y)
+        self.device_ = resolve_device(self.device)
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise DataError(
+                f"The training labels contain a single class ({self.classes_[0]!r}); "
+                "a classifier needs at least two."
+            )
+        binary = len(self.classes_) == 2
+        if binary:
+            target = torch.as_tensor(y_idx, dtype=torch.float32)
+
+            def loss_fn(module, xb, yb):
+                return F.binary_cross_entropy_with_logits(module(xb).squeeze(1), yb)
+        else:
+            target = torch.as_tensor(y_idx, dtype=torch.long)
+
+            def loss_fn(module, xb, yb):
+                return F.cross_entropy(module(xb), yb)
+
+        val_score = None
+        validation = self._validate_eval_set(eval_set) if eval_set is not None else None
+        if validation is not None:
+            X_val, y_val_idx = validation
+            X_val_t = to_tensor(X_val, self.device_)
+
+            def val_score(module):
+                scores = _class_scores(predict_in_batches(module, X_val_t))
+                return ovr_macro_auroc(y_val_idx, scores.cpu().numpy())
+
+        out_features = 1 if binary else len(self.classes_)
+        self._fit_module(X, target, out_features, loss_fn, val_score)
+        return self
+
+    def _validate_eval_set(self, eval_set):
+        """``(X_val, label codes)``, or None when AUROC is undefined on it (then no early stopping)."""
+        X_val, y_val = eval_set
+        X_val = validate_data(self, X_val, reset=False, dtype=np.float32)
+        keep, codes = encode_eval_labels(self.classes_, y_val)
+        if len(np.unique(codes)) < 2:
+            warnings.warn(
+                "eval_set holds fewer than two of the training classes, so validation AUROC is "
+                "undefined: training runs all epochs without early stopping.",
+                stacklevel=3,
+            )
+            return None
+        return X_val[keep], codes
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, shape (n, n_classes), columns in ``classes_`` order."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float32)
+        logits = self._forward(X)
+        if logits.shape[1] == 1:
+            p = torch.sigmoid(logits.squeeze(1)).double()
+            proba = torch.stack([1.0 - p, p], dim=1)
+        else:
+            proba = torch.softmax(logits.double(), dim=1)
+        return proba.cpu().numpy()
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable class label for each row."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class TabResNetRegressor(RegressorMixin, _TabResNetBase):
+    __doc__ = (
+        """TabResNet regressor: trunk + Linear(H → 1), trained with MSE on the standardised target
+    (y − mean) / std, undone at predict time. ``fit(X, y, eval_set=(X_val, y_val))`` early-stops
+    on the validation −MSE.
+"""
+        + _COMMON_DOC
+    )
+
+    def fit(self, X, y, eval_set=None):
+        X, y = validate_data(self, X, y, dtype=np.float32, y_numeric=True, ensure_min_samples=2)
+        self.device_ = resolve_device(self.device)
+        y = np.asarray(y, dtype=np.float64)
+        self.y_mean_ = float(y.mean())
+        self.y_scale_ = float(y.std()) or 1.0
+        target = torch.as_tensor((y - self.y_mean_) / self.y_scale_, dtype=torch.float32)
+
+        def loss_fn(module, xb, yb):
+            return F.mse_loss(module(xb).squeeze(1), yb)
+
+        val_score = None
+        if eval_set is not None:
+            X_val, y_val = eval_set
+            X_val = validate_data(self, X_val, reset=False, dtype=np.float32)
+            X_val_t = to_tensor(X_val, self.device_)
+            y_val_std = (np.asarray(y_val, dtype=np.float64) - self.y_mean_) / self.y_scale_
+            y_val_t = to_tensor(y_val_std, self.device_)
+
+            def val_score(module):
+                return -float(F.mse_loss(predict_in_batches(module, X_val_t).squeeze(1), y_val_t))
+
+        self._fit_module(X, target, 1, loss_fn, val_score)
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float32)
+        out = self._forward(X).squeeze(1).double().cpu().numpy()
+        return out * self.y_scale_ + self.y_mean_
+
+
+def _class_scores(logits: Tensor) -> Tensor:
+    """Per-class scores for AUROC: the logit itself for binary (C = 1), softmax otherwise."""
+    return logits if logits.shape[1] == 1 else torch.softmax(logits, dim=1)

@@ -1,0 +1,432 @@
+"""Shared mini-batch trainer for the torch models (TabResNet, IMN, LFR-IMN, NIMO).
+
+The trainer knows nothing about the model: it takes an ``nn.Module`` and a loss function
+``loss_fn(module, xb, yb) -> scalar Tensor``, so a plain classifier (logits → cross-entropy) and
+the IMN hypernetwork (generated weights → task loss + λ·mean|w|) train through the same code.
+
+Design (SPEC §1):
+
+* the whole training set lives on the device as two tensors; batches are index slices of a
+  ``torch.randperm`` drawn from a seeded ``torch.Generator``, so there is no DataLoader and no
+  host↔device traffic per step. The loss is summed on the device and read back once per epoch,
+  which is also when a non-finite loss is detected (:class:`~mesobench.errors.DivergenceError`);
+* AdamW, a linear warm-up over ``warmup_epochs`` then cosine annealing with warm restarts
+  (T_mult = 2), updated every batch (:class:`LRSchedule`); or a constant rate after warm-up;
+* hooks: ``on_cycle_end`` is called at the exact step where a cosine cycle ends (for snapshot
+  ensembles, as the IMN reference), ``on_epoch_end`` after every epoch;
+* optional early stopping on ``val_score(module)`` (higher is better), restoring the best weights;
+* progress through :mod:`logging`, at most one INFO line every ``log_every_s`` seconds plus one
+  summary line per fit.
+
+Determinism: :func:`train` seeds the batch order with its own generator and reseeds torch's global
+RNG (used by dropout) with ``seed``; on the CPU, with the same thread count, the same seed gives
+bitwise-identical weights. Seed the module's initialisation yourself (:func:`seed_everything`)
+before building it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+from torch import Tensor, nn
+
+from mesobench.errors import ConfigError, DataError, DivergenceError
+
+logger = logging.getLogger(__name__)
+
+LossFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
+"""``loss_fn(module, xb, yb)`` returns the scalar loss of one batch (module in training mode)."""
+
+SCHEDULERS = ("cosine_restarts", "constant")
+
+
+# ---- helpers shared by the estimators -----------------------------------------------------
+
+
+def seed_from(random_state) -> int:
+    """An int seed for a library that wants one: the int itself, or one drawn from the RNG."""
+    if isinstance(random_state, (int, np.integer)):
+        return int(random_state)
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def encode_eval_labels(classes: np.ndarray, y_val) -> tuple[np.ndarray, np.ndarray]:
+    """``(keep, codes)`` for validation labels: rows whose label is in ``classes`` and their codes.
+
+    A stratified validation split can hold a rare class that the training part lacks; those rows
+    are dropped with a warning rather than failing the run (they only guide early stopping).
+    """
+    y_val = np.asarray(y_val)
+    keep = np.isin(y_val, classes)
+    if not keep.all():
+        unseen = np.unique(y_val[~keep])[:5].tolist()
+        warnings.warn(
+            f"eval_set: dropped {int((~keep).sum())} row(s) whose labels {unseen} are absent "
+            "from the training labels.",
+            stacklevel=3,
+        )
+    return keep, np.searchsorted(classes, y_val[keep])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global RNGs (all devices) with ``seed``."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 -- seeding the legacy global RNG is the point
+    torch.manual_seed(seed)
+
+
+@contextmanager
+def torch_threads(n_threads: int | None) -> Iterator[None]:
+    """Run the block with ``n_threads`` torch CPU threads, then restore the count (None: no change)."""
+    if n_threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def to_tensor(X: Any, device: str | torch.device, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Copy ``X`` (NumPy array, pandas object, list or Tensor) to a contiguous tensor on ``device``."""
+    if isinstance(X, Tensor):
+        return X.to(device=device, dtype=dtype).contiguous()
+    return torch.tensor(np.asarray(X), dtype=dtype, device=device)
+
+
+def predict_in_batches(
+    module: nn.Module,
+    X: Tensor,
+    batch_size: int = 4096,
+    fn: Callable[[nn.Module, Tensor], Any] | None = None,
+) -> Any:
+    """Run ``module`` (or ``fn(module, xb)``) over ``X`` in batches, in eval and inference mode.
+
+    Returns the concatenated output on ``X``'s device: a Tensor, or a tuple of Tensors when the
+    module returns a tuple (e.g. IMN's ``(logits, weights)``). The module is left in eval mode.
+    """
+    module.eval()
+    forward = fn if fn is not None else (lambda m, xb: m(xb))
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, X.shape[0], batch_size):
+            outputs.append(forward(module, X[start : start + batch_size]))
+    if outputs and isinstance(outputs[0], tuple):
+        return tuple(torch.cat(parts) for parts in zip(*outputs, strict=True))
+    return torch.cat(outputs)
+
+
+# ---- the trainer ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """Learning-rate multiplier per optimiser step.
+
+    Step ``s`` (0-based) is at training time ``t = s / steps_per_epoch`` epochs.
+
+    * warm-up, ``s < W = round(warmup_epochs · steps_per_epoch)``: factor ``(s + 1) / W``, a
+      linear ramp that reaches the base rate at the last warm-up step;
+    * ``"constant"``: factor 1 afterwards;
+    * ``"cosine_restarts"``: with ``τ = t − warmup_epochs`` the time since warm-up, cycle ``k``
+      (k = 0, 1, ...) covers ``τ ∈ [T0·(2^k − 1), T0·(2^{k+1} − 1))`` and has length ``T0·2^k``;
+      inside it the factor is ``½(1 + cos(π · (τ − start_k) / length_k))``, from 1 down towards 0.
+      This is ``CosineAnnealingWarmRestarts(T_0=T0, T_mult=2, eta_min=0)`` stepped with
+      fractional epochs, except that ``T0`` may be fractional too.
+    """
+
+    steps_per_epoch: int
+    warmup_epochs: float
+    kind: str
+    t0_epochs: float
+
+    @property
+    def warmup_steps(self) -> int:
+        return round(self.warmup_epochs * self.steps_per_epoch)
+
+    def factor(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if self.kind == "constant":
+            return 1.0
+        tau = (step - self.warmup_steps) / self.steps_per_epoch
+        start, length = 0.0, self.t0_epochs
+        while tau >= start + length:
+            start, length = start + length, 2 * length
+        return 0.5 * (1.0 + math.cos(math.pi * (tau - start) / length))
+
+    def cycle_end_steps(self, total_steps: int) -> list[int]:
+        """0-based steps that end a cosine cycle (the last step before a restart), up to total_steps."""
+        if self.kind != "cosine_restarts":
+            return []
+        ends, k = [], 0
+        while True:
+            boundary = self.t0_epochs * (2 ** (k + 1) - 1) * self.steps_per_epoch
+            last = self.warmup_steps + math.ceil(round(boundary, 6)) - 1
+            if last >= total_steps:
+                return ends
+            ends.append(last)
+            k += 1
+
+
+def default_t0_epochs(epochs: int, warmup_epochs: float, n_cycles: int = 3) -> float:
+    """T0 such that ``n_cycles`` cosine cycles (T_mult = 2) exactly fill the epochs after warm-up.
+
+    The cycles last T0, 2·T0, 4·T0, ..., so ``T0 = (epochs − warmup) / (2^n_cycles − 1)``, as in
+    the IMN reference (which takes 3 snapshots at the ends of 3 cycles).
+    """
+    return max(epochs - warmup_epochs, 1e-9) / (2**n_cycles - 1)
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    """What ``on_epoch_end`` receives after every epoch."""
+
+    epoch: int  # 1-based
+    epochs: int
+    loss: float  # mean training loss over the epoch's batches
+    val_score: float | None
+    lr: float  # learning rate of the epoch's last step
+    module: nn.Module
+
+
+@dataclass
+class TrainResult:
+    """Summary of one :func:`train` call.
+
+    ``best_epoch`` is the epoch whose weights the module holds on return: the epoch with the
+    highest validation score when ``val_score`` was given, else the last epoch run.
+    """
+
+    epochs_run: int
+    best_epoch: int
+    best_score: float | None
+    stopped_early: bool
+    losses: list[float] = field(default_factory=list)
+    val_scores: list[float] = field(default_factory=list)
+    cycle_end_epochs: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def train(
+    module: nn.Module,
+    loss_fn: LossFn,
+    X: Tensor,
+    y: Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float = 0.0,
+    warmup_epochs: float = 5,
+    scheduler: str = "cosine_restarts",
+    t0_epochs: float | None = None,
+    n_cycles: int = 3,
+    val_score: Callable[[nn.Module], float] | None = None,
+    patience: int | None = None,
+    seed: int = 0,
+    log_every_s: float = 10.0,
+    on_epoch_end: Callable[[EpochEnd], None] | None = None,
+    on_cycle_end: Callable[[int, nn.Module], None] | None = None,
+) -> TrainResult:
+    """Train ``module`` in place with AdamW on ``(X, y)`` (tensors already on the module's device).
+
+    Parameters
+    ----------
+    module : nn.Module
+        Model to train; it is put in training mode for each epoch.
+    loss_fn : callable
+        ``loss_fn(module, xb, yb) -> Tensor``, the scalar loss of a batch. Any custom loss works
+        (e.g. IMN's task loss + λ·mean|w(x)|).
+    X, y : Tensor
+        Training inputs and targets, first dimension n, on the device to train on.
+    epochs : int
+        Maximum number of passes over the data (warm-up included).
+    batch_size : int
+        Rows per step; a value above n is cut to n. Rows are reshuffled every epoch; the last,
+        smaller batch is used unless it has a single row, which is dropped (BatchNorm cannot
+        normalise one row in training mode).
+    lr, weight_decay : float
+        AdamW base learning rate and decoupled weight decay (applied to all parameters).
+    warmup_epochs : float, default 5
+        Length of the linear warm-up (SPEC §1: 5 epochs).
+    scheduler : {"cosine_restarts", "constant"}, default "cosine_restarts"
+        Rate after warm-up, see :class:`LRSchedule`.
+    t0_epochs : float, optional
+        Length of the first cosine cycle in epochs (may be fractional). Default:
+        :func:`default_t0_epochs`, so that ``n_cycles`` cycles fill the training.
+    n_cycles : int, default 3
+        Used only to derive the default ``t0_epochs``.
+    val_score : callable, optional
+        ``val_score(module) -> float``, higher is better, evaluated after every epoch (use
+        :func:`predict_in_batches`, which switches to eval mode). When given, the weights of the
+        best epoch are restored at the end. A NaN score never counts as an improvement.
+    patience : int, optional
+        Stop when ``val_score`` has not improved for this many epochs (needs ``val_score``).
+    seed : int, default 0
+        Seeds the batch order and torch's global RNG (dropout).
+    log_every_s : float, default 10
+        At most one INFO progress line per this many seconds (0: one per epoch).
+    on_epoch_end : callable, optional
+        Called with an :class:`EpochEnd` after every epoch (after ``val_score``).
+    on_cycle_end : callable, optional
+        ``on_cycle_end(cycle_index, module)`` right after the optimiser step that ends a cosine
+        cycle (cycle_index 0, 1, ...), e.g. to copy ``module.state_dict()`` for a snapshot
+        ensemble. Only completed cycles are reported; their end times (in epochs) are in
+        ``TrainResult.cycle_end_epochs``.
+
+    Raises
+    ------
+    DivergenceError
+        An epoch's mean training loss is NaN or infinite.
+    ConfigError
+        An argument is out of range.
+    DataError
+        X and y do not match, or there are fewer than 2 rows.
+    """
+    _check_data(X, y)
+    _check_settings(
+        epochs, batch_size, lr, weight_decay, warmup_epochs, scheduler, t0_epochs, patience
+    )
+    if patience is not None and val_score is None:
+        raise ConfigError("patience (early stopping) needs a val_score callable to monitor.")
+    n = X.shape[0]
+    batch_size = min(batch_size, n)
+    steps_per_epoch = n // batch_size + (1 if n % batch_size > 1 else 0)
+    total_steps = epochs * steps_per_epoch
+    if t0_epochs is None:
+        t0_epochs = default_t0_epochs(epochs, warmup_epochs, n_cycles)
+    schedule = LRSchedule(steps_per_epoch, warmup_epochs, scheduler, t0_epochs)
+    cycle_ends = {step: k for k, step in enumerate(schedule.cycle_end_steps(total_steps))}
+
+    optimizer = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
+    generator = torch.Generator(device=X.device).manual_seed(seed)
+    torch.manual_seed(seed)
+
+    result = TrainResult(epochs_run=0, best_epoch=0, best_score=None, stopped_early=False)
+    best_state: dict[str, Tensor] | None = None
+    started = last_log = time.perf_counter()
+    step = 0
+    for epoch in range(1, epochs + 1):
+        module.train()
+        order = torch.randperm(n, generator=generator, device=X.device)
+        loss_sum = torch.zeros((), device=X.device)
+        for b in range(steps_per_epoch):
+            idx = order[b * batch_size : (b + 1) * batch_size]
+            current_lr = lr * schedule.factor(step)
+            for group in optimizer.param_groups:
+                group["lr"] = current_lr
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(module, X[idx], y[idx])
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach()
+            if on_cycle_end is not None and step in cycle_ends:
+                on_cycle_end(cycle_ends[step], module)
+            step += 1
+
+        epoch_loss = float(loss_sum) / steps_per_epoch  # the one host sync of the epoch
+        if not math.isfinite(epoch_loss):
+            raise DivergenceError(
+                f"Training diverged: the mean training loss of epoch {epoch}/{epochs} is "
+                f"{epoch_loss} (base lr {lr:g}, lr at the end of the epoch {current_lr:.3g}). "
+                f"Try a lower learning rate (e.g. lr={lr / 10:g}) and check the inputs for "
+                "NaN/inf values or unscaled features."
+            )
+        result.losses.append(epoch_loss)
+        result.epochs_run = epoch
+
+        score = None
+        if val_score is not None:
+            score = float(val_score(module))
+            result.val_scores.append(score)
+            if math.isfinite(score) and (result.best_score is None or score > result.best_score):
+                result.best_score, result.best_epoch = score, epoch
+                best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        else:
+            result.best_epoch = epoch
+
+        if on_epoch_end is not None:
+            on_epoch_end(EpochEnd(epoch, epochs, epoch_loss, score, current_lr, module))
+
+        now = time.perf_counter()
+        if now - last_log >= log_every_s:
+            last_log = now
+            logger.info(
+                "epoch %d/%d  loss %.4f  val %s  lr %.2e  %.1fs",
+                epoch,
+                epochs,
+                epoch_loss,
+                "-" if score is None else f"{score:.4f}",
+                current_lr,
+                now - started,
+            )
+        if patience is not None and epoch - result.best_epoch >= patience:
+            result.stopped_early = True
+            break
+
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    else:  # no validation score, or none of them finite: keep the last weights
+        result.best_epoch = result.epochs_run
+    result.cycle_end_epochs = [(s + 1) / steps_per_epoch for s in sorted(cycle_ends) if s < step]
+    result.seconds = time.perf_counter() - started
+    logger.info(
+        "trained %d/%d epochs in %.1fs (%s); using epoch %d%s",
+        result.epochs_run,
+        epochs,
+        result.seconds,
+        "stopped early" if result.stopped_early else "ran all epochs",
+        result.best_epoch,
+        "" if result.best_score is None else f", val score {result.best_score:.4f}",
+    )
+    return result
+
+
+def _check_data(X: Tensor, y: Tensor) -> None:
+    if X.shape[0] != y.shape[0]:
+        raise DataError(f"X has {X.shape[0]} rows but y has {y.shape[0]}.")
+    if X.shape[0] < 2:
+        raise DataError(f"Need at least 2 training rows to train with BatchNorm, got {X.shape[0]}.")
+    if X.device != y.device:
+        raise DataError(f"X is on {X.device} but y is on {y.device}; move both to one device.")
+
+
+def _check_settings(
+    epochs, batch_size, lr, weight_decay, warmup_epochs, scheduler, t0_epochs, patience
+) -> None:
+    checks = {
+        "epochs": (epochs, isinstance(epochs, Integral) and epochs >= 1, "an integer >= 1"),
+        "batch_size": (
+            batch_size,
+            isinstance(batch_size, Integral) and batch_size >= 1,
+            "an integer >= 1",
+        ),
+        "lr": (lr, lr > 0, "> 0"),
+        "weight_decay": (weight_decay, weight_decay >= 0, ">= 0"),
+        "warmup_epochs": (warmup_epochs, warmup_epochs >= 0, ">= 0"),
+        "scheduler": (scheduler, scheduler in SCHEDULERS, f"one of {SCHEDULERS}"),
+        "t0_epochs": (t0_epochs, t0_epochs is None or t0_epochs > 0, "> 0 (or None)"),
+        "patience": (
+            patience,
+            patience is None or (isinstance(patience, Integral) and patience >= 1),
+            "an integer >= 1 (or None)",
+        ),
+    }
+    for name, (value, ok, expected) in checks.items():
+        if not ok:
+            raise ConfigError(f"{name}={value!r} is invalid: expected {expected}.")

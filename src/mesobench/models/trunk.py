@@ -1,0 +1,100 @@
+"""TabResNet trunk shared by TabResNet and the IMN family (SPEC §1, as the IMN reference code).
+
+The trunk maps a preprocessed instance x ∈ R^F to a representation h ∈ R^H. A model puts its own
+head on top: TabResNet a Linear(H → C) that emits logits, IMN a Linear(H → (F+1)·C) that emits the
+weights of a per-instance linear model.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class ResidualBlock(nn.Module):
+    r"""One residual block of the TabResNet trunk.
+
+    .. math::
+        r &= \mathrm{Dropout}(h)                                        && \text{skip path}\\
+        u &= \mathrm{Dropout}(\mathrm{GELU}(\mathrm{BN}_1(W_1 h + b_1))) \\
+        v &= \mathrm{BN}_2(W_2 u + b_2)                                 && \text{residual branch}\\
+        h' &= \mathrm{GELU}(v + r)
+
+    As in the reference code the skip path is dropped out too ("dropout on the residual path"),
+    with an independent mask, so in training the block sees ``h`` but adds a dropped-out copy.
+    ``BN_2`` starts with weight 0, so at initialisation ``v = 0`` and the block reduces to its
+    skip path: ``h' = GELU(Dropout(h))``, which is ``GELU(h)`` in eval mode.
+    """
+
+    def __init__(self, hidden_size: int, dropout: float) -> None:
+        super().__init__()
+        self.skip_dropout = nn.Dropout(dropout)
+        self.linear1 = nn.Linear(hidden_size, hidden_size)
+        self.bn1 = nn.BatchNorm1d(hidden_size)
+        self.hidden_dropout = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(hidden_size, hidden_size)
+        self.bn2 = nn.BatchNorm1d(hidden_size)
+        self.act = nn.GELU()
+
+    def forward(self, h: Tensor) -> Tensor:
+        r = self.skip_dropout(h)
+        u = self.hidden_dropout(self.act(self.bn1(self.linear1(h))))
+        v = self.bn2(self.linear2(u))
+        return self.act(v + r)
+
+
+class TabResNetTrunk(nn.Module):
+    r"""TabResNet trunk: an input layer followed by ``n_blocks`` residual blocks.
+
+    .. math::
+        h_0 &= \mathrm{Dropout}(\mathrm{GELU}(\mathrm{BN}(W_{in} x + b_{in})))\\
+        h_{k+1} &= \mathrm{Block}_k(h_k), \quad k = 0, \dots, n\_blocks - 1
+        \quad \text{(see :class:`ResidualBlock`)}
+
+    Output: ``h_{n_blocks}`` of shape ``(batch, hidden_size)``; ``out_features == hidden_size``.
+
+    Initialisation (SPEC §1): every BatchNorm weight 1 and bias 0, except the last BatchNorm of
+    each block, whose weight is 0 so that each block starts as its skip path. Linear layers keep
+    PyTorch's default initialisation.
+
+    Parameters
+    ----------
+    in_features : int
+        F, the number of (preprocessed) input features.
+    hidden_size : int, default 128
+        H, the width of every layer.
+    n_blocks : int, default 2
+        Number of residual blocks (0 gives the input layer only).
+    dropout : float, default 0.25
+        Dropout probability, used after the input layer, inside each block and on each block's
+        skip path.
+    """
+
+    def __init__(
+        self, in_features: int, hidden_size: int = 128, n_blocks: int = 2, dropout: float = 0.25
+    ) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = hidden_size
+        self.input_layer = nn.Linear(in_features, hidden_size)
+        self.input_bn = nn.BatchNorm1d(hidden_size)
+        self.input_dropout = nn.Dropout(dropout)
+        self.act = nn.GELU()
+        self.blocks = nn.ModuleList(ResidualBlock(hidden_size, dropout) for _ in range(n_blocks))
+        self.reset_batchnorm()
+
+    @torch.no_grad()
+    def reset_batchnorm(self) -> None:
+        """Set every BatchNorm to weight 1 / bias 0, then each block's last BatchNorm weight to 0."""
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm1d):
+                module.weight.fill_(1.0)
+                module.bias.zero_()
+        for block in self.blocks:
+            block.bn2.weight.zero_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.input_dropout(self.act(self.input_bn(self.input_layer(x))))
+        for block in self.blocks:
+            h = block(h)
+        return h
