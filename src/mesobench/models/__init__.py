@@ -16,9 +16,11 @@ from mesobench.models.baselines import (
 )
 from mesobench.models.debug import AlwaysFailsClassifier, DivergingClassifier
 from mesobench.models.device import resolve_device
+from mesobench.models.explanation import Explanation
 from mesobench.models.tabresnet import TabResNetClassifier, TabResNetRegressor
 
 __all__ = [
+    "Explanation",
     "AlwaysFailsClassifier",
     "CatBoostClassifier",
     "CatBoostRegressor",
