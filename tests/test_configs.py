@@ -65,6 +65,7 @@ def _key(cfg):
         fold=cfg.fold,
         seed=cfg.seed,
         device=cfg.device.name,
+        hpo_cfg=plain["hpo"],
     )
 
 
@@ -75,6 +76,7 @@ def test_run_key_ignores_where_results_go_but_not_what_is_computed():
     assert base != _key(_compose("model=xgboost", "fold=1"))
     assert base != _key(_compose("model=xgboost", "seed=1"))
     assert base != _key(_compose("model=xgboost", "task=diabetes"))
+    assert base != _key(_compose("model=xgboost", "hpo.n_trials=5"))
 
 
 def test_flatten_joins_nested_keys():

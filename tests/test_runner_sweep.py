@@ -155,3 +155,15 @@ def test_a_csv_task_runs_end_to_end_even_when_a_fold_lacks_a_class(tmp_path, sto
     # the unseen class is scored p=0: its one-vs-rest AUROC is 0.5, which honestly pulls the
     # macro mean of that fold down instead of hiding it
     assert 0.6 < lacking[0].data.metrics["auroc"] < min(others)
+
+
+def test_an_in_run_search_logs_every_trial_and_the_best_parameters(tmp_path, store, openml_cache):
+    proc = runner("model=logreg", "task=diabetes", "hpo.n_trials=4", store=store, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = _runs(store)
+    assert run.info.status == "FINISHED"
+    history = MlflowClient(tracking_uri=store).get_metric_history(
+        run.info.run_id, "hpo/validation_score"
+    )
+    assert sorted(m.step for m in history) == [0, 1, 2, 3]
+    assert float(run.data.params["hpo.best.C"]) > 0

@@ -1,8 +1,9 @@
 """Fit one estimator on one task fold and score it: the runner's work, without MLflow.
 
 Data flows one way: raw fold → validation split (training fold only) → preprocessing fitted on
-the fitting part only → fit → predict on the test fold → metrics. Timings and peak memory are
-measured around fit and predict separately.
+the fitting part only → (optional hyperparameter search on the validation part) → fit →
+predict on the test fold → metrics → explanations, for models that have ``explain``. Timings and
+peak memory are measured around fit, predict and explain separately.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from mesobench import explain_summary, hpo
 from mesobench.data import FoldData, Preprocessor, validation_split
 from mesobench.errors import DataError
 from mesobench.estimators import accepts
@@ -25,8 +27,10 @@ log = logging.getLogger(__name__)
 @dataclass
 class FoldOutcome:
     metrics: dict[str, float]
-    params: dict[str, Any] = field(default_factory=dict)  # facts about the run (sizes, dropped...)
+    params: dict[str, Any] = field(default_factory=dict)  # facts about the run (sizes, hpo...)
     notes: list[str] = field(default_factory=list)  # things a reader of the run should know
+    artifacts: dict[str, Any] = field(default_factory=dict)  # file name → DataFrame | dict
+    step_metrics: dict[str, list[float]] = field(default_factory=dict)  # metric → per step
 
 
 def align_proba(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
@@ -44,6 +48,22 @@ def _take(X, idx):
     return X.iloc[idx] if hasattr(X, "iloc") else X[idx]
 
 
+def score(estimator: Any, X: Any, y: np.ndarray, kind: str, n_classes: int | None):
+    """Test (or validation) metrics of a fitted estimator."""
+    if kind == "regression":
+        return regression_metrics(y, np.asarray(estimator.predict(X), dtype=np.float64))
+    full = align_proba(estimator.predict_proba(X), estimator.classes_, n_classes)
+    if not np.all(np.isfinite(full)):
+        raise DataError(f"{type(estimator).__name__} predicted non-finite probabilities")
+    return classification_metrics(y, full)
+
+
+def _validation_score(metrics: dict[str, float]) -> float:
+    if "mse" in metrics:
+        return -metrics["mse"]
+    return metrics.get("auroc", metrics["accuracy"])
+
+
 def evaluate_fold(
     data: FoldData,
     estimator: Any,
@@ -51,14 +71,29 @@ def evaluate_fold(
     preprocessing: dict[str, Any],
     validation: dict[str, Any],
     seed: int,
+    use_validation: bool = True,
+    hpo_cfg: dict[str, Any] | None = None,
+    explanations: dict[str, Any] | None = None,
     cuda: bool = False,
 ) -> FoldOutcome:
-    kind = data.task.kind
+    """Run the protocol on one fold.
+
+    ``use_validation``: give the estimator ``eval_set`` (early stopping) when its ``fit`` takes
+    one. A validation split is cut from the training fold when the estimator uses it or when a
+    hyperparameter search needs it; otherwise the model trains on the whole training fold.
+    """
+    kind, n_classes = data.task.kind, data.n_classes
+    hpo_cfg = hpo_cfg or {}
+    n_trials = int(hpo_cfg.get("n_trials") or 0)
     notes: list[str] = []
+    artifacts: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    step_metrics: dict[str, list[float]] = {}
+
+    gives_eval_set = use_validation and accepts(estimator.fit, "eval_set")
     X_fit, y_fit = data.X_train, data.y_train
-    uses_validation = accepts(estimator.fit, "eval_set")
     X_val = y_val = None
-    if uses_validation:
+    if gives_eval_set or n_trials > 0:
         if data.X_val is not None:
             X_val, y_val = data.X_val, data.y_val
         else:
@@ -75,15 +110,15 @@ def evaluate_fold(
     # codes, so their own labels do not leak into their features.
     Xf = prep.fit_transform(X_fit, y_fit, categorical=data.categorical)
     Xt = prep.transform(data.X_test)
-    fit_kwargs = {"eval_set": (prep.transform(X_val), y_val)} if uses_validation else {}
+    Xv = prep.transform(X_val) if X_val is not None else None
+    fit_kwargs = {"eval_set": (Xv, y_val)} if gives_eval_set else {}
     if prep.dropped_columns_:
         notes.append(
             "dropped columns: "
             + "; ".join(f"{c} ({why})" for c, why in prep.dropped_columns_.items())
         )
-
     if kind != "regression":
-        absent = sorted(set(range(data.n_classes)) - set(np.unique(y_fit).tolist()))
+        absent = sorted(set(range(n_classes)) - set(np.unique(y_fit).tolist()))
         if absent:
             names = [data.task.classes[c] for c in absent]
             notes.append(f"classes absent from the training data: {names} (scored as p=0)")
@@ -91,21 +126,29 @@ def evaluate_fold(
             notes.append("test fold holds a single class: AUROC is undefined and not logged")
 
     with measure(cuda=cuda) as fit_usage:
-        estimator.fit(Xf, y_fit, **fit_kwargs)
-    with measure(cuda=cuda) as predict_usage:
-        if kind == "regression":
-            pred = np.asarray(estimator.predict(Xt), dtype=np.float64)
-        else:
-            proba = estimator.predict_proba(Xt)
-    if kind == "regression":
-        metrics = regression_metrics(data.y_test, pred)
-    else:
-        full = align_proba(proba, estimator.classes_, data.n_classes)
-        if not np.all(np.isfinite(full)):
-            raise DataError(
-                f"{type(estimator).__name__} predicted non-finite probabilities on the test fold"
+        if n_trials > 0:
+
+            def fit_and_score(candidate: Any) -> float:
+                candidate.fit(Xf, y_fit, **fit_kwargs)
+                return _validation_score(score(candidate, Xv, y_val, kind, n_classes))
+
+            result = hpo.search(
+                estimator,
+                (hpo_cfg.get("space") or {}).get("params") or {},
+                fit_and_score,
+                n_trials=n_trials,
+                seed=seed,
+                timeout_s=hpo_cfg.get("timeout_s"),
             )
-        metrics = classification_metrics(data.y_test, full)
+            estimator = result.estimator
+            params.update({f"hpo.best.{k}": v for k, v in result.best_params.items()})
+            params["hpo.trials_run"] = len(result.trials)
+            step_metrics["hpo/validation_score"] = result.trials["value"].tolist()
+            artifacts["hpo/trials.csv"] = result.trials
+        else:
+            estimator.fit(Xf, y_fit, **fit_kwargs)
+    with measure(cuda=cuda) as predict_usage:
+        metrics = score(estimator, Xt, data.y_test, kind, n_classes)
 
     metrics.update(
         fit_seconds=fit_usage.seconds,
@@ -114,11 +157,37 @@ def evaluate_fold(
     )
     if fit_usage.peak_cuda_mb is not None:
         metrics["peak_cuda_mb"] = max(fit_usage.peak_cuda_mb, predict_usage.peak_cuda_mb or 0.0)
-    params = {
-        "n_fit": len(y_fit),
-        "n_val": 0 if y_val is None else len(y_val),
-        "n_test": len(data.y_test),
-        "n_features_in": data.X_train.shape[1],
-        "n_features_model": prep.n_features_out_,
-    }
-    return FoldOutcome(metrics=metrics, params=params, notes=notes)
+
+    if hasattr(estimator, "explain") and (explanations or {}).get("enabled", True):
+        Xt_dense = np.asarray(Xt, dtype=np.float64)
+        with measure(cuda=cuda) as explain_usage:
+            explanation = estimator.explain(Xt)
+        metrics["explain_seconds"] = explain_usage.seconds
+        output = estimator.predict(Xt) if kind == "regression" else estimator.decision_function(Xt)
+        metrics["explain_identity_error"] = explain_summary.identity_error(
+            explanation, Xt_dense, output
+        )
+        artifacts["explanations/global_importance.csv"] = explain_summary.global_importance(
+            explanation, Xt_dense, prep.source_columns_
+        )
+        n_sample = min(int((explanations or {}).get("sample_size", 100)), len(Xt_dense))
+        rows = np.sort(np.random.default_rng(seed).choice(len(Xt_dense), n_sample, replace=False))
+        artifacts["explanations/local_weights_sample.csv"] = explain_summary.local_weights_sample(
+            explanation,
+            prep.feature_names_out_,
+            None if kind == "regression" else list(data.task.classes),
+            rows,
+        )
+    if hasattr(estimator, "describe"):
+        artifacts["model/description.json"] = estimator.describe()
+
+    params.update(
+        n_fit=len(y_fit),
+        n_val=0 if y_val is None else len(y_val),
+        n_test=len(data.y_test),
+        n_features_in=data.X_train.shape[1],
+        n_features_model=prep.n_features_out_,
+    )
+    return FoldOutcome(
+        metrics=metrics, params=params, notes=notes, artifacts=artifacts, step_metrics=step_metrics
+    )

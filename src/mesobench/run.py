@@ -94,6 +94,7 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
         fold=fold,
         seed=seed,
         device=cfg.device.name,
+        hpo_cfg=plain["hpo"],
     )
     if not cfg.force:
         existing = tracker.find_finished(key)
@@ -139,6 +140,9 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
             preprocessing=plain["preprocessing"],
             validation=plain["validation"],
             seed=seed,
+            use_validation=bool(model_cfg.get("use_validation", True)),
+            hpo_cfg=plain["hpo"],
+            explanations=plain["explanations"],
             cuda=device.startswith("cuda"),
         )
     except KeyboardInterrupt:
@@ -163,6 +167,14 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
         for note in outcome.notes:
             log.warning("%s: %s", label, note)
     tracker.log_metrics(run_id, outcome.metrics)
+    for name, values in outcome.step_metrics.items():
+        for step, value in enumerate(values):
+            tracker.log_metrics(run_id, {name: value}, step=step)
+    for path, obj in outcome.artifacts.items():
+        if hasattr(obj, "to_csv"):
+            tracker.log_text(run_id, obj.to_csv(index=False), path)
+        else:
+            tracker.log_dict(run_id, obj, path)
     tracker.end(run_id, "FINISHED")
     headline = outcome.metrics.get("auroc", outcome.metrics.get("mse"))
     log.info(

@@ -60,18 +60,19 @@ def run_key(
     fold: int,
     seed: int,
     device: str,
+    hpo_cfg: Mapping | None = None,
 ) -> str:
-    return stable_hash(
-        {
-            "config": config_hash(model_cfg, preprocessing_cfg),
-            "validation": validation_cfg,
-            "task": task_cfg,
-            "fold": fold,
-            "seed": seed,
-            "device": device,
-        },
-        length=32,
-    )
+    identity = {
+        "config": config_hash(model_cfg, preprocessing_cfg),
+        "validation": validation_cfg,
+        "task": task_cfg,
+        "fold": fold,
+        "seed": seed,
+        "device": device,
+    }
+    if hpo_cfg and hpo_cfg.get("n_trials"):  # a search changes the result; no search, no key
+        identity["hpo"] = hpo_cfg
+    return stable_hash(identity, length=32)
 
 
 def flatten(cfg: Mapping, prefix: str = "") -> dict[str, Any]:

@@ -1,0 +1,110 @@
+"""In-run hyperparameter search: Optuna TPE on the validation split of the training fold.
+
+A model declares its search space in ``conf/hpo/<model>.yaml`` (composed into ``hpo.space``);
+``hpo.n_trials=N`` turns the search on. Every trial fits a fresh clone of the configured
+estimator with the sampled constructor parameters on the fitting part and is scored on the
+validation part (AUROC for classification, −MSE for regression); the best trial's fitted
+estimator is the run's model. The test fold is never seen.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from mesobench.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SPEC_TYPES = ("float", "int", "categorical")
+
+
+def suggest(trial: Any, name: str, spec: Mapping[str, Any]) -> Any:
+    """Sample one parameter from its spec (``{type: float|int|categorical, ...}``)."""
+    kind = spec.get("type")
+    if kind == "float":
+        return trial.suggest_float(
+            name, spec["low"], spec["high"], log=bool(spec.get("log", False))
+        )
+    if kind == "int":
+        return trial.suggest_int(name, spec["low"], spec["high"], log=bool(spec.get("log", False)))
+    if kind == "categorical":
+        return trial.suggest_categorical(name, list(spec["choices"]))
+    raise ConfigError(f"hpo space: parameter '{name}' has type {kind!r}; use one of {SPEC_TYPES}")
+
+
+@dataclass
+class SearchResult:
+    estimator: Any  # the best trial's fitted estimator
+    best_params: dict[str, Any]
+    best_score: float
+    trials: pd.DataFrame  # one row per trial: number, score, state, params
+
+
+def search(
+    estimator: Any,
+    space: Mapping[str, Mapping[str, Any]],
+    fit_and_score: Callable[[Any], float],
+    *,
+    n_trials: int,
+    seed: int,
+    timeout_s: float | None = None,
+) -> SearchResult:
+    """Maximise ``fit_and_score(candidate)`` over ``space`` with a seeded TPE sampler.
+
+    ``fit_and_score`` fits the candidate (a clone of ``estimator`` with the trial's parameters)
+    and returns its validation score, higher is better. A trial that raises is recorded as
+    failed and the search goes on; if every trial fails, the last error is raised.
+    """
+    import optuna
+
+    if not space:
+        raise ConfigError(
+            "hpo.n_trials > 0 but this model has no search space: add conf/hpo/<model>.yaml"
+        )
+    unknown = sorted(set(space) - set(estimator.get_params()))
+    if unknown:
+        raise ConfigError(f"hpo space names parameters the model does not have: {unknown}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    best: dict[str, Any] = {"score": -np.inf, "estimator": None}
+    errors: list[BaseException] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {name: suggest(trial, name, spec) for name, spec in space.items()}
+        candidate = clone(estimator).set_params(**params)
+        try:
+            score = float(fit_and_score(candidate))
+        except Exception as exc:  # a bad corner of the space must not end the search
+            errors.append(exc)
+            log.warning("hpo trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
+            raise optuna.TrialPruned() from exc
+        if not np.isfinite(score):
+            raise optuna.TrialPruned()
+        if score > best["score"]:
+            best.update(score=score, estimator=candidate)
+        log.info(
+            "hpo trial %d/%d: score %.4f (best %.4f)",
+            trial.number + 1,
+            n_trials,
+            score,
+            best["score"],
+        )
+        return score
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(objective, n_trials=n_trials, timeout=timeout_s)
+    if best["estimator"] is None:
+        raise errors[-1] if errors else RuntimeError("hpo: no trial finished")
+    trials = study.trials_dataframe(attrs=("number", "value", "state", "params"))
+    return SearchResult(
+        estimator=best["estimator"],
+        best_params=dict(study.best_params),
+        best_score=float(best["score"]),
+        trials=trials,
+    )
