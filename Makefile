@@ -48,7 +48,7 @@ test: install $(CACHE_PREREQ)
 
 benchmark: install $(CACHE_PREREQ)
 	$(PY) -m mesobench.run -m suite=$(SUITE) model=$(MODELS) hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) $(ARGS)
-	$(PY) -m mesobench.aggregate suite=$(SUITE) report=$(SUITE)
+	$(PY) -m mesobench.aggregate filters.suite=$(SUITE) report=$(SUITE)
 
 aggregate: install
 	$(PY) -m mesobench.aggregate $(ARGS)

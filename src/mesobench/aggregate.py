@@ -1,7 +1,7 @@
 """Read runs back from MLflow and write comparison tables to ``results/<report>/``.
 
     python -m mesobench.aggregate                        # every run of the experiment
-    python -m mesobench.aggregate suite=quick report=quick
+    python -m mesobench.aggregate filters.suite=quick report=quick
 
 Writes markdown and CSV: per-task mean ± std of the headline metric per model, the average rank
 over tasks, finished / failed counts per model and the list of failed runs with their errors.
@@ -16,6 +16,7 @@ from typing import Any
 
 import hydra
 import pandas as pd
+from hydra.core.hydra_config import HydraConfig
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
@@ -38,6 +39,7 @@ def load_runs(
     sweep_id: str | None = None,
     suite: str | None = None,
     models: list[str] | None = None,
+    tasks: list[str] | None = None,
 ) -> pd.DataFrame:
     """All runs of ``experiment`` matching the filters, one row each, metrics as columns."""
     client = MlflowClient(tracking_uri=uri)
@@ -80,6 +82,8 @@ def load_runs(
         runs = pd.DataFrame(rows)
     if models:
         runs = runs[runs["model"].isin(list(models))]
+    if tasks:
+        runs = runs[runs["task"].isin(list(tasks))]
     runs = runs[runs["model"].notna()]  # runs not made by mesobench
     for column in ("fold", "seed"):
         runs[column] = pd.to_numeric(runs[column], errors="coerce")
@@ -97,7 +101,13 @@ def label_models(runs: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
-def write_report(runs: pd.DataFrame, out_dir: Path, metric: str, title: str) -> str:
+def write_report(
+    runs: pd.DataFrame,
+    out_dir: Path,
+    metric: str,
+    title: str,
+    command: str = "python -m mesobench.aggregate",
+) -> str:
     """Write the tables; return the markdown summary page (also saved as README.md)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     keyed = report.latest_per_key(runs)
@@ -122,8 +132,8 @@ def write_report(runs: pd.DataFrame, out_dir: Path, metric: str, title: str) -> 
         f"# {title}",
         "",
         f"{len(keyed)} runs ({int(keyed['status'].eq('FINISHED').sum())} finished) over "
-        f"{n_tasks} tasks. Regenerate: `python -m mesobench.aggregate` "
-        "(see README). Each run key counts once: its latest FINISHED run, else its latest run.",
+        f"{n_tasks} tasks. Regenerate from the MLflow store: `{command}`. Each configuration "
+        "(run key) counts once: its latest FINISHED run, else its latest run.",
         "",
         f"## {metric}: mean ± std over folds",
         "",
@@ -161,18 +171,25 @@ def write_report(runs: pd.DataFrame, out_dir: Path, metric: str, title: str) -> 
 
 
 def aggregate(cfg: DictConfig) -> str:
-    models = OmegaConf.to_container(cfg.models) if cfg.models is not None else None
-    if isinstance(models, str):
-        models = [models]
+    filters = cfg.filters
+
+    def as_list(value: Any) -> list[str] | None:
+        if value is None:
+            return None
+        return [value] if isinstance(value, str) else list(OmegaConf.to_container(value))
+
     runs = load_runs(
         cfg.tracking.uri,
         cfg.tracking.experiment,
-        sweep_id=cfg.sweep_id,
-        suite=cfg.suite,
-        models=models,
+        sweep_id=filters.sweep_id,
+        suite=filters.suite,
+        models=as_list(filters.models),
+        tasks=as_list(filters.get("tasks")),
     )
     title = f"mesobench report: {cfg.report}"
-    page = write_report(runs, Path(cfg.out_dir), cfg.metric, title)
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    command = " ".join(["python -m mesobench.aggregate", *overrides])
+    page = write_report(runs, Path(cfg.out_dir), cfg.metric, title, command)
     log.info("wrote %s", cfg.out_dir)
     return page
 
