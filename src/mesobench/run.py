@@ -60,31 +60,24 @@ def resolve_threads(value: Any) -> int:
     return max(1, cores // n_jobs)
 
 
-def _set_threads(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(threads)
-
-
 def execute(cfg: DictConfig) -> dict[str, Any]:
     """Run the job described by a composed config; returns a small status dict."""
+    from mesobench import job as jobs
     from mesobench import tracking
-    from mesobench.data import load_fold
     from mesobench.errors import MesobenchError
-    from mesobench.estimators import build_estimator
-    from mesobench.models import resolve_device
-    from mesobench.pipeline import evaluate_fold
 
     plain = OmegaConf.to_container(cfg, resolve=True)
     model_cfg, task_cfg = plain["model"], plain["task"]
     model_name, task_name = model_cfg["name"], task_cfg["name"]
     fold, seed = int(cfg.fold), int(cfg.seed)
+    guards = plain["guards"]
     label = f"{model_name} on {task_name} fold {fold} seed {seed}"
 
     tracker = tracking.Tracker(
-        cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.get("artifact_location")
+        cfg.tracking.uri,
+        cfg.tracking.experiment,
+        cfg.tracking.get("artifact_location"),
+        sqlite_wal=bool(cfg.tracking.get("sqlite_wal", True)),
     )
     key = tracking.run_key(
         model_cfg=model_cfg,
@@ -96,12 +89,6 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
         device=cfg.device.name,
         hpo_cfg=plain["hpo"],
     )
-    if not cfg.force:
-        existing = tracker.find_finished(key)
-        if existing:
-            log.info("skip %s: already FINISHED as run %s (force=true reruns)", label, existing)
-            return {"status": "SKIPPED", "run_id": existing}
-
     threads = resolve_threads(cfg.threads)
     tags = {
         tracking.RUN_KEY_TAG: key,
@@ -117,51 +104,45 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
         "git_commit": tracking.git_commit(),
         "device": cfg.device.name,
     }
-    run_id = tracker.start(f"{model_name}/{task_name}/fold{fold}/seed{seed}", tags)
+    claim = tracker.claim(
+        key,
+        f"{model_name}/{task_name}/fold{fold}/seed{seed}",
+        tags,
+        force=bool(cfg.force),
+        stale_after_s=float(guards["stale_after_s"]),
+    )
+    if claim.run_id is None:
+        log.info("skip %s: %s%s", label, claim.reason, "" if cfg.force else " (force=true reruns)")
+        return {"status": "SKIPPED", "reason": claim.reason}
+    run_id = claim.run_id
     log.info("start %s (run %s, %d threads)", label, run_id, threads)
     tracker.log_params(run_id, {**tracking.flatten(plain), "threads": threads})
     tracker.log_text(run_id, OmegaConf.to_yaml(plain), "config.yaml")
+    job = jobs.Job(plain=plain, fold=fold, seed=seed, threads=threads)
     try:
-        _set_threads(threads)
-        device = resolve_device(cfg.device.name)
-        tracker.log_params(run_id, {"resolved_device": device})
-        data = load_fold(
-            task_cfg,
-            fold,
-            openml_cache_dir=cfg.data.openml_cache_dir,
-            offline=str(cfg.data.offline).lower(),
-        )
-        estimator = build_estimator(
-            model_cfg, data.task.kind, seed=seed, device=device, threads=threads
-        )
-        outcome = evaluate_fold(
-            data,
-            estimator,
-            preprocessing=plain["preprocessing"],
-            validation=plain["validation"],
-            seed=seed,
-            use_validation=bool(model_cfg.get("use_validation", True)),
-            hpo_cfg=plain["hpo"],
-            explanations=plain["explanations"],
-            cuda=device.startswith("cuda"),
-        )
+        with tracker.heartbeat(run_id, float(guards["heartbeat_s"])):
+            outcome, device = jobs.run(job, guards.get("time_limit_s"))
     except KeyboardInterrupt:
         tracker.set_tags(run_id, {"error": "interrupted by the user"})
         tracker.end(run_id, "KILLED")
         raise
     except Exception as exc:  # every failure is recorded, and the sweep goes on
-        reason = f"{type(exc).__name__}: {exc}"
-        expected = isinstance(exc, MesobenchError)
-        tracker.set_tags(run_id, {"error": reason[:5000], "error_type": type(exc).__name__})
-        tracker.log_text(run_id, traceback.format_exc(), "error.txt")
+        if isinstance(exc, jobs.JobFailed):
+            type_name, trace, expected = exc.type_name, exc.trace, exc.expected
+            reason = f"{type_name}: {exc}"
+        else:
+            type_name, trace = type(exc).__name__, traceback.format_exc()
+            expected, reason = isinstance(exc, MesobenchError), jobs.explain_failure(exc)
+        tracker.set_tags(run_id, {"error": reason[:5000], "error_type": type_name})
+        tracker.log_text(run_id, trace or reason, "error.txt")
         tracker.end(run_id, "FAILED")
         if expected:
             log.error("FAILED %s: %s", label, reason)
         else:
-            log.exception("FAILED %s (unexpected error; traceback in the run's error.txt)", label)
+            log.error("FAILED %s (unexpected; traceback in the run's error.txt): %s", label, reason)
         return {"status": "FAILED", "run_id": run_id, "error": reason}
 
-    tracker.log_params(run_id, outcome.params)
+    tracker.log_params(run_id, {"resolved_device": device, **outcome.params})
     if outcome.notes:
         tracker.set_tags(run_id, {"notes": " | ".join(outcome.notes)[:5000]})
         for note in outcome.notes:

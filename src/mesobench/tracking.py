@@ -14,13 +14,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
+import socket
 import subprocess
-from collections.abc import Mapping
-from contextlib import nullcontext
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing, contextmanager, nullcontext, suppress
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import psutil
 from filelock import FileLock
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
@@ -36,6 +42,7 @@ PARAM_BATCH = 100
 METRIC_BATCH = 1000
 
 RUN_KEY_TAG = "mesobench.run_key"
+T = TypeVar("T")
 
 
 def _canonical(obj: Any) -> str:
@@ -114,59 +121,204 @@ def git_commit() -> str:
 def _sqlite_path(uri: str) -> Path | None:
     if not uri.startswith("sqlite:///"):
         return None
-    return Path(uri[len("sqlite:///") :])
+    return Path(uri[len("sqlite:///") :].split("?", 1)[0])
+
+
+def _transient(exc: BaseException) -> bool:
+    """SQLite contention that goes away when retried ("database is locked", "busy")."""
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return "database is locked" in text or "database is busy" in text or "sqlite_busy" in text
+
+
+def retrying(fn: Callable[..., T], *args: Any, attempts: int = 12, **kwargs: Any) -> T:
+    """Call ``fn``, retrying SQLite lock contention with jittered exponential back-off (~1 min).
+
+    SQLite lets one writer in at a time; with many sweep workers a write can find the file
+    locked beyond SQLite's own busy timeout. Retrying is safe: MLflow writes are idempotent
+    per call (a failed call wrote nothing).
+    """
+    delay = 0.05
+    for attempt in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if attempt == attempts - 1 or not _transient(exc):
+                raise
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 8.0)
+    raise AssertionError("unreachable")
+
+
+# Tags that let any later job tell a live run from one whose process died (kill -9, OOM, node
+# failure): the process that owns it, and a heartbeat it refreshes while it works.
+HOST_TAG = "mesobench.host"
+PID_TAG = "mesobench.pid"
+PID_START_TAG = "mesobench.pid_start"
+HEARTBEAT_TAG = "mesobench.heartbeat"
+
+
+def _owner_tags() -> dict[str, str]:
+    proc = psutil.Process()
+    return {
+        HOST_TAG: socket.gethostname(),
+        PID_TAG: str(proc.pid),
+        PID_START_TAG: f"{proc.create_time():.3f}",
+        HEARTBEAT_TAG: f"{time.time():.3f}",
+    }
+
+
+def presumed_dead(tags: Mapping[str, str], stale_after_s: float, now: float | None = None) -> str:
+    """Why a RUNNING run's owner is presumed dead ("" if it may be alive).
+
+    On the owner's own host the answer is exact: its process (pid and start time) is gone.
+    Elsewhere, the heartbeat is older than ``stale_after_s``.
+    """
+    now = time.time() if now is None else now
+    if tags.get(HOST_TAG) == socket.gethostname() and PID_TAG in tags:
+        try:
+            proc = psutil.Process(int(tags[PID_TAG]))
+            same = abs(proc.create_time() - float(tags.get(PID_START_TAG, 0))) < 1e-2
+        except (psutil.Error, ValueError):
+            same = False
+        if not same:
+            return f"its process {tags[PID_TAG]} on {tags[HOST_TAG]} no longer exists"
+        return ""
+    beat = float(tags.get(HEARTBEAT_TAG, 0) or 0)
+    if now - beat > stale_after_s:
+        return f"no heartbeat for {now - beat:.0f}s (> {stale_after_s:.0f}s)"
+    return ""
+
+
+@dataclass
+class Claim:
+    run_id: str | None  # None: do not run (see reason)
+    reason: str = ""
 
 
 class Tracker:
-    """A connection to one MLflow experiment."""
+    """A connection to one MLflow experiment; every write retries SQLite contention."""
 
-    def __init__(self, uri: str, experiment: str, artifact_location: str | None = None):
+    def __init__(
+        self,
+        uri: str,
+        experiment: str,
+        artifact_location: str | None = None,
+        *,
+        sqlite_wal: bool = True,
+    ):
         self.uri = uri
         db = _sqlite_path(uri)
-        # Creating the SQLite schema and the experiment must not race between sweep workers.
-        lock = FileLock(str(db) + ".lock", timeout=120) if db is not None else nullcontext()
+        self._lock = FileLock(str(db) + ".lock", timeout=300) if db is not None else None
         if db is not None:
             db.parent.mkdir(parents=True, exist_ok=True)
-        with lock:
+        # Creating the SQLite schema and the experiment must not race between sweep workers.
+        with self._lock or nullcontext():
             self.client = MlflowClient(tracking_uri=uri)
-            exp = self.client.get_experiment_by_name(experiment)
+            exp = retrying(self.client.get_experiment_by_name, experiment)
             if exp is None:
-                self.experiment_id = self.client.create_experiment(
-                    experiment, artifact_location=artifact_location
+                self.experiment_id = retrying(
+                    self.client.create_experiment, experiment, artifact_location=artifact_location
                 )
             else:
                 self.experiment_id = exp.experiment_id
+            if db is not None and sqlite_wal:
+                _enable_wal(db)
 
     # -- lookup --------------------------------------------------------------------------------
+    def runs_with_key(self, key: str, statuses: tuple[str, ...] = ("FINISHED", "RUNNING")):
+        """Runs of this run key with one of ``statuses`` (MLflow cannot filter status lists)."""
+        runs = retrying(
+            self.client.search_runs,
+            [self.experiment_id],
+            filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'",
+            max_results=1000,
+        )
+        return [r for r in runs if r.info.status in statuses]
+
     def find_finished(self, key: str) -> str | None:
         """The id of a FINISHED run with this run key, if any."""
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",
-            max_results=1,
-        )
+        runs = self.runs_with_key(key, ("FINISHED",))
         return runs[0].info.run_id if runs else None
 
-    # -- writing -------------------------------------------------------------------------------
-    def start(self, run_name: str, tags: Mapping[str, Any]) -> str:
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=run_name,
-            tags={k: str(v) for k, v in tags.items()},
-        )
-        return run.info.run_id
+    # -- claiming a run key --------------------------------------------------------------------
+    def claim(
+        self,
+        key: str,
+        run_name: str,
+        tags: Mapping[str, Any],
+        *,
+        force: bool = False,
+        stale_after_s: float = 600.0,
+    ) -> Claim:
+        """Start a RUNNING run for ``key`` unless it is done or in progress elsewhere.
 
+        A FINISHED run means skip (unless ``force``); a RUNNING run whose owner is alive means
+        another worker is on it; a RUNNING run whose owner is presumed dead is closed as FAILED
+        (with the reason) and the key is run again. With SQLite, check-and-create happens under
+        a file lock; with a tracking server (no shared lock) the race is settled afterwards: of
+        two live claims, the earlier run wins and the later one is deleted.
+        """
+        with self._lock or nullcontext():
+            for run in self.runs_with_key(key):
+                if run.info.status == "FINISHED" and not force:
+                    return Claim(None, f"already FINISHED as run {run.info.run_id}")
+                if run.info.status != "RUNNING":
+                    continue
+                why = presumed_dead(run.data.tags, stale_after_s)
+                if not why:
+                    return Claim(None, f"in progress as run {run.info.run_id}")
+                self.set_tags(
+                    run.info.run_id,
+                    {"error": f"abandoned: {why}; presumed dead and rerun", "error_type": "Stale"},
+                )
+                self.end(run.info.run_id, "FAILED")
+                log.warning("run %s was left RUNNING (%s): marked FAILED", run.info.run_id, why)
+            run = retrying(
+                self.client.create_run,
+                self.experiment_id,
+                run_name=run_name,
+                tags={**{k: str(v) for k, v in tags.items()}, **_owner_tags()},
+            )
+            mine = run.info
+        if self._lock is None:  # no shared lock: settle a concurrent claim deterministically
+            rivals = [
+                r.info
+                for r in self.runs_with_key(key, ("RUNNING",))
+                if r.info.run_id != mine.run_id and not presumed_dead(r.data.tags, stale_after_s)
+            ]
+            if any((r.start_time, r.run_id) < (mine.start_time, mine.run_id) for r in rivals):
+                retrying(self.client.delete_run, mine.run_id)
+                return Claim(None, "claimed concurrently by an earlier run")
+        return Claim(mine.run_id)
+
+    @contextmanager
+    def heartbeat(self, run_id: str, every_s: float = 30.0) -> Iterator[None]:
+        """Refresh the run's heartbeat tag every ``every_s`` seconds while the block runs."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(every_s):
+                with suppress(Exception):  # a missed beat must never break the run
+                    self.set_tags(run_id, {HEARTBEAT_TAG: f"{time.time():.3f}"})
+
+        thread = threading.Thread(target=beat, daemon=True, name="mesobench-heartbeat")
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    # -- writing -------------------------------------------------------------------------------
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         items = [
             Param(key[:250], "None" if value is None else str(value)[:MAX_PARAM_VALUE])
             for key, value in params.items()
         ]
         for i in range(0, len(items), PARAM_BATCH):
-            self.client.log_batch(run_id, params=items[i : i + PARAM_BATCH])
+            retrying(self.client.log_batch, run_id, params=items[i : i + PARAM_BATCH])
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
-        import time
-
         now = int(time.time() * 1000)
         items = [
             Metric(key, float(value), now, step)
@@ -174,16 +326,29 @@ class Tracker:
             if value is not None
         ]
         for i in range(0, len(items), METRIC_BATCH):
-            self.client.log_batch(run_id, metrics=items[i : i + METRIC_BATCH])
+            retrying(self.client.log_batch, run_id, metrics=items[i : i + METRIC_BATCH])
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        retrying(self.client.log_batch, run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
-        self.client.log_text(run_id, text, artifact_file)
+        retrying(self.client.log_text, run_id, text, artifact_file)
 
     def log_dict(self, run_id: str, obj: Any, artifact_file: str) -> None:
-        self.client.log_dict(run_id, obj, artifact_file)
+        retrying(self.client.log_dict, run_id, obj, artifact_file)
 
     def end(self, run_id: str, status: str) -> None:
-        self.client.set_terminated(run_id, status=status)
+        retrying(self.client.set_terminated, run_id, status=status)
+
+
+def _enable_wal(db: Path) -> None:
+    """Write-ahead logging: readers (the UI, the aggregator) never block the sweep's writers.
+
+    A persistent property of the database file, set once; harmless if already set. Not for
+    network file systems (use a tracking server there, see README).
+    """
+    import sqlite3
+
+    with closing(sqlite3.connect(db, timeout=60)) as con:
+        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            con.execute("PRAGMA journal_mode=WAL")

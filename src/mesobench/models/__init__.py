@@ -1,8 +1,8 @@
 """Estimators of the benchmark, all with the scikit-learn API (SPEC §5).
 
-Baselines (:mod:`.baselines`), the TabResNet network (:mod:`.tabresnet`) and deliberately failing
-estimators for tests (:mod:`.debug`). The torch building blocks shared with the IMN family live in
-:mod:`.trunk` (TabResNet trunk) and :mod:`.training` (mini-batch trainer).
+Baselines (:mod:`.baselines`), the TabResNet network (:mod:`.tabresnet`), IMN (:mod:`.imn`) and
+deliberately failing estimators for tests (:mod:`.debug`). The torch building blocks shared with
+the IMN family live in :mod:`.trunk` (TabResNet trunk) and :mod:`.training` (mini-batch trainer).
 """
 
 from mesobench.models.baselines import (
@@ -14,7 +14,7 @@ from mesobench.models.baselines import (
     XGBoostClassifier,
     XGBoostRegressor,
 )
-from mesobench.models.debug import AlwaysFailsClassifier, DivergingClassifier
+from mesobench.models.debug import AlwaysFailsClassifier, DivergingClassifier, SlowClassifier
 from mesobench.models.device import resolve_device
 from mesobench.models.explanation import Explanation
 from mesobench.models.tabresnet import TabResNetClassifier, TabResNetRegressor
@@ -25,6 +25,7 @@ __all__ = [
     "CatBoostClassifier",
     "CatBoostRegressor",
     "DivergingClassifier",
+    "SlowClassifier",
     "LogisticRegressionClassifier",
     "RandomForestClassifier",
     "RandomForestRegressor",

@@ -124,3 +124,39 @@ class DivergingClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class SlowClassifier(ClassifierMixin, BaseEstimator):
+    """Sleeps ``seconds`` in ``fit``, then predicts the training class frequencies.
+
+    For testing what happens to long runs: wall-clock limits, killed sweeps, resumption.
+
+    Parameters
+    ----------
+    seconds : float, default 1.0
+        How long ``fit`` takes.
+    random_state, device
+        Accepted for the common interface; unused.
+    """
+
+    def __init__(self, seconds=1.0, random_state=None, device="cpu"):
+        self.seconds = seconds
+        self.random_state = random_state
+        self.device = device
+
+    def fit(self, X, y):
+        import time
+
+        from sklearn.dummy import DummyClassifier
+
+        time.sleep(self.seconds)
+        self.model_ = DummyClassifier(strategy="prior").fit(X, y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X):
+        check_is_fitted(self, "model_")
+        return self.model_.predict_proba(X)
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
