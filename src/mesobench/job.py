@@ -84,6 +84,7 @@ def evaluate(job: Job) -> tuple[Any, str]:
         use_validation=bool(plain["model"].get("use_validation", True)),
         hpo_cfg=plain["hpo"],
         explanations=plain["explanations"],
+        fidelity_cfg=plain["fidelity"],
         cuda=device.startswith("cuda"),
     )
     return outcome, device

@@ -18,7 +18,7 @@ from mesobench import explain_summary, hpo
 from mesobench.data import FoldData, Preprocessor, validation_split
 from mesobench.errors import DataError
 from mesobench.estimators import accepts
-from mesobench.metrics import classification_metrics, regression_metrics
+from mesobench.metrics import classification_metrics, fidelity, regression_metrics
 from mesobench.resources import measure
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ def evaluate_fold(
     use_validation: bool = True,
     hpo_cfg: dict[str, Any] | None = None,
     explanations: dict[str, Any] | None = None,
+    fidelity_cfg: dict[str, Any] | None = None,
     cuda: bool = False,
 ) -> FoldOutcome:
     """Run the protocol on one fold.
@@ -178,6 +179,32 @@ def evaluate_fold(
             None if kind == "regression" else list(data.task.classes),
             rows,
         )
+    if (fidelity_cfg or {}).get("enabled", True) and fidelity.attribution_method(estimator):
+        affine = prep.numeric_affine()
+        truth_kwargs = {}
+        if data.truth is not None and affine is not None:
+            offset, scale, columns = affine
+            truth_kwargs = dict(
+                truth=data.truth,
+                X_raw=np.asarray(data.X_test[columns], dtype=np.float64),
+                feature_offset=offset,
+                feature_scale=scale,
+            )
+        settings = {k: v for k, v in (fidelity_cfg or {}).items() if k != "enabled"}
+        with measure(cuda=cuda) as fidelity_usage:
+            result = fidelity.evaluate(
+                estimator,
+                Xt,
+                kind=kind,
+                seed=seed,
+                config=fidelity.FidelityConfig(**settings),
+                X_reference=Xf,
+                **truth_kwargs,
+            )
+        metrics.update(result.metrics)
+        metrics["fidelity_seconds"] = fidelity_usage.seconds
+        params.update(result.params)
+        notes.extend(result.notes)
     if hasattr(estimator, "describe"):
         artifacts["model/description.json"] = estimator.describe()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import random
 import socket
 import subprocess
@@ -213,6 +214,8 @@ class Tracker:
             db.parent.mkdir(parents=True, exist_ok=True)
         # Creating the SQLite schema and the experiment must not race between sweep workers.
         with self._lock or nullcontext():
+            if db is not None and not db.exists():
+                _create_sqlite_store(db)
             self.client = MlflowClient(tracking_uri=uri)
             exp = retrying(self.client.get_experiment_by_name, experiment)
             if exp is None:
@@ -277,7 +280,7 @@ class Tracker:
                 self.client.create_run,
                 self.experiment_id,
                 run_name=run_name,
-                tags={**{k: str(v) for k, v in tags.items()}, **_owner_tags()},
+                tags={**{k: str(v) for k, v in tags.items()}, RUN_KEY_TAG: key, **_owner_tags()},
             )
             mine = run.info
         if self._lock is None:  # no shared lock: settle a concurrent claim deterministically
@@ -339,6 +342,29 @@ class Tracker:
 
     def end(self, run_id: str, status: str) -> None:
         retrying(self.client.set_terminated, run_id, status=status)
+
+
+def _create_sqlite_store(db: Path) -> None:
+    """Create MLflow's schema in a scratch file, then move it into place atomically.
+
+    MLflow builds a new SQLite store through a series of migrations; a process killed among them
+    leaves a store that no later process can open. Building it aside and renaming it means the
+    store at ``db`` is either absent or complete.
+    """
+    scratch = db.with_name(f".{db.name}.init-{os.getpid()}")
+    scratch.unlink(missing_ok=True)
+    MlflowClient(tracking_uri=f"sqlite:///{scratch}").search_experiments(max_results=1)
+    _dispose_engines(scratch)
+    os.replace(scratch, db)
+
+
+def _dispose_engines(db: Path) -> None:
+    """Close MLflow's cached connections to ``db`` (it keeps one engine per store URI)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    for uri, engine in list(getattr(SqlAlchemyStore, "_engine_map", {}).items()):
+        if str(db) in uri:
+            engine.dispose()
 
 
 def _enable_wal(db: Path) -> None:

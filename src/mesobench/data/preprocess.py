@@ -330,6 +330,19 @@ class Preprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         self.n_features_out_ = len(names)
         return train_te
 
+    def numeric_affine(self) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+        """``(offset, scale, columns)`` with ``out = (x − offset) / scale`` per output feature.
+
+        Defined when every output feature is one standardised numeric input column (neural mode
+        on all-numeric data, e.g. the synthetic tasks), so that explanations in model units can
+        be mapped back to raw units: ``w_raw = w / scale``. ``None`` otherwise.
+        """
+        check_is_fitted(self, "n_features_out_")
+        numeric_only = len(self._num_cols) == self.n_features_out_
+        if self.mode != "neural" or not numeric_only:
+            return None
+        return np.asarray(self._num_mean), np.asarray(self._num_scale), list(self.source_columns_)
+
     def _check_y(self, y: Any, n: int, columns: list[Any]) -> np.ndarray:
         what = f"target encoding of the high-cardinality categorical column(s) {columns[:5]}"
         if y is None:

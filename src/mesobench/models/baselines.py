@@ -12,6 +12,12 @@ Every wrapper
   ``predict_proba`` columns in that order (the library model is trained on codes 0..C-1);
 * keeps the fitted library model in ``model_``.
 
+Local attributions, for the fidelity metrics (:mod:`mesobench.metrics.fidelity`): logistic
+regression has ``explain(X)`` (its coefficients as a local linear model on every row) and
+``decision_function``; XGBoost and CatBoost have ``contributions(X) -> (values, bias)``, the
+TreeSHAP values their libraries compute natively, which sum with the bias to the margin
+(``decision_function`` for classifiers, ``predict`` for regressors). Random forest has none.
+
 Expected inputs (what the harness's preprocessing produces for each ``preprocessing`` kind of
 ``conf/model/*.yaml``): logistic regression a finite float matrix (standardised + one-hot); random
 forest a float matrix of ordinal codes that may hold NaN; XGBoost and CatBoost a DataFrame whose
@@ -43,6 +49,7 @@ from threadpoolctl import threadpool_limits
 
 from mesobench.errors import DataError
 from mesobench.models.device import resolve_device
+from mesobench.models.explanation import Explanation
 from mesobench.models.training import encode_eval_labels, seed_from
 
 # --------------------------------------------------------------------------------------------
@@ -135,6 +142,18 @@ class _WrappedRegressor(RegressorMixin, _Wrapper):
         return self.model_.predict(X)
 
 
+def _split_contributions(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Library SHAP output → ``(values, bias)``.
+
+    ``raw`` is (n, F+1) (one output) or (n, C, F+1) (one per class), the last column the bias
+    (expected value). Returns values (n, F) and bias (n,), or (n, F, C) and (n, C).
+    """
+    raw = np.asarray(raw, dtype=np.float64)
+    if raw.ndim == 2:
+        return raw[:, :-1], raw[:, -1]
+    return raw[:, :, :-1].transpose(0, 2, 1), raw[:, :, -1]
+
+
 # --------------------------------------------------------------------------------------------
 # Logistic regression
 # --------------------------------------------------------------------------------------------
@@ -173,6 +192,25 @@ class LogisticRegressionClassifier(_WrappedClassifier):
         )
         with threadpool_limits(limits=self.n_jobs):
             return model.fit(X, y)
+
+    def decision_function(self, X) -> np.ndarray:
+        """Logits ``X · coef + intercept``: shape (n,) for binary (positive class), (n, C) else."""
+        check_is_fitted(self)
+        return self.model_.decision_function(self._validate_X(X, reset=False))
+
+    def explain(self, X) -> Explanation:
+        """The global linear model as a local one: the same weights and intercept on every row.
+
+        Binary: weights (n, F), intercept (n,); multiclass: (n, F, C), (n, C). ``Explanation
+        .output(X)`` equals ``decision_function(X)`` (a truly local-linear model, so its LFR
+        infidelity is 0).
+        """
+        check_is_fitted(self)
+        n = self._validate_X(X, reset=False).shape[0]
+        coef, intercept = self.model_.coef_, self.model_.intercept_  # (C', F), (C',)
+        if len(self.classes_) == 2:
+            return Explanation(np.tile(coef[0], (n, 1)), np.full(n, float(intercept[0])))
+        return Explanation(np.tile(coef.T, (n, 1, 1)), np.tile(intercept, (n, 1)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,12 +395,42 @@ class _XGBoostParams(_Wrapper):
         )
         return model.fit(X, y, eval_set=[eval_set] if eval_set is not None else None, verbose=False)
 
+    def _iteration_range(self) -> tuple[int, int]:
+        """Trees used by ``predict``: up to the best round after early stopping, else all."""
+        try:
+            return 0, int(self.model_.best_iteration) + 1
+        except AttributeError:  # no early stopping
+            return 0, 0
+
+    def contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """TreeSHAP contributions, XGBoost's native ``pred_contribs``, in margin units.
+
+        Returns ``(values, bias)``: values (n, F) and bias (n,) for binary classification and
+        regression, (n, F, C) and (n, C) for multiclass, where F counts the input columns (a
+        ``category`` column gets one contribution). ``values.sum(1) + bias`` is the margin:
+        ``decision_function(X)`` (log-odds / per-class raw scores) for classifiers,
+        ``predict(X)`` for the squared-error regressor.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        matrix = xgboost.DMatrix(X, enable_categorical=True, nthread=self.n_jobs or -1)
+        raw = self.model_.get_booster().predict(
+            matrix, pred_contribs=True, iteration_range=self._iteration_range()
+        )
+        return _split_contributions(raw)
+
 
 class XGBoostClassifier(_XGBoostParams, _WrappedClassifier):
     __doc__ = "XGBoost gradient-boosted trees classifier.\n" + _XGB_DOC
 
     def _fit_model(self, X, y, eval_set):
         return self._fit_xgb(xgboost.XGBClassifier, X, y, eval_set)
+
+    def decision_function(self, X) -> np.ndarray:
+        """Margin (raw score before the link): (n,) log-odds for binary, (n, C) multiclass."""
+        check_is_fitted(self)
+        margin = self.model_.predict(self._validate_X(X, reset=False), output_margin=True)
+        return np.asarray(margin, dtype=np.float64)
 
 
 class XGBoostRegressor(_XGBoostParams, _WrappedRegressor):
@@ -483,6 +551,23 @@ class _CatBoostParams(_Wrapper):
     def _catboost_input(self, X):
         return _catboost_frame(X)[0]
 
+    def contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """SHAP contributions, CatBoost's native ``ShapValues``, in raw-formula units.
+
+        Returns ``(values, bias)``: values (n, F) and bias (n,) for binary classification and
+        regression, (n, F, C) and (n, C) for multiclass, one contribution per input column.
+        ``values.sum(1) + bias`` is the raw formula value: ``decision_function(X)`` for
+        classifiers, ``predict(X)`` for the RMSE regressor.
+        """
+        check_is_fitted(self)
+        X, cat_features = _catboost_frame(self._validate_X(X, reset=False))
+        raw = self.model_.get_feature_importance(
+            data=catboost.Pool(X, cat_features=cat_features),
+            type="ShapValues",
+            thread_count=self.n_jobs if self.n_jobs is not None else -1,
+        )
+        return _split_contributions(raw)
+
 
 class CatBoostClassifier(_CatBoostParams, _WrappedClassifier):
     __doc__ = "CatBoost gradient-boosted trees classifier.\n" + _CATBOOST_DOC
@@ -493,6 +578,13 @@ class CatBoostClassifier(_CatBoostParams, _WrappedClassifier):
 
     def _predict_proba(self, X):
         return self.model_.predict_proba(self._catboost_input(X))
+
+    def decision_function(self, X) -> np.ndarray:
+        """Raw formula value: (n,) log-odds for binary, (n, C) per-class scores for multiclass."""
+        check_is_fitted(self)
+        X = self._catboost_input(self._validate_X(X, reset=False))
+        raw = self.model_.predict(X, prediction_type="RawFormulaVal")
+        return np.asarray(raw, dtype=np.float64)
 
 
 class CatBoostRegressor(_CatBoostParams, _WrappedRegressor):

@@ -5,6 +5,10 @@
 with C = 1 for binary classification (BCE with logits), C = #classes for multiclass (cross-entropy)
 and C = 1 for regression (MSE on the standardised target). Trained by
 :func:`mesobench.models.training.train`.
+
+For the fidelity metrics the classifier has ``decision_function`` (logits) and both estimators
+have ``input_gradients(X)`` (∂output/∂x by autograd): the attribution of a plain network is
+gradient × input.
 """
 
 from __future__ import annotations
@@ -193,6 +197,37 @@ class _TabResNetBase(BaseEstimator):
         with torch_threads(self.n_jobs):
             return predict_in_batches(self.module_, to_tensor(X, self.device_))
 
+    def _input_gradients(self, X, target, batch_size: int = 1024) -> np.ndarray:
+        """∂ network output / ∂x for validated rows, in eval mode, batched on the device.
+
+        ``target``: None → every output, shape (n, F, C_out); an int array (n,) → the output
+        ``target[i]`` of row i only, shape (n, F).
+        """
+        module = self.module_
+        module.eval()
+        X_t = to_tensor(X, self.device_)
+        target_t = None if target is None else torch.as_tensor(target, device=self.device_)
+        grads = []
+        with torch_threads(self.n_jobs), torch.enable_grad():
+            for start in range(0, X_t.shape[0], batch_size):
+                xb = X_t[start : start + batch_size].clone().requires_grad_(True)
+                out = module(xb)  # (b, C_out)
+                if target_t is not None:
+                    tb = target_t[start : start + batch_size]
+                    picked = out.gather(1, tb[:, None].long()).sum()
+                    (g,) = torch.autograd.grad(picked, xb)
+                else:
+                    cols = [
+                        torch.autograd.grad(out[:, c].sum(), xb, retain_graph=True)[0]
+                        for c in range(out.shape[1])
+                    ]
+                    g = torch.stack(cols, dim=2)
+                grads.append(g.detach().double().cpu())
+        if not grads:
+            n_out = module.head.out_features
+            return np.zeros((0, X_t.shape[1]) if target is not None else (0, X_t.shape[1], n_out))
+        return torch.cat(grads).numpy()
+
 
 class TabResNetClassifier(ClassifierMixin, _TabResNetBase):
     __doc__ = (
@@ -273,6 +308,29 @@ class TabResNetClassifier(ClassifierMixin, _TabResNetBase):
         """Most probable class label for each row."""
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
+    def decision_function(self, X) -> np.ndarray:
+        """Logits: shape (n,) for binary (positive class), (n, C) for multiclass."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float32)
+        logits = self._forward(X).double().cpu().numpy()
+        return logits[:, 0] if logits.shape[1] == 1 else logits
+
+    def input_gradients(self, X, target=None) -> np.ndarray:
+        """Gradient of the logits with respect to the input rows (autograd, eval mode).
+
+        Binary: ∂logit/∂x, shape (n, F). Multiclass: the Jacobian (n, F, C) when ``target`` is
+        None, else the gradient of logit ``target[i]`` (class index, in ``classes_`` order) of
+        each row i, shape (n, F). Gradient × input is computed by
+        :func:`mesobench.metrics.fidelity.attributions`.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float32)
+        if len(self.classes_) == 2:
+            return self._input_gradients(X, np.zeros(len(X), dtype=np.int64))
+        if target is None:
+            return self._input_gradients(X, None)
+        return self._input_gradients(X, np.asarray(target, dtype=np.int64))
+
 
 class TabResNetRegressor(RegressorMixin, _TabResNetBase):
     __doc__ = (
@@ -313,6 +371,15 @@ class TabResNetRegressor(RegressorMixin, _TabResNetBase):
         X = validate_data(self, X, reset=False, dtype=np.float32)
         out = self._forward(X).squeeze(1).double().cpu().numpy()
         return out * self.y_scale_ + self.y_mean_
+
+    def input_gradients(self, X, target=None) -> np.ndarray:
+        """Gradient of ``predict`` (in y's units) with respect to the input rows, shape (n, F).
+
+        ``target`` is accepted for a uniform interface with the classifier and ignored.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float32)
+        return self._input_gradients(X, np.zeros(len(X), dtype=np.int64)) * self.y_scale_
 
 
 def _class_scores(logits: Tensor) -> Tensor:

@@ -1,0 +1,890 @@
+"""Explanation-fidelity metrics (SPEC §2, §4): model-agnostic functions on arrays and callables.
+
+Every model with local attributions is scored the same way, through two things only:
+
+* ``output_fn(Z) -> ndarray``: the model's own output at the rows of a float matrix ``Z`` — the
+  prediction for regression, the logit(s) (``decision_function``) for classification; shape
+  (m,) or (m, C). For models that read a DataFrame with ``category`` columns,
+  :class:`FrameCodec` turns the frame into such a matrix and back.
+* an attribution ``(n, F)`` of one scalar output per row, the *explained output*: the
+  prediction, the binary logit, or for multiclass the logit of class ``target[i]`` (by default
+  the predicted class, the argmax of the logits). Attributions here are of the kind that is
+  "multiplied by the input": they share out ``f(x) − f(baseline)`` over the features — the
+  local linear model's impact ``x ⊙ w(x)``, TreeSHAP contributions, gradient × input.
+
+Metrics and their directions (``fidelity/*`` names as :func:`evaluate` returns them):
+
+=====================================  =============================================  ========
+name                                   definition                                     better
+=====================================  =============================================  ========
+``lfr_infidelity``                     mean over points x, neighbours x' and classes   lower
+                                       of (w(x)·x' + b(x) − f(x'))² (LFR paper)
+``lfr_scaled_infidelity``              lfr_infidelity / mean (f(x') − f(x))²           lower
+                                       (0 exact, 1 = no better than the constant f(x))
+``yeh_infidelity``                     E[(Iᵀφ(x) − (f(x) − f(x − I)))²] (Yeh 2019)     lower
+``yeh_scaled_infidelity``              yeh_infidelity / E[(f(x) − f(x − I))²]          lower
+                                       (1 = no better than the all-zero attribution)
+``deletion_auc``                       normalised area under the deletion curve,       lower
+                                       relative to the straight line (0 ≈ random
+                                       order, < 0 = faithful)
+``gt_gradient_mae``                    mean |w_raw(x) − ∇f_true(x)| (synthetic)        lower
+``gt_intercept_mae``                   mean |b_raw(x) − (f_true(x) − ∇f_true(x)·x)|    lower
+``gt_attribution_mae``                 mean |φ(x) − (x − x_ref) ⊙ ∇f_true(x)|          lower
+``gt_coef_mae``                        mean |β̂_raw − β_true| (models with ``coef_``)    lower
+=====================================  =============================================  ========
+
+:func:`fidelity_ratio` (higher = the model more faithful than the base) and
+:func:`tuning_score` are the LFR γ-search quantities of SPEC §2.
+
+Definitions chosen where the sources leave them open
+----------------------------------------------------
+*Scaled LFR infidelity* (SPEC §2 **[open]**): I divided by the *local* variance of f over the
+neighbourhoods, ``V = mean_{x, x', c} (f(x') − f(x))²`` — the mean squared change of the output
+from each anchor to its own neighbours. V is exactly the infidelity of the constant explanation
+``w = 0, b = f(x)``, so the ratio is unit-free (comparable across tasks, output scales and, to
+first order, σ): 0 = the local linear models reproduce f exactly, 1 = they are no better than
+ignoring the features, > 1 = worse. (The pooled variance of f over all neighbourhood points is
+dominated by the spread between anchors and would call even a slope-free explanation faithful;
+it is returned as ``output_variance`` for reference.) NaN when f is constant (V = 0).
+
+*Yeh infidelity*: perturbations ``perturbation="relative"`` (default; for attributions
+multiplied by the input): ``I = (x − baseline) ⊙ m``, ``m ~ N(0, σ²)`` per feature, scored
+with ``mᵀφ`` — Captum's ``(x − x̃) / (x − baseline)`` convention written without the division, so
+a linear f with its impact attribution scores exactly 0. ``perturbation="absolute"`` (for
+slopes: weights or gradients): ``I ~ N(0, σ² · scale²)``, scored with ``Iᵀφ``. σ = 0.1 by
+default (standardised data: a tenth of a standard deviation / of the distance to the mean).
+Features that are not perturbable (categorical codes of native-input models) or missing (NaN)
+are never perturbed. Multiclass: the explained output is the logit of the target class.
+
+*Deletion curve*: per point, features are set to ``baseline`` (0 on standardised data = the
+training mean) in order of decreasing *signed* attribution, in ``n_steps`` equal shares of the
+perturbable features; ``c_0 = f(x)`` … ``c_S = f(baseline)``. The score is the trapezoid area
+under c over the removed fraction t ∈ [0, 1] minus the area under the straight line from c_0
+to c_S, averaged over points and divided by the mean total change ``mean |c_0 − c_S|`` (both
+order-independent). For an additive model the order by true contribution minimises every
+partial sum, hence the area, and a random order follows the straight line in expectation: the
+true attribution scores < 0 (−0.5 when one feature carries the whole change; lower still when
+contributions of both signs make the curve dip below c_S), a random one ≈ 0, a reversed one > 0.
+
+Everything is deterministic given ``rng`` (a ``numpy.random.Generator`` or a seed); drawing a
+capped sample of rows is the caller's job (:func:`sample_rows`), and :func:`evaluate` does it.
+Large perturbation batches are evaluated in chunks of about ``_MAX_ELEMENTS`` matrix entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.neighbors import NearestNeighbors
+
+from mesobench.models.explanation import Explanation
+
+OutputFn = Callable[[np.ndarray], np.ndarray]
+_MAX_ELEMENTS = 1 << 22  # entries of a perturbed block per output_fn call (32 MiB in float64)
+NEIGHBORHOODS = ("gaussian", "smote")
+YEH_PERTURBATIONS = ("relative", "absolute")
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
+
+
+def sample_rows(n: int, cap: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of ``min(n, cap)`` rows drawn without replacement (all rows if cap is None)."""
+    if cap is None or cap >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, int(cap), replace=False))
+
+
+def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+def _matrix(X: Any) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D matrix, got shape {X.shape}")
+    return X
+
+
+def _per_feature(value: float | np.ndarray, n_features: int, name: str) -> np.ndarray:
+    arr = np.broadcast_to(np.asarray(value, dtype=np.float64), (n_features,))
+    if arr.shape != (n_features,):
+        raise ValueError(f"{name} must be a scalar or have {n_features} entries")
+    return arr
+
+
+def _chunks(n: int, rows_per_point: int, n_features: int):
+    """Slices of anchor points so that one block holds about ``_MAX_ELEMENTS`` entries."""
+    step = max(1, _MAX_ELEMENTS // max(1, rows_per_point * max(1, n_features)))
+    for start in range(0, n, step):
+        yield slice(start, min(n, start + step))
+
+
+def _outputs(output_fn: OutputFn, Z: np.ndarray) -> np.ndarray:
+    """``output_fn(Z)`` as float64 of shape (m, C'), C' = 1 for a scalar output."""
+    out = np.asarray(output_fn(Z), dtype=np.float64)
+    if out.shape[0] != Z.shape[0] or out.ndim not in (1, 2):
+        raise ValueError(f"output_fn returned shape {out.shape} for {Z.shape[0]} rows")
+    return out.reshape(Z.shape[0], -1)
+
+
+def _explained(out: np.ndarray, target: np.ndarray | None) -> np.ndarray:
+    """The explained scalar output per row of ``out`` (m, C'): column ``target`` if C' > 1."""
+    if out.shape[1] == 1:
+        return out[:, 0]
+    if target is None:
+        raise ValueError("a multi-output output_fn needs the explained class per row (target)")
+    return np.take_along_axis(out, np.asarray(target, dtype=np.int64)[:, None], axis=1)[:, 0]
+
+
+def _resolve_target(f_x: np.ndarray, target: np.ndarray | None) -> np.ndarray | None:
+    """Target classes per point: as given, or the argmax of the outputs (predicted class)."""
+    if f_x.shape[1] == 1:
+        return None
+    if target is None:
+        return np.argmax(f_x, axis=1)
+    target = np.asarray(target, dtype=np.int64)
+    if target.shape != (f_x.shape[0],):
+        raise ValueError(f"target must have shape ({f_x.shape[0]},), got {target.shape}")
+    return target
+
+
+def _check_attribution(attribution: Any, X: np.ndarray) -> np.ndarray:
+    phi = np.asarray(attribution, dtype=np.float64)
+    if phi.shape != X.shape:
+        raise ValueError(
+            f"attribution must have the shape of X {X.shape} (one explained output per row), "
+            f"got {phi.shape}"
+        )
+    return phi
+
+
+# --------------------------------------------------------------------------------------------
+# Neighbourhoods (LFR)
+# --------------------------------------------------------------------------------------------
+
+
+def gaussian_neighbors(
+    X: np.ndarray, *, sigma: float = 0.1, n_neighbors: int = 1, rng=None
+) -> np.ndarray:
+    """``x' = x + N(0, σ² I)``, ``n_neighbors`` per point: shape (n, k, F)."""
+    X = _matrix(X)
+    noise = _rng(rng).standard_normal((X.shape[0], int(n_neighbors), X.shape[1]))
+    return X[:, None, :] + float(sigma) * noise
+
+
+def smote_neighbors(
+    X: np.ndarray,
+    X_reference: np.ndarray | None = None,
+    *,
+    n_neighbors: int = 1,
+    k_nearest: int = 5,
+    rng=None,
+) -> np.ndarray:
+    """SMOTE-style ``x' = x + u (x_nn − x)``, ``u ~ U(0, 1)``: shape (n, k, F).
+
+    ``x_nn`` is drawn uniformly among the ``k_nearest`` Euclidean nearest neighbours of x in
+    ``X_reference`` (the training data, say); with ``X_reference=None`` among the other rows of
+    X (a point is not its own neighbour).
+    """
+    X = _matrix(X)
+    own = X_reference is None
+    ref = X if own else _matrix(X_reference)
+    if ref.shape[1] != X.shape[1]:
+        raise ValueError(f"X_reference has {ref.shape[1]} features, X has {X.shape[1]}")
+    k_avail = ref.shape[0] - 1 if own else ref.shape[0]
+    if k_avail < 1:
+        raise ValueError("smote neighbourhoods need at least one reference row besides x")
+    k_nn = min(int(k_nearest), k_avail)
+    index = NearestNeighbors(n_neighbors=k_nn).fit(ref)
+    _, nn_idx = index.kneighbors(None if own else X, n_neighbors=k_nn)  # (n, k_nn)
+    rng = _rng(rng)
+    n, k = X.shape[0], int(n_neighbors)
+    pick = np.take_along_axis(nn_idx, rng.integers(0, k_nn, size=(n, k)), axis=1)  # (n, k)
+    u = rng.random((n, k, 1))
+    return X[:, None, :] + u * (ref[pick] - X[:, None, :])
+
+
+def draw_neighbors(
+    X: np.ndarray,
+    kind: str = "gaussian",
+    *,
+    sigma: float = 0.1,
+    n_neighbors: int = 1,
+    X_reference: np.ndarray | None = None,
+    k_nearest: int = 5,
+    rng=None,
+) -> np.ndarray:
+    """Neighbours of each row of X, shape (n, n_neighbors, F): ``gaussian`` or ``smote``."""
+    if kind == "gaussian":
+        return gaussian_neighbors(X, sigma=sigma, n_neighbors=n_neighbors, rng=rng)
+    if kind == "smote":
+        return smote_neighbors(
+            X, X_reference, n_neighbors=n_neighbors, k_nearest=k_nearest, rng=rng
+        )
+    raise ValueError(f"neighborhood must be one of {NEIGHBORHOODS}, got {kind!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# LFR infidelity, fidelity ratio, tuning score (SPEC §2)
+# --------------------------------------------------------------------------------------------
+
+
+def lfr_infidelity(
+    explanation: Explanation | Callable[[np.ndarray], Explanation],
+    output_fn: OutputFn,
+    X: np.ndarray,
+    *,
+    neighborhood: str = "gaussian",
+    sigma: float = 0.1,
+    n_neighbors: int = 10,
+    X_reference: np.ndarray | None = None,
+    k_nearest: int = 5,
+    rng=None,
+) -> dict[str, float]:
+    """LFR infidelity of local linear models on held-out rows (no gradients, seeded).
+
+    ``explanation``: the :class:`Explanation` of the rows of X, or ``explain_fn(X)``.
+    For each x, ``n_neighbors`` neighbours x' are drawn (``gaussian``: σ; ``smote``: towards
+    one of the ``k_nearest`` neighbours in ``X_reference``) and the local model of x is compared
+    with the model's output there, per class on the logit scale for multiclass:
+
+        infidelity = mean_{x, x', c} (w_c(x)·x' + b_c(x) − f_c(x'))²
+
+    Returns ``infidelity``, ``scaled_infidelity`` (infidelity / ``local_variance``, see the
+    module docstring), ``local_variance`` = mean (f_c(x') − f_c(x))², ``output_variance`` (the
+    variance of f over all neighbourhood points, averaged over classes), ``n_points`` and
+    ``n_neighbors``.
+    """
+    X = _matrix(X)
+    expl = explanation if isinstance(explanation, Explanation) else explanation(X)
+    W = np.asarray(expl.weights, dtype=np.float64)
+    b = np.asarray(expl.intercept, dtype=np.float64)
+    if W.shape[:2] != X.shape:
+        raise ValueError(f"explanation weights {W.shape} do not match X {X.shape}")
+    if W.ndim == 2:
+        W, b = W[:, :, None], b[:, None]
+    n, n_features = X.shape
+    k = int(n_neighbors)
+    if n == 0 or k < 1:
+        raise ValueError("lfr_infidelity needs at least one point and one neighbour")
+    X_nb = draw_neighbors(
+        X,
+        neighborhood,
+        sigma=sigma,
+        n_neighbors=k,
+        X_reference=X_reference,
+        k_nearest=k_nearest,
+        rng=rng,
+    )
+    gap2 = local2 = 0.0
+    f_all = []
+    for sl in _chunks(n, k + 1, n_features):
+        m = sl.stop - sl.start
+        block = np.concatenate([X[sl], X_nb[sl].reshape(m * k, n_features)])
+        out = _outputs(output_fn, block)
+        if out.shape[1] != W.shape[2]:
+            raise ValueError(
+                f"output_fn gives {out.shape[1]} outputs, the explanation {W.shape[2]} classes"
+            )
+        f_x, f_nb = out[:m], out[m:].reshape(m, k, -1)
+        linear = np.einsum("nkf,nfc->nkc", X_nb[sl], W[sl]) + b[sl, None, :]
+        gap2 += float(np.square(linear - f_nb).sum())
+        local2 += float(np.square(f_nb - f_x[:, None, :]).sum())
+        f_all.append(f_nb.reshape(m * k, -1))
+    count = n * k * W.shape[2]
+    infidelity, local_variance = gap2 / count, local2 / count
+    return {
+        "infidelity": infidelity,
+        "scaled_infidelity": infidelity / local_variance if local_variance > 0 else float("nan"),
+        "local_variance": local_variance,
+        "output_variance": float(np.concatenate(f_all).var(axis=0).mean()),
+        "n_points": float(n),
+        "n_neighbors": float(k),
+    }
+
+
+def fidelity_ratio(infidelity_base: float, infidelity_model: float) -> float:
+    """R_F = I_base / (I_base + I_model) ∈ [0, 1], higher = more faithful than the base.
+
+    0.5: as faithful as the base (the unregularised IMN, γ = 0); 1.0 when both are 0, as in
+    the LFR reference code.
+    """
+    total = float(infidelity_base) + float(infidelity_model)
+    return float(infidelity_base) / total if total > 0 else 1.0
+
+
+def tuning_score(performance: float, ratio: float, alpha: float = 0.5) -> float:
+    """S = α · max(0, D) + (1 − α) · R_F (SPEC §2); D = validation AUROC or R², R_F the ratio."""
+    return float(alpha) * max(0.0, float(performance)) + (1.0 - float(alpha)) * float(ratio)
+
+
+# --------------------------------------------------------------------------------------------
+# Yeh et al. (2019) infidelity and the deletion curve
+# --------------------------------------------------------------------------------------------
+
+
+def _perturbable(X: np.ndarray, perturbable: np.ndarray | None) -> np.ndarray:
+    """(n, F) mask of entries that may be perturbed: the feature mask and a finite value."""
+    mask = np.ones(X.shape[1], dtype=bool) if perturbable is None else np.asarray(perturbable)
+    if mask.shape != (X.shape[1],) or mask.dtype != bool:
+        raise ValueError(f"perturbable must be a boolean mask of {X.shape[1]} features")
+    return mask[None, :] & np.isfinite(X)
+
+
+def yeh_infidelity(
+    attribution: np.ndarray,
+    output_fn: OutputFn,
+    X: np.ndarray,
+    *,
+    perturbation: str = "relative",
+    noise_std: float = 0.1,
+    n_perturbations: int = 20,
+    baseline: float | np.ndarray = 0.0,
+    feature_scale: float | np.ndarray = 1.0,
+    perturbable: np.ndarray | None = None,
+    target: np.ndarray | None = None,
+    rng=None,
+) -> dict[str, float]:
+    """Yeh et al. (2019) infidelity ``E[(Iᵀφ(x) − (f(x) − f(x − I)))²]`` with Gaussian I.
+
+    ``perturbation="relative"`` (attributions multiplied by the input, the default):
+    ``I = (x − baseline) ⊙ m``, ``m ~ N(0, noise_std²)``, and ``Iᵀφ`` reads ``mᵀφ``;
+    ``"absolute"`` (slopes): ``I ~ N(0, (noise_std · feature_scale)²)``. Entries outside
+    ``perturbable`` (F,) or not finite are not perturbed. f is the explained output (``target``
+    class for multi-output ``output_fn``; default the argmax of f(x)).
+
+    Returns ``infidelity``, ``scaled_infidelity`` (infidelity / E[(f(x) − f(x − I))²]: 1 = no
+    better than φ = 0), ``n_points``, ``n_perturbations``, ``n_features_perturbed``.
+    """
+    if perturbation not in YEH_PERTURBATIONS:
+        raise ValueError(f"perturbation must be one of {YEH_PERTURBATIONS}, got {perturbation!r}")
+    X = _matrix(X)
+    phi = _check_attribution(attribution, X)
+    n, n_features = X.shape
+    k = int(n_perturbations)
+    if n == 0 or k < 1:
+        raise ValueError("yeh_infidelity needs at least one point and one perturbation")
+    mask = _perturbable(X, perturbable)
+    base = _per_feature(baseline, n_features, "baseline")
+    scale = _per_feature(feature_scale, n_features, "feature_scale")
+    rng = _rng(rng)
+    f_full = _outputs(output_fn, X)
+    target = _resolve_target(f_full, target)
+    f_x = _explained(f_full, target)
+
+    err2 = delta2 = 0.0
+    for sl in _chunks(n, k, n_features):
+        m = sl.stop - sl.start
+        eps = rng.standard_normal((m, k, n_features)) * noise_std * mask[sl, None, :]
+        if perturbation == "relative":
+            offset = np.where(mask[sl], X[sl] - base, 0.0)
+            shift = offset[:, None, :] * eps
+            projected = np.einsum("nkf,nf->nk", eps, phi[sl])
+        else:
+            shift = eps * scale
+            projected = np.einsum("nkf,nf->nk", shift, phi[sl])
+        X_pert = (X[sl, None, :] - shift).reshape(m * k, n_features)
+        tgt = None if target is None else np.repeat(target[sl], k)
+        f_pert = _explained(_outputs(output_fn, X_pert), tgt).reshape(m, k)
+        delta = f_x[sl, None] - f_pert
+        err2 += float(np.square(projected - delta).sum())
+        delta2 += float(np.square(delta).sum())
+    infidelity = err2 / (n * k)
+    mean_delta2 = delta2 / (n * k)
+    return {
+        "infidelity": infidelity,
+        "scaled_infidelity": infidelity / mean_delta2 if mean_delta2 > 0 else float("nan"),
+        "n_points": float(n),
+        "n_perturbations": float(k),
+        "n_features_perturbed": float(mask.any(axis=0).sum()),
+    }
+
+
+def deletion_auc(
+    attribution: np.ndarray,
+    output_fn: OutputFn,
+    X: np.ndarray,
+    *,
+    baseline: float | np.ndarray = 0.0,
+    n_steps: int = 20,
+    perturbable: np.ndarray | None = None,
+    target: np.ndarray | None = None,
+    output_scale: float | None = None,
+) -> dict[str, float]:
+    """Deletion-curve score, lower = more faithful (0 ≈ a random deletion order).
+
+    Per point, the perturbable features are set to ``baseline`` in order of decreasing signed
+    attribution, ``S = min(n_steps, F_p)`` equal shares at a time (F_p perturbable features),
+    giving outputs ``c_0 = f(x), ..., c_S`` (explained output, see :func:`yeh_infidelity`). The
+    point's score is the trapezoid area under c over the removed fraction minus the area under
+    the line from c_0 to c_S; ``deletion_auc`` is its mean over points divided by
+    ``output_scale`` (default: the mean total change mean |c_0 − c_S|; NaN if 0).
+
+    Returns ``deletion_auc``, ``n_points``, ``n_steps``, ``n_features_perturbed``.
+    """
+    X = _matrix(X)
+    phi = _check_attribution(attribution, X)
+    n, n_features = X.shape
+    mask = np.ones(n_features, dtype=bool) if perturbable is None else np.asarray(perturbable)
+    if mask.shape != (n_features,) or mask.dtype != bool:
+        raise ValueError(f"perturbable must be a boolean mask of {n_features} features")
+    n_pert = int(mask.sum())
+    if n == 0 or n_pert == 0:
+        raise ValueError("deletion_auc needs at least one point and one perturbable feature")
+    base = _per_feature(baseline, n_features, "baseline")
+    steps = min(int(n_steps), n_pert)
+    removed = np.rint(np.linspace(0, n_pert, steps + 1)).astype(np.int64)  # features per step
+    t = removed / n_pert
+
+    # rank[i, j]: position of feature j in point i's deletion order (non-perturbable: last)
+    order = np.argsort(np.where(mask, -phi, np.inf), axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(n_features)[None, :], axis=1)
+
+    if target is None:  # needed only to pick the predicted class of a multi-output model
+        target = _resolve_target(_outputs(output_fn, X), None)
+    scores, total_change = np.empty(n), np.empty(n)
+    for sl in _chunks(n, steps + 1, n_features):
+        m = sl.stop - sl.start
+        drop = rank[sl, None, :] < removed[None, :, None]  # (m, S+1, F)
+        block = np.where(drop, base, X[sl, None, :]).reshape(m * (steps + 1), n_features)
+        tgt = None if target is None else np.repeat(target[sl], steps + 1)
+        curve = _explained(_outputs(output_fn, block), tgt).reshape(m, steps + 1)
+        area = np.sum((curve[:, 1:] + curve[:, :-1]) * np.diff(t) / 2.0, axis=1)
+        scores[sl] = area - (curve[:, 0] + curve[:, -1]) / 2.0
+        total_change[sl] = np.abs(curve[:, 0] - curve[:, -1])
+    scale = float(total_change.mean()) if output_scale is None else float(output_scale)
+    return {
+        "deletion_auc": float(scores.mean()) / scale if scale > 0 else float("nan"),
+        "n_points": float(n),
+        "n_steps": float(steps),
+        "n_features_perturbed": float(n_pert),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Errors against the ground truth of synthetic tasks
+# --------------------------------------------------------------------------------------------
+# The model works in its own input units x_m = (x_raw − offset) / scale (the runner
+# standardises numerics); the truth speaks raw units. Then ∂f/∂x_raw = w_m / scale and the
+# intercept of the tangent plane in raw units is b_m − Σ_j (w_m,j / scale_j) · offset_j.
+
+
+def _raw_slope(slope: np.ndarray, scale: float | np.ndarray) -> np.ndarray:
+    slope = np.asarray(slope, dtype=np.float64)
+    if slope.ndim != 2:
+        raise ValueError(f"ground-truth errors need (n, F) slopes (one output), got {slope.shape}")
+    return slope / _per_feature(scale, slope.shape[1], "scale")
+
+
+def gradient_error(
+    slope: np.ndarray, truth: Any, X_raw: Any, *, scale: float | np.ndarray = 1.0
+) -> float:
+    """Mean |slope_raw − ∇f_true(x)| over rows and features; slope in model units, (n, F)."""
+    return float(np.mean(np.abs(_raw_slope(slope, scale) - truth.gradient(X_raw))))
+
+
+def intercept_error(
+    slope: np.ndarray,
+    intercept: np.ndarray,
+    truth: Any,
+    X_raw: Any,
+    *,
+    offset: float | np.ndarray = 0.0,
+    scale: float | np.ndarray = 1.0,
+) -> float:
+    """Mean |b_raw(x) − (f_true(x) − ∇f_true(x)·x)| of local linear models (model units in)."""
+    w_raw = _raw_slope(slope, scale)
+    b_raw = np.asarray(intercept, dtype=np.float64) - w_raw @ _per_feature(
+        offset, w_raw.shape[1], "offset"
+    )
+    return float(np.mean(np.abs(b_raw - truth.local_intercept(X_raw))))
+
+
+def attribution_error(
+    attribution: np.ndarray,
+    truth: Any,
+    X_raw: Any,
+    *,
+    reference: float | np.ndarray = 0.0,
+) -> float:
+    """Mean |φ(x) − (x − x_ref) ⊙ ∇f_true(x)|: attributions vs the true gradient × input.
+
+    ``reference`` is the raw-unit point the attribution is relative to (its baseline: the
+    training mean for standardised inputs, the data mean for TreeSHAP). φ is in output units,
+    which the choice of input units does not change.
+    """
+    X_raw = np.asarray(X_raw.to_numpy() if isinstance(X_raw, pd.DataFrame) else X_raw, float)
+    ref = _per_feature(reference, X_raw.shape[1], "reference")
+    target = (X_raw - ref) * truth.gradient(X_raw)
+    return float(np.mean(np.abs(np.asarray(attribution, dtype=np.float64) - target)))
+
+
+def coefficient_error(coef: np.ndarray, truth: Any, *, scale: float | np.ndarray = 1.0) -> float:
+    """Mean |β̂_raw − β_true| of global coefficients (NIMO's ``coef_``, model units in).
+
+    β_true is the truth's ``coefficients``: ∇f at x = 0, the mean marginal effect (SPEC §3).
+    """
+    coef = np.asarray(coef, dtype=np.float64).reshape(-1)
+    return float(
+        np.mean(np.abs(coef / _per_feature(scale, len(coef), "scale") - truth.coefficients))
+    )
+
+
+def ground_truth_errors(
+    truth: Any,
+    X_raw: Any,
+    *,
+    slope: np.ndarray | None = None,
+    intercept: np.ndarray | None = None,
+    attribution: np.ndarray | None = None,
+    coef: np.ndarray | None = None,
+    offset: float | np.ndarray = 0.0,
+    scale: float | np.ndarray = 1.0,
+    reference: float | np.ndarray | None = None,
+) -> dict[str, float]:
+    """The ground-truth errors for whatever is given: ``gradient_mae`` (slope),
+    ``intercept_mae`` (slope + intercept), ``attribution_mae`` (attribution, relative to
+    ``reference`` raw; default ``offset``, the point where the model input is 0) and
+    ``coef_mae`` (coef). Model units ``x_m = (x_raw − offset) / scale``.
+    """
+    out: dict[str, float] = {}
+    if slope is not None:
+        out["gradient_mae"] = gradient_error(slope, truth, X_raw, scale=scale)
+        if intercept is not None:
+            out["intercept_mae"] = intercept_error(
+                slope, intercept, truth, X_raw, offset=offset, scale=scale
+            )
+    if attribution is not None:
+        ref = offset if reference is None else reference
+        out["attribution_mae"] = attribution_error(attribution, truth, X_raw, reference=ref)
+    if coef is not None:
+        out["coef_mae"] = coefficient_error(coef, truth, scale=scale)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Estimators → attributions
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Per-feature attribution of one explained output per row.
+
+    Attributes:
+        values: (n, F), multiplied-by-input kind (sums to about f(x) − f(baseline)).
+        target: (n,) class index explained per row (multi-output models), else None.
+        method: ``"local_linear"`` (x ⊙ w(x) of ``explain``), ``"treeshap"``
+            (``contributions``) or ``"gradient_x_input"`` (``input_gradients``).
+        slope: (n, F) local slope of the explained output (the weights w(x), the input
+            gradient), or None (TreeSHAP).
+        intercept: (n,) local intercept of the explained output (``explain`` only), or None.
+        explanation: the full :class:`Explanation` (all classes; ``explain`` only), or None.
+    """
+
+    values: np.ndarray
+    target: np.ndarray | None
+    method: str
+    slope: np.ndarray | None = None
+    intercept: np.ndarray | None = None
+    explanation: Explanation | None = None
+
+
+def output_function(estimator: Any, kind: str) -> OutputFn:
+    """The output that explanations explain: ``predict`` (regression), ``decision_function``."""
+    if kind == "regression":
+        return estimator.predict
+    if not hasattr(estimator, "decision_function"):
+        raise ValueError(f"{type(estimator).__name__} has no decision_function (logits)")
+    return estimator.decision_function
+
+
+def _pick(values: np.ndarray, target: np.ndarray | None) -> np.ndarray:
+    """(n, F) from (n, F) or (n, F, C) by the class ``target`` of each row."""
+    if values.ndim == 2:
+        return values
+    return np.take_along_axis(values, target[:, None, None], axis=2)[:, :, 0]
+
+
+def attribution_method(estimator: Any) -> str | None:
+    """Which attribution :func:`attributions` uses for the estimator, or None when it has none."""
+    if hasattr(estimator, "explain"):
+        return "local_linear"
+    if hasattr(estimator, "contributions"):
+        return "treeshap"
+    if hasattr(estimator, "input_gradients"):
+        return "gradient_x_input"
+    return None
+
+
+def attributions(estimator: Any, X: Any, kind: str) -> Attribution:
+    """Attribution of the explained output of a fitted estimator at the rows of X.
+
+    Dispatch, first match: ``explain`` → impact x ⊙ w(x); ``contributions`` → TreeSHAP values;
+    ``input_gradients`` → gradient × input. Multiclass: the logit of the predicted class
+    (argmax of the logits) is explained. X is what the estimator reads (a DataFrame for
+    native-input models).
+    """
+    method = attribution_method(estimator)
+    if method == "local_linear":
+        expl = estimator.explain(X)
+        X_num = _matrix(X)
+        impact = expl.impact(X_num)
+        target = np.argmax(expl.output(X_num), axis=1) if expl.multiclass else None
+        W = np.asarray(expl.weights, dtype=np.float64)
+        b = np.asarray(expl.intercept, dtype=np.float64)
+        b = b if target is None else np.take_along_axis(b, target[:, None], axis=1)[:, 0]
+        return Attribution(_pick(impact, target), target, method, _pick(W, target), b, expl)
+    if method == "treeshap":
+        values, bias = estimator.contributions(X)
+        values = np.asarray(values, dtype=np.float64)
+        target = None
+        if values.ndim == 3:
+            target = np.argmax(values.sum(axis=1) + bias, axis=1)
+        return Attribution(_pick(values, target), target, method)
+    if method == "gradient_x_input":
+        target = None
+        if kind != "regression":
+            logits = np.asarray(estimator.decision_function(X), dtype=np.float64)
+            target = np.argmax(logits, axis=1) if logits.ndim == 2 else None
+        grads = np.asarray(estimator.input_gradients(X, target=target), dtype=np.float64)
+        return Attribution(_matrix(X) * grads, target, method, slope=grads)
+    raise ValueError(
+        f"{type(estimator).__name__} has no local attributions "
+        "(needs explain, contributions or input_gradients)"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# DataFrames with category columns (XGBoost / CatBoost native input)
+# --------------------------------------------------------------------------------------------
+
+
+class FrameCodec:
+    """A DataFrame with numeric and ``category`` columns ↔ a float matrix, losslessly.
+
+    Numeric columns pass through as float64 (NaN = missing); a category column becomes its
+    category code as a float (missing → NaN). ``perturbable`` marks the numeric columns: the
+    perturbation metrics move only those and keep each row's categories as they are.
+    """
+
+    def __init__(self, template: pd.DataFrame) -> None:
+        self.columns = list(template.columns)
+        self.dtypes = list(template.dtypes)
+        self.categorical = np.array([isinstance(d, pd.CategoricalDtype) for d in self.dtypes])
+        for col, dtype, cat in zip(self.columns, self.dtypes, self.categorical, strict=True):
+            if not cat and not pd.api.types.is_numeric_dtype(dtype):
+                raise ValueError(f"column {col!r} is neither numeric nor category ({dtype})")
+
+    @property
+    def perturbable(self) -> np.ndarray:
+        return ~self.categorical
+
+    def encode(self, X: pd.DataFrame) -> np.ndarray:
+        Z = np.empty((len(X), len(self.columns)))
+        for j, (col, cat) in enumerate(zip(self.columns, self.categorical, strict=True)):
+            if cat:
+                codes = X[col].cat.codes.to_numpy().astype(np.float64)
+                Z[:, j] = np.where(codes < 0, np.nan, codes)
+            else:
+                Z[:, j] = X[col].to_numpy(dtype=np.float64, na_value=np.nan)
+        return Z
+
+    def decode(self, Z: np.ndarray) -> pd.DataFrame:
+        data = {}
+        for j, (col, dtype, cat) in enumerate(
+            zip(self.columns, self.dtypes, self.categorical, strict=True)
+        ):
+            if cat:
+                codes = np.nan_to_num(Z[:, j], nan=-1.0).astype(np.int64)
+                data[col] = pd.Categorical.from_codes(codes, dtype=dtype)
+            else:
+                data[col] = Z[:, j]
+        return pd.DataFrame(data, columns=self.columns)
+
+
+# --------------------------------------------------------------------------------------------
+# Everything for one fitted estimator (what the runner calls)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FidelityConfig:
+    """Settings of :func:`evaluate` (the runner reads them from its config).
+
+    sample_size: test rows scored (a seeded sample; None = all).
+    neighborhood, sigma, n_neighbors, k_nearest: LFR neighbourhoods (see :func:`draw_neighbors`).
+    yeh_perturbation, yeh_noise_std, yeh_n_perturbations: see :func:`yeh_infidelity`.
+    deletion_steps: see :func:`deletion_auc`.
+    """
+
+    sample_size: int | None = 500
+    neighborhood: str = "gaussian"
+    sigma: float = 0.1
+    n_neighbors: int = 10
+    k_nearest: int = 5
+    yeh_perturbation: str = "relative"
+    yeh_noise_std: float = 0.1
+    yeh_n_perturbations: int = 20
+    deletion_steps: int = 20
+
+
+@dataclass
+class FidelityResult:
+    metrics: dict[str, float] = field(default_factory=dict)  # "fidelity/<name>" → value
+    params: dict[str, Any] = field(default_factory=dict)  # "fidelity.<name>" → fact
+    notes: list[str] = field(default_factory=list)
+
+
+def _take(X: Any, rows: np.ndarray) -> Any:
+    return X.iloc[rows] if isinstance(X, pd.DataFrame) else np.asarray(X)[rows]
+
+
+def evaluate(
+    estimator: Any,
+    X: Any,
+    *,
+    kind: str,
+    seed: int = 0,
+    config: FidelityConfig | None = None,
+    X_reference: Any = None,
+    truth: Any = None,
+    X_raw: Any = None,
+    feature_offset: float | np.ndarray = 0.0,
+    feature_scale: float | np.ndarray = 1.0,
+) -> FidelityResult:
+    """All fidelity metrics of a fitted estimator on (a seeded sample of) the test rows X.
+
+    ``X``: the test rows as the estimator reads them (preprocessed matrix, or the native
+    DataFrame). ``X_reference``: training rows in the same units, for ``smote``
+    neighbourhoods. Synthetic tasks: ``truth`` (:class:`~mesobench.data.synthetic
+    .SyntheticTruth`), ``X_raw`` (the raw test rows aligned with X) and the model-unit
+    transform ``x_model = (x_raw − feature_offset) / feature_scale`` (the preprocessor's
+    numeric mean and scale; 0 and 1 for native input).
+
+    Models with ``explain`` get the LFR metrics; every model with attributions (see
+    :func:`attributions`) gets Yeh infidelity and the deletion score. Native DataFrame input is
+    scored through :class:`FrameCodec`: only numeric columns are perturbed (categories stay as
+    they are), their baseline is the mean over the scored rows and their noise is scaled by
+    their standard deviation there. A model without attributions gets a note and no metrics.
+    Random streams for the LFR and Yeh metrics are independent children of ``seed``.
+    """
+    cfg = config or FidelityConfig()
+    result = FidelityResult()
+    method = attribution_method(estimator)
+    if method is None:
+        result.notes.append(
+            f"fidelity metrics skipped: {type(estimator).__name__} has no local attributions"
+        )
+        return result
+    rows = sample_rows(len(X), cfg.sample_size, seed)
+    X_s = _take(X, rows)
+    rng_lfr, rng_yeh = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    output = output_function(estimator, kind)
+    m = result.metrics
+    result.params.update({"fidelity.n_points": len(rows), "fidelity.attribution": method})
+
+    if isinstance(X_s, pd.DataFrame):
+        codec = FrameCodec(X_s)
+        Z = codec.encode(X_s)
+        perturbable = codec.perturbable
+        numeric = Z[:, perturbable]
+        baseline = np.zeros(Z.shape[1])
+        noise_scale = np.ones(Z.shape[1])
+        if numeric.size:
+            with np.errstate(all="ignore"):
+                mean, std = np.nanmean(numeric, axis=0), np.nanstd(numeric, axis=0)
+            baseline[perturbable] = np.where(np.isfinite(mean), mean, 0.0)
+            noise_scale[perturbable] = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+
+        def output_fn(A: np.ndarray) -> np.ndarray:
+            return output(codec.decode(A))
+
+        if (~perturbable).any():
+            result.notes.append(
+                f"fidelity: {int((~perturbable).sum())} categorical column(s) are not perturbed "
+                "by the Yeh / deletion metrics; numeric baseline = mean of the scored rows"
+            )
+    else:
+        Z = _matrix(X_s)
+        perturbable = np.ones(Z.shape[1], dtype=bool)
+        baseline, noise_scale = np.zeros(Z.shape[1]), np.ones(Z.shape[1])
+        output_fn = output
+    result.params["fidelity.n_features_perturbed"] = int(perturbable.sum())
+
+    attr = attributions(estimator, X_s, kind)
+    if method == "local_linear":
+        ref = None if X_reference is None else _matrix(X_reference)
+        lfr = lfr_infidelity(
+            attr.explanation,
+            output_fn,
+            Z,
+            neighborhood=cfg.neighborhood,
+            sigma=cfg.sigma,
+            n_neighbors=cfg.n_neighbors,
+            X_reference=ref,
+            k_nearest=cfg.k_nearest,
+            rng=rng_lfr,
+        )
+        m["fidelity/lfr_infidelity"] = lfr["infidelity"]
+        m["fidelity/lfr_scaled_infidelity"] = lfr["scaled_infidelity"]
+    if perturbable.any():
+        yeh = yeh_infidelity(
+            attr.values,
+            output_fn,
+            Z,
+            perturbation=cfg.yeh_perturbation,
+            noise_std=cfg.yeh_noise_std,
+            n_perturbations=cfg.yeh_n_perturbations,
+            baseline=baseline,
+            feature_scale=noise_scale,
+            perturbable=perturbable,
+            target=attr.target,
+            rng=rng_yeh,
+        )
+        m["fidelity/yeh_infidelity"] = yeh["infidelity"]
+        m["fidelity/yeh_scaled_infidelity"] = yeh["scaled_infidelity"]
+        m["fidelity/deletion_auc"] = deletion_auc(
+            attr.values,
+            output_fn,
+            Z,
+            baseline=baseline,
+            n_steps=cfg.deletion_steps,
+            perturbable=perturbable,
+            target=attr.target,
+        )["deletion_auc"]
+    else:
+        result.notes.append("fidelity: no numeric feature to perturb; Yeh / deletion skipped")
+
+    if truth is not None and X_raw is not None:
+        X_raw_s = _take(X_raw, rows)
+        if Z.shape[1] != truth.n_features or attr.target is not None:
+            result.notes.append(
+                "fidelity: ground-truth errors skipped (model features do not map one-to-one "
+                "onto the synthetic task's features, or the output is multiclass)"
+            )
+        else:
+            # the attribution is relative to the baseline (model units) = this raw point
+            reference = np.asarray(feature_offset) + np.asarray(feature_scale) * baseline
+            coef = getattr(estimator, "coef_", None)
+            gt = ground_truth_errors(
+                truth,
+                X_raw_s,
+                slope=attr.slope,
+                intercept=attr.intercept,
+                attribution=attr.values,
+                coef=coef if coef is not None and np.size(coef) == truth.n_features else None,
+                offset=feature_offset,
+                scale=feature_scale,
+                reference=reference,
+            )
+            m.update({f"fidelity/gt_{k}": v for k, v in gt.items()})
+    return result

@@ -1,0 +1,523 @@
+"""Fidelity metrics score explanations against the model's own behaviour, with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LinearRegression
+
+from mesobench.data.synthetic import SyntheticTruth
+from mesobench.metrics import fidelity as fd
+from mesobench.models import (
+    CatBoostClassifier,
+    CatBoostRegressor,
+    Explanation,
+    LogisticRegressionClassifier,
+    RandomForestClassifier,
+    TabResNetClassifier,
+    TabResNetRegressor,
+    XGBoostClassifier,
+    XGBoostRegressor,
+)
+
+# --------------------------------------------------------------------------------------------
+# Small known models
+# --------------------------------------------------------------------------------------------
+
+
+class LinearExplained:
+    """A fitted linear regression whose explanation is its own coefficients (exactly local-linear)."""
+
+    def __init__(self, X, y):
+        self.model_ = LinearRegression().fit(X, y)
+
+    def predict(self, X):
+        return self.model_.predict(np.asarray(X, dtype=np.float64))
+
+    def explain(self, X):
+        n = len(X)
+        return Explanation(np.tile(self.model_.coef_, (n, 1)), np.full(n, self.model_.intercept_))
+
+
+def _square(X):
+    """f(x) = x1², with the tangent-plane explanation w = (2x1, 0, ...), b = −x1²."""
+    return X[:, 0] ** 2
+
+
+def _square_tangent(X):
+    w = np.zeros_like(X)
+    w[:, 0] = 2 * X[:, 0]
+    return Explanation(w, -(X[:, 0] ** 2))
+
+
+def _uniform(n, d, seed=0):
+    return np.random.default_rng(seed).uniform(-2, 2, size=(n, d))
+
+
+def _class_data(n_classes, n=240, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    cuts = np.quantile(X[:, 0], np.linspace(0, 1, n_classes + 1)[1:-1])
+    return X, np.digitize(X[:, 0] + 0.5 * X[:, 1], cuts)
+
+
+# --------------------------------------------------------------------------------------------
+# Sampling and neighbourhoods
+# --------------------------------------------------------------------------------------------
+
+
+def test_sample_rows_is_a_sorted_seeded_subset_or_everything():
+    rows = fd.sample_rows(100, 10, seed=3)
+    assert len(rows) == 10 and len(set(rows)) == 10 and np.all(np.diff(rows) > 0)
+    assert np.array_equal(rows, fd.sample_rows(100, 10, seed=3))
+    assert np.array_equal(fd.sample_rows(5, 10, seed=3), np.arange(5))
+    assert np.array_equal(fd.sample_rows(5, None, seed=3), np.arange(5))
+
+
+def test_gaussian_neighbors_have_shape_n_k_f_scale_sigma_and_are_seeded():
+    X = _uniform(50, 3)
+    nb = fd.draw_neighbors(X, "gaussian", sigma=0.1, n_neighbors=40, rng=0)
+    assert nb.shape == (50, 40, 3)
+    assert np.std(nb - X[:, None, :]) == pytest.approx(0.1, rel=0.05)
+    assert np.array_equal(nb, fd.draw_neighbors(X, "gaussian", sigma=0.1, n_neighbors=40, rng=0))
+
+
+def test_smote_neighbors_lie_between_x_and_its_nearest_reference_row():
+    X = _uniform(20, 2, seed=1)
+    ref = _uniform(30, 2, seed=2)
+    nb = fd.smote_neighbors(X, ref, n_neighbors=5, k_nearest=1, rng=0)
+    assert nb.shape == (20, 5, 2)
+    nearest = ref[np.argmin(((X[:, None, :] - ref[None]) ** 2).sum(-1), axis=1)]
+    step, span = nb - X[:, None, :], (nearest - X)[:, None, :]
+    u = (step * span).sum(-1) / (span**2).sum(-1)
+    np.testing.assert_allclose(step, u[..., None] * span, atol=1e-12)  # on the segment
+    assert np.all((u >= 0) & (u <= 1))
+    assert np.array_equal(nb, fd.smote_neighbors(X, ref, n_neighbors=5, k_nearest=1, rng=0))
+
+
+def test_smote_without_reference_never_uses_the_point_itself():
+    X = _uniform(10, 2)
+    nb = fd.smote_neighbors(X, None, n_neighbors=3, k_nearest=1, rng=0)
+    nearest_other = np.argsort(((X[:, None] - X[None]) ** 2).sum(-1), axis=1)[:, 1]
+    span = (X[nearest_other] - X)[:, None, :]
+    u = ((nb - X[:, None, :]) * span).sum(-1) / (span**2).sum(-1)
+    np.testing.assert_allclose(nb - X[:, None, :], u[..., None] * span, atol=1e-12)
+
+
+def test_unknown_neighborhood_is_refused():
+    with pytest.raises(ValueError, match="neighborhood"):
+        fd.draw_neighbors(_uniform(3, 2), "mixup")
+
+
+# --------------------------------------------------------------------------------------------
+# LFR infidelity, fidelity ratio, tuning score
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("neighborhood", ["gaussian", "smote"])
+def test_a_truly_linear_model_has_zero_lfr_infidelity(neighborhood):
+    X = _uniform(200, 3)
+    model = LinearExplained(X, X @ [1.0, -2.0, 0.5] + 3.0)
+    out = fd.lfr_infidelity(
+        model.explain, model.predict, X[:50], neighborhood=neighborhood, X_reference=X, rng=0
+    )
+    assert out["infidelity"] == pytest.approx(0.0, abs=1e-20)
+    assert out["scaled_infidelity"] == pytest.approx(0.0, abs=1e-18)
+    assert out["local_variance"] > 0 and out["n_points"] == 50 and out["n_neighbors"] == 10
+
+
+def test_lfr_infidelity_of_a_tangent_plane_is_the_curvature_term():
+    # f = x1², tangent at x: f(x') − (2x x' − x²) = (x' − x)² = δ², so I = E δ⁴ = 3σ⁴
+    X = _uniform(400, 2)
+    out = fd.lfr_infidelity(_square_tangent, _square, X, sigma=0.1, n_neighbors=50, rng=0)
+    assert out["infidelity"] == pytest.approx(3 * 0.1**4, rel=0.05)
+    assert out["local_variance"] == pytest.approx(
+        np.mean(4 * X[:, 0] ** 2) * 0.1**2 + 3 * 0.1**4, rel=0.05
+    )
+
+
+def test_scaled_lfr_infidelity_of_the_constant_explanation_is_one():
+    X = _uniform(100, 2)
+    flat = Explanation(np.zeros_like(X), _square(X))  # w = 0, b = f(x)
+    out = fd.lfr_infidelity(flat, _square, X, rng=0)
+    assert out["scaled_infidelity"] == pytest.approx(1.0)
+
+
+def test_lfr_infidelity_is_deterministic_under_a_seed():
+    X = _uniform(50, 2)
+    first = fd.lfr_infidelity(_square_tangent, _square, X, rng=7)
+    assert first == fd.lfr_infidelity(_square_tangent, _square, X, rng=7)
+    assert first != fd.lfr_infidelity(_square_tangent, _square, X, rng=8)
+
+
+def test_lfr_infidelity_compares_every_class_of_a_multiclass_model():
+    X, y = _class_data(3)
+    logreg = LogisticRegressionClassifier().fit(X, y)
+    out = fd.lfr_infidelity(logreg.explain(X), logreg.decision_function, X, rng=0)
+    assert out["infidelity"] == pytest.approx(0.0, abs=1e-20)
+    # a wrong explanation for one class only shows up
+    expl = logreg.explain(X)
+    weights = expl.weights.copy()
+    weights[:, :, 2] = 0.0
+    wrong = fd.lfr_infidelity(Explanation(weights, expl.intercept), logreg.decision_function, X)
+    assert wrong["infidelity"] > 1e-3
+
+
+def test_lfr_infidelity_checks_that_explanation_and_output_agree_in_classes():
+    X = _uniform(10, 2)
+    with pytest.raises(ValueError, match="outputs"):
+        fd.lfr_infidelity(_square_tangent, lambda Z: np.c_[_square(Z), _square(Z)], X)
+
+
+def test_fidelity_ratio_is_the_base_share_of_the_summed_infidelity():
+    assert fd.fidelity_ratio(3.0, 1.0) == pytest.approx(0.75)
+    assert fd.fidelity_ratio(1.0, 1.0) == pytest.approx(0.5)
+    assert fd.fidelity_ratio(0.0, 0.0) == 1.0  # as the LFR reference code
+
+
+def test_tuning_score_weighs_clipped_performance_against_the_ratio():
+    assert fd.tuning_score(0.9, 0.6) == pytest.approx(0.75)
+    assert fd.tuning_score(-0.3, 0.6, alpha=0.25) == pytest.approx(0.45)  # R² < 0 counts as 0
+
+
+# --------------------------------------------------------------------------------------------
+# Yeh infidelity and the deletion curve
+# --------------------------------------------------------------------------------------------
+
+
+def test_yeh_infidelity_of_a_linear_model_is_zero_for_its_slope_and_its_impact():
+    X = _uniform(60, 4)
+    w = np.array([1.0, -2.0, 0.5, 3.0])
+
+    def f(Z):
+        return Z @ w + 1.0
+
+    slope = fd.yeh_infidelity(np.tile(w, (60, 1)), f, X, perturbation="absolute", rng=0)
+    impact = fd.yeh_infidelity(X * w, f, X, perturbation="relative", rng=0)
+    assert slope["infidelity"] == pytest.approx(0.0, abs=1e-20)
+    assert impact["infidelity"] == pytest.approx(0.0, abs=1e-20)
+    assert impact["n_perturbations"] == 20 and impact["n_features_perturbed"] == 4
+
+
+def test_yeh_infidelity_of_the_zero_attribution_scales_to_one():
+    X = _uniform(60, 3)
+    truth = SyntheticTruth("toy")
+    out = fd.yeh_infidelity(np.zeros_like(X), truth.mean, X, rng=0)
+    assert out["scaled_infidelity"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("generator", ["toy", "lfr_example"])
+def test_the_true_attribution_beats_a_random_one_on_yeh_infidelity(generator):
+    truth = SyntheticTruth(generator)
+    X = _uniform(200, truth.n_features)
+    true = X * truth.gradient(X)  # gradient × input, baseline 0
+    random = np.random.default_rng(1).normal(size=X.shape) * np.abs(true).mean()
+    score_true = fd.yeh_infidelity(true, truth.mean, X, rng=0)["infidelity"]
+    score_random = fd.yeh_infidelity(random, truth.mean, X, rng=0)["infidelity"]
+    assert score_true < 0.1 * score_random
+
+
+@pytest.mark.parametrize("generator", ["toy", "lfr_example"])
+def test_the_true_attribution_beats_a_random_one_on_the_deletion_score(generator):
+    truth = SyntheticTruth(generator)
+    X = _uniform(200, truth.n_features)
+    true = X * truth.gradient(X)
+    random = np.random.default_rng(1).normal(size=X.shape)
+    score_true = fd.deletion_auc(true, truth.mean, X)["deletion_auc"]
+    score_random = fd.deletion_auc(random, truth.mean, X)["deletion_auc"]
+    score_reversed = fd.deletion_auc(-true, truth.mean, X)["deletion_auc"]
+    assert score_true < -0.1 and abs(score_random) < 0.05 and score_reversed > 0.1
+
+
+def test_deletion_auc_by_hand():
+    # f = 2 x1 + x2 at x = (1, 1): deleting x1 first gives the curve 3, 1, 0 over t = 0, ½, 1:
+    # area 1.25, straight line 1.5 → −0.25; deleting x2 first: 3, 2, 0 → +0.25
+    def f(Z):
+        return Z @ [2.0, 1.0]
+
+    X = np.ones((1, 2))
+    good = fd.deletion_auc(np.array([[2.0, 1.0]]), f, X, output_scale=1.0)
+    bad = fd.deletion_auc(np.array([[1.0, 2.0]]), f, X, output_scale=1.0)
+    assert good["deletion_auc"] == pytest.approx(-0.25)
+    assert bad["deletion_auc"] == pytest.approx(0.25)
+    assert good["n_steps"] == 2
+
+
+def test_perturbation_metrics_leave_masked_features_and_missing_values_alone():
+    X = _uniform(20, 3)
+    X[0, 1] = np.nan
+    seen = []
+
+    def f(Z):
+        seen.append(Z.copy())
+        return np.nan_to_num(Z).sum(1)
+
+    mask = np.array([True, True, False])
+    yeh = fd.yeh_infidelity(np.nan_to_num(X), f, X, perturbable=mask, rng=0)
+    fd.deletion_auc(np.nan_to_num(X), f, X, perturbable=mask, baseline=5.0, n_steps=2)
+    for Z in seen:
+        np.testing.assert_array_equal(Z[:, 2], np.repeat(X[:, 2], len(Z) // len(X)))
+    assert yeh["n_features_perturbed"] == 2
+    assert np.isnan(seen[1][0, 1])  # the missing entry of row 0 stays missing under Yeh noise
+
+
+def test_multiclass_outputs_are_explained_for_the_target_class():
+    X, y = _class_data(3)
+    logreg = LogisticRegressionClassifier().fit(X, y)
+    expl = logreg.explain(X)
+    assert expl.weights.shape == (len(X), 4, 3)
+    predicted = np.argmax(logreg.decision_function(X), axis=1)
+    impact = expl.impact(X)  # (n, F, C)
+    right = np.take_along_axis(impact, predicted[:, None, None], axis=2)[:, :, 0]
+    wrong = np.take_along_axis(impact, ((predicted + 1) % 3)[:, None, None], axis=2)[:, :, 0]
+    f = logreg.decision_function
+    assert fd.yeh_infidelity(right, f, X, rng=0)["infidelity"] < 1e-20  # default: predicted
+    assert fd.yeh_infidelity(wrong, f, X, rng=0)["infidelity"] > 1e-3
+    assert fd.yeh_infidelity(wrong, f, X, target=(predicted + 1) % 3, rng=0)["infidelity"] < 1e-20
+
+
+def test_attribution_of_the_wrong_shape_is_refused():
+    X = _uniform(5, 3)
+    with pytest.raises(ValueError, match="shape of X"):
+        fd.deletion_auc(np.zeros((5, 3, 2)), _square, X)
+
+
+# --------------------------------------------------------------------------------------------
+# Ground truth (synthetic tasks)
+# --------------------------------------------------------------------------------------------
+
+
+def test_ground_truth_errors_are_zero_for_the_truth_itself_in_standardised_units():
+    truth = SyntheticTruth("toy")
+    X_raw = _uniform(50, 3)
+    offset, scale = np.array([0.1, -0.2, 0.3]), np.array([1.2, 0.8, 1.1])
+    grad = truth.gradient(X_raw)
+    slope = grad * scale  # ∂f/∂x_model
+    intercept = truth.local_intercept(X_raw) + grad @ offset  # tangent plane in model units
+    X_model = (X_raw - offset) / scale
+    np.testing.assert_allclose((X_model * slope).sum(1) + intercept, truth.mean(X_raw))
+    errors = fd.ground_truth_errors(
+        truth,
+        X_raw,
+        slope=slope,
+        intercept=intercept,
+        attribution=X_model * slope,  # impact, relative to x_model = 0, i.e. x_raw = offset
+        coef=truth.coefficients * scale,
+        offset=offset,
+        scale=scale,
+    )
+    assert set(errors) == {"gradient_mae", "intercept_mae", "attribution_mae", "coef_mae"}
+    for value in errors.values():
+        assert value == pytest.approx(0.0, abs=1e-12)
+
+
+def test_ground_truth_errors_grow_with_a_wrong_slope():
+    truth = SyntheticTruth("lfr_example")
+    X = _uniform(30, 2)
+    wrong = truth.gradient(X) + 0.5
+    assert fd.gradient_error(wrong, truth, X) == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------------------------
+# Native attributions of the baselines
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_logreg_explain_reproduces_its_decision_function(n_classes):
+    X, y = _class_data(n_classes)
+    model = LogisticRegressionClassifier().fit(X, y)
+    expl = model.explain(X)
+    logits = model.decision_function(X)
+    assert logits.shape == ((len(X),) if n_classes == 2 else (len(X), n_classes))
+    np.testing.assert_allclose(expl.output(X), logits, atol=1e-6)
+
+
+BOOSTERS = {
+    "xgboost": (
+        lambda: XGBoostClassifier(n_estimators=20, random_state=0, n_jobs=1),
+        lambda: XGBoostRegressor(n_estimators=20, random_state=0, n_jobs=1),
+    ),
+    "catboost": (
+        lambda: CatBoostClassifier(iterations=20, random_state=0, n_jobs=1),
+        lambda: CatBoostRegressor(iterations=20, random_state=0, n_jobs=1),
+    ),
+}
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("name", BOOSTERS)
+def test_booster_contributions_and_bias_sum_to_the_margin(name, n_classes):
+    X, y = _class_data(n_classes)
+    model = BOOSTERS[name][0]().fit(X[:200], y[:200], eval_set=(X[200:], y[200:]))
+    values, bias = model.contributions(X)
+    margin = model.decision_function(X)
+    if n_classes == 2:
+        assert values.shape == (len(X), 4) and bias.shape == margin.shape == (len(X),)
+    else:
+        assert values.shape == (len(X), 4, 3) and bias.shape == margin.shape == (len(X), 3)
+    np.testing.assert_allclose(values.sum(axis=1) + bias, margin, atol=1e-4)
+    # the margin is what predict_proba is made of
+    proba = model.predict_proba(X)
+    expected = 1 / (1 + np.exp(-margin)) if n_classes == 2 else None
+    if expected is not None:
+        np.testing.assert_allclose(proba[:, 1], expected, atol=1e-5)
+    else:
+        soft = np.exp(margin - margin.max(1, keepdims=True))
+        np.testing.assert_allclose(proba, soft / soft.sum(1, keepdims=True), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", BOOSTERS)
+def test_booster_regressor_contributions_sum_to_the_prediction(name):
+    X, _ = _class_data(2)
+    y = 2 * X[:, 0] + X[:, 1] ** 2
+    model = BOOSTERS[name][1]().fit(X, y)
+    values, bias = model.contributions(X)
+    np.testing.assert_allclose(values.sum(axis=1) + bias, model.predict(X), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", BOOSTERS)
+def test_booster_contributions_read_category_columns(name):
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(
+        {
+            "size": np.where(rng.random(200) < 0.1, np.nan, rng.normal(size=200)),
+            "colour": pd.Categorical(rng.choice(["red", "blue"], 200)),
+        }
+    )
+    y = np.where(X["colour"] == "red", 1, 0) ^ (rng.random(200) < 0.1)
+    model = BOOSTERS[name][0]().fit(X, y)
+    values, bias = model.contributions(X)
+    assert values.shape == (200, 2)
+    np.testing.assert_allclose(values.sum(1) + bias, model.decision_function(X), atol=1e-4)
+
+
+def _finite_differences(fn, X, eps=1e-2):
+    cols = [(fn(X + eps * e) - fn(X - eps * e)) / (2 * eps) for e in np.eye(X.shape[1])]
+    return np.stack(cols, axis=1)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_tabresnet_input_gradients_match_finite_differences(n_classes):
+    X, y = _class_data(n_classes)
+    model = TabResNetClassifier(epochs=2, warmup_epochs=1, batch_size=64, random_state=0)
+    model.fit(X, y)
+    x = X[:8].astype(np.float32).astype(np.float64)
+    grads = model.input_gradients(x)
+    expected = _finite_differences(model.decision_function, x)
+    assert grads.shape == expected.shape
+    np.testing.assert_allclose(grads, expected, atol=2e-4)
+    if n_classes > 2:
+        target = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+        picked = model.input_gradients(x, target=target)
+        np.testing.assert_allclose(picked, grads[np.arange(8), :, target], atol=1e-7)
+
+
+def test_tabresnet_regressor_gradients_are_in_the_units_of_y():
+    X, _ = _class_data(2)
+    y = 100 * X[:, 0] + 5
+    model = TabResNetRegressor(epochs=2, warmup_epochs=1, batch_size=64, random_state=0)
+    model.fit(X, y)
+    x = X[:8].astype(np.float32).astype(np.float64)
+    np.testing.assert_allclose(
+        model.input_gradients(x), _finite_differences(model.predict, x), rtol=1e-3, atol=1e-2
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# attributions() and evaluate(): what the runner calls
+# --------------------------------------------------------------------------------------------
+
+
+def test_attributions_dispatch_on_what_the_model_has():
+    X, y = _class_data(3)
+    logreg = LogisticRegressionClassifier().fit(X, y)
+    xgb = XGBoostClassifier(n_estimators=10, random_state=0, n_jobs=1).fit(X, y)
+    net = TabResNetClassifier(epochs=1, warmup_epochs=1, random_state=0).fit(X, y)
+    a = fd.attributions(logreg, X, "multiclass")
+    predicted = np.argmax(logreg.decision_function(X), axis=1)
+    assert a.method == "local_linear" and np.array_equal(a.target, predicted)
+    np.testing.assert_allclose(a.values, X * logreg.model_.coef_[predicted])
+    assert fd.attributions(xgb, X, "multiclass").method == "treeshap"
+    b = fd.attributions(net, X, "multiclass")
+    assert b.method == "gradient_x_input" and b.values.shape == X.shape
+    np.testing.assert_allclose(b.values, X * b.slope)
+    assert fd.attribution_method(RandomForestClassifier(n_estimators=2).fit(X, y)) is None
+
+
+def test_frame_codec_round_trips_numbers_missing_values_and_categories():
+    X = pd.DataFrame(
+        {
+            "a": [1.5, np.nan, -2.0],
+            "c": pd.Categorical(["x", None, "y"], categories=["y", "x"]),
+        }
+    )
+    codec = fd.FrameCodec(X)
+    Z = codec.encode(X)
+    assert np.isnan(Z[1]).all() and codec.perturbable.tolist() == [True, False]
+    pd.testing.assert_frame_equal(codec.decode(Z), X.reset_index(drop=True))
+
+
+def test_evaluate_scores_a_local_linear_model_and_is_deterministic():
+    X, y = _class_data(2)
+    logreg = LogisticRegressionClassifier().fit(X, y)
+    config = fd.FidelityConfig(sample_size=50, n_neighbors=5, yeh_n_perturbations=5)
+    result = fd.evaluate(logreg, X, kind="binary", seed=0, config=config)
+    assert set(result.metrics) == {
+        "fidelity/lfr_infidelity",
+        "fidelity/lfr_scaled_infidelity",
+        "fidelity/yeh_infidelity",
+        "fidelity/yeh_scaled_infidelity",
+        "fidelity/deletion_auc",
+    }
+    assert result.metrics["fidelity/lfr_infidelity"] < 1e-20
+    assert result.metrics["fidelity/yeh_infidelity"] < 1e-20
+    assert result.params["fidelity.n_points"] == 50
+    assert result.metrics == fd.evaluate(logreg, X, kind="binary", seed=0, config=config).metrics
+
+
+def test_evaluate_perturbs_only_numeric_columns_of_a_native_frame():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(
+        {
+            "size": rng.normal(size=200) * 10 + 50,
+            "colour": pd.Categorical(rng.choice(["red", "blue"], 200)),
+        }
+    )
+    y = ((X["colour"] == "red") ^ (X["size"] > 50)).astype(int)
+    model = XGBoostClassifier(n_estimators=20, random_state=0, n_jobs=1).fit(X, y)
+    config = fd.FidelityConfig(sample_size=40, yeh_n_perturbations=5)
+    result = fd.evaluate(model, X, kind="binary", seed=0, config=config)
+    assert {"fidelity/yeh_infidelity", "fidelity/deletion_auc"} <= set(result.metrics)
+    assert "fidelity/lfr_infidelity" not in result.metrics
+    assert result.params["fidelity.n_features_perturbed"] == 1
+    assert any("categorical" in note for note in result.notes)
+
+
+def test_evaluate_skips_models_without_attributions_with_a_note():
+    X, y = _class_data(2)
+    forest = RandomForestClassifier(n_estimators=2, random_state=0).fit(X, y)
+    result = fd.evaluate(forest, X, kind="binary")
+    assert result.metrics == {} and "no local attributions" in result.notes[0]
+
+
+def test_evaluate_reports_ground_truth_errors_in_raw_units():
+    truth = SyntheticTruth("linear")
+    X_raw = _uniform(300, truth.n_features)
+    offset, scale = X_raw.mean(0), X_raw.std(0)
+    X_model = (X_raw - offset) / scale
+    model = LinearExplained(X_model, truth.mean(X_raw))
+    config = fd.FidelityConfig(sample_size=40, n_neighbors=2, yeh_n_perturbations=2)
+    result = fd.evaluate(
+        model,
+        X_model,
+        kind="regression",
+        config=config,
+        truth=truth,
+        X_raw=X_raw,
+        feature_offset=offset,
+        feature_scale=scale,
+    )
+    for name in ("gradient_mae", "intercept_mae", "attribution_mae"):
+        assert result.metrics[f"fidelity/gt_{name}"] == pytest.approx(0.0, abs=1e-9)
