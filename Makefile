@@ -25,7 +25,7 @@ CACHE_PREREQ := $(CURDIR)/.cache/openml/.copied
 endif
 endif
 
-.PHONY: install test benchmark aggregate ui lint format clean
+.PHONY: install test benchmark aggregate ui server lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	@echo "Creating $(VENV) and installing mesobench with its dependencies (a few minutes the first time)..."
@@ -55,6 +55,10 @@ aggregate: install
 
 ui: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+# A shared tracking server for many machines: PostgreSQL backend + MLflow on 127.0.0.1:5000.
+server: install
+	$(PY) scripts/mlflow_server.py --dir $(CURDIR)/.cache/mlflow-server --port 5000 --pg-port 5433
 
 lint: install
 	$(VENV)/bin/ruff format --check src tests scripts

@@ -51,3 +51,22 @@ def runner(*overrides: str, store: str, tmp_path: Path, multirun: bool = False):
         f"hydra.sweep.dir={tmp_path / 'outputs' / 'sweep'}",
     ]
     return run_cli("mesobench.run", *args, tmp_path=tmp_path)
+
+
+def load_script(name: str):
+    """Import ``scripts/<name>.py`` as a module (scripts are not part of the package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import time
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, runner
+from conftest import load_script, runner
 
 
 def _runs(store):
@@ -53,9 +52,7 @@ def test_the_submitit_local_launcher_runs_each_job_in_its_own_process(tmp_path, 
 
 @pytest.mark.slow
 def test_a_sweep_killed_midway_resumes_to_exactly_one_finished_run_each(tmp_path):
-    spec = importlib.util.spec_from_file_location("stress", REPO / "scripts" / "stress_sweep.py")
-    stress = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stress)
+    stress = load_script("stress_sweep")
     argv = ["--runs", "20", "--workers", "4", "--kill", "--kill-after", "4", "--seed", "0"]
     assert stress.main([*argv, "--dir", str(tmp_path)]) == 0
     from mesobench.integrity import audit

@@ -1,0 +1,67 @@
+"""Many machines, one store: a real PostgreSQL + MLflow server on loopback, and a sweep into it."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import free_port, load_script, run_cli
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    launcher = load_script("mlflow_server")
+    try:
+        launcher.pg_bin("initdb")
+    except SystemExit as exc:
+        pytest.skip(f"PostgreSQL is not installed here: {exc}")
+    if shutil.which("runuser") is None:
+        pytest.skip("runuser is missing (needed to run PostgreSQL as a non-root user)")
+    # not under pytest's private tmp dir: PostgreSQL runs as the `postgres` user when we are root
+    root = Path(tempfile.mkdtemp(prefix="mesobench-server-"))
+    root.chmod(0o755)
+    servers = launcher.start(root, pg_port=free_port(), port=free_port())
+    yield servers
+    servers.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _sweep(server, tmp_path):
+    return run_cli(
+        "mesobench.run",
+        "-m",
+        "model=logreg,debug_fail",
+        "task=synthetic/c1",
+        "fold=0,1",
+        "tracking=server",
+        f"tracking.uri={server.uri}",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        tmp_path=tmp_path,
+    )
+
+
+@pytest.mark.slow
+def test_a_sweep_through_the_tracking_server_lands_and_resumes(server, tmp_path):
+    first = _sweep(server, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    client = MlflowClient(tracking_uri=server.uri)
+    exp = client.get_experiment_by_name("mesobench")
+    runs = client.search_runs([exp.experiment_id])
+    status = sorted((r.data.tags["model"], r.info.status) for r in runs)
+    assert status == [("debug_fail", "FAILED")] * 2 + [("logreg", "FINISHED")] * 2
+    # artifacts travel through the server
+    logreg = next(r for r in runs if r.data.tags["model"] == "logreg")
+    names = {a.path for a in client.list_artifacts(logreg.info.run_id)}
+    assert "config.yaml" in names
+
+    again = _sweep(server, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    finished = client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'")
+    assert len(finished) == 2  # skipped, not duplicated
+    assert "2 skipped" in again.stdout + again.stderr
