@@ -17,6 +17,7 @@ from mesobench.models.baselines import (
 from mesobench.models.debug import AlwaysFailsClassifier, DivergingClassifier, SlowClassifier
 from mesobench.models.device import resolve_device
 from mesobench.models.explanation import Explanation
+from mesobench.models.imn import IMNClassifier, IMNRegressor
 from mesobench.models.tabresnet import TabResNetClassifier, TabResNetRegressor
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "CatBoostRegressor",
     "DivergingClassifier",
     "SlowClassifier",
+    "IMNClassifier",
+    "IMNRegressor",
     "LogisticRegressionClassifier",
     "RandomForestClassifier",
     "RandomForestRegressor",

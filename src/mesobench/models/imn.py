@@ -1,0 +1,503 @@
+r"""IMN — Interpretable Mesomorphic Network (Kadra, Arango & Grabocka, NeurIPS 2024; SPEC §1).
+
+A hypernetwork reads an instance and writes the weights of a linear model for that instance:
+
+.. math::
+    h(x)   &= \mathrm{TabResNetTrunk}(x) \in \mathbb{R}^H                              \\
+    w(x)   &= \mathrm{reshape}_{(F+1) \times C}(W_{head}\, h(x) + b_{head})            \\
+    z(x)   &= [x, 1] \cdot w(x) = \textstyle\sum_{j \le F} x_j\, w_j(x) + w_{F+1}(x)
+
+with the last row of ``w(x)`` the intercept, C = 1 for binary classification and regression and
+C = #classes for multiclass. ``z`` is the logit (classification) or the standardised prediction
+(regression). The explanation of ``x`` is ``w(x)``; the feature impact is ``x ⊙ w(x)``.
+
+Training objective (one batch B):
+
+.. math::
+    L = \ell(z(x_B), y_B) + \lambda \cdot \mathrm{mean}\,|w(x_B)|
+
+with ℓ = BCE-with-logits (binary), cross-entropy (multiclass) or MSE on the standardised target
+(regression), and the L1 mean over all generated weights, the intercept row included or not
+(``l1_intercept``). The loss is the estimator method :meth:`_IMNBase._loss`, so variants such as
+LFR-IMN add their terms by overriding it.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from mesobench.errors import DataError
+from mesobench.models.device import resolve_device
+from mesobench.models.explanation import Explanation
+from mesobench.models.tabresnet import ovr_macro_auroc
+from mesobench.models.training import (
+    encode_eval_labels,
+    predict_in_batches,
+    seed_everything,
+    seed_from,
+    to_tensor,
+    torch_threads,
+    train,
+)
+from mesobench.models.trunk import TabResNetTrunk
+
+
+def local_linear_output(x: Tensor, weights: Tensor) -> Tensor:
+    """``[x, 1] · w``: the local linear models ``weights`` (n, F+1, C) evaluated at ``x`` (n, F).
+
+    Returns shape (n, C). Used for the forward pass and by fidelity terms that evaluate the
+    model emitted at one point on another point (LFR-IMN). (A broadcast product and a sum: on
+    the CPU this is faster than ``einsum`` / ``bmm`` for these thin batched products.)
+    """
+    x1 = torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
+    return (x1.unsqueeze(2) * weights).sum(dim=1)
+
+
+class HyperNetwork(nn.Module):
+    r"""The IMN hypernetwork: TabResNet trunk + Linear(H → (F+1)·C) head.
+
+    .. math::
+        h &= \mathrm{trunk}(x)                                  && (n, H)\\
+        w &= \mathrm{reshape}(\mathrm{head}(h), (n, F+1, C))    && \text{last row = intercept}\\
+        z &= [x, 1] \cdot w                                     && (n, C)
+
+    ``forward(x)`` returns ``(z, w)``: one pass gives both the logits and the weights.
+
+    Parameters
+    ----------
+    in_features : int
+        F, the number of input features.
+    n_outputs : int
+        C: 1 for binary classification and regression, the number of classes otherwise.
+    hidden_size, n_blocks, dropout
+        Trunk settings, see :class:`~mesobench.models.trunk.TabResNetTrunk`.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        n_outputs: int,
+        hidden_size: int = 128,
+        n_blocks: int = 2,
+        dropout: float = 0.25,
+    ) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.n_outputs = n_outputs
+        self.trunk = TabResNetTrunk(in_features, hidden_size, n_blocks, dropout)
+        self.head = nn.Linear(hidden_size, (in_features + 1) * n_outputs)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.trunk(x)
+        w = self.head(h).view(-1, self.in_features + 1, self.n_outputs)
+        z = local_linear_output(x, w)
+        return z, w
+
+
+class _SnapshotEnsemble:
+    """Collects ``state_dict`` copies at the ends of the cosine cycles (``on_cycle_end`` hook)."""
+
+    def __init__(self) -> None:
+        self.states: list[dict[str, Tensor]] = []
+
+    def __call__(self, cycle: int, module: nn.Module) -> None:
+        self.states.append({k: v.detach().clone() for k, v in module.state_dict().items()})
+
+
+_COMMON_DOC = """
+    Parameters
+    ----------
+    hidden_size : int, default 128
+        Width H of the trunk (paper default).
+    n_blocks : int, default 2
+        Number of residual blocks of the trunk (paper default).
+    dropout : float, default 0.25
+        Dropout probability in the trunk (paper default).
+    epochs : int, default 500
+        Number of epochs (paper default). With the default warm-up and three cosine cycles
+        (T_mult = 2) the cycles end at epochs ≈ 75, 218 and 500.
+    lr : float, default 0.01
+        AdamW base learning rate (paper default).
+    batch_size : int, default 64
+        Rows per step, cut to n when larger (paper default).
+    weight_decay : float, default 0.01
+        AdamW decoupled weight decay (paper default).
+    weight_l1 : float, default 0.1
+        λ, the weight of ``mean |w(x)|`` in the loss (paper default).
+    l1_intercept : bool, default True
+        Whether the L1 term covers the generated intercept row too (as the reference code does)
+        or only the feature weights.
+    warmup_epochs : float, default 5
+        Linear learning-rate warm-up (paper default).
+    scheduler : {"cosine_restarts", "constant"}, default "cosine_restarts"
+        Learning rate after warm-up: cosine annealing with warm restarts (T_mult = 2, three
+        cycles filling ``epochs``, as the reference) or constant.
+    snapshot_ensemble : bool, default True
+        Keep the weights at the end of every completed cosine cycle (three with the default
+        schedule, as the reference) and predict with their ensemble. The ensemble averages the
+        *logits* (the standardised prediction, for regression) of the snapshots, which equals the
+        local linear model with the *average* of the snapshots' generated weights:
+        ``mean_s [x,1]·w_s(x) = [x,1]·mean_s w_s(x)``. So the ensemble is itself a local linear
+        model and ``explain`` returns the averaged weights, for which the explanation identity
+        holds exactly. (The reference averages probabilities and explains with the last
+        snapshot; ours is the exact explanation of the model that predicts.) Without completed
+        cycles (``scheduler="constant"``) or with early stopping, the single final model is used.
+    early_stopping_patience : int or None, default None
+        None: ``eval_set`` is ignored and all ``epochs`` run (the paper's protocol). An int:
+        with ``eval_set`` given to ``fit``, the validation score (AUROC, one-vs-rest macro for
+        multiclass; −MSE for regression) is computed after every epoch, training stops after
+        this many epochs without improvement and the best epoch's weights are restored; the
+        snapshot ensemble is then not used (its cycles would end after the stopping point).
+    random_state : int, RandomState or None, default None
+        Seeds initialisation, batch order and dropout. With an int and ``device="cpu"`` two fits
+        (with the same ``n_jobs``) give bitwise-identical predictions.
+    device : str, default "cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``, see
+        :func:`mesobench.models.device.resolve_device`. The training data live on the device;
+        batches are index slices, so there is no host↔device copy per step.
+    n_jobs : int or None, default None
+        CPU threads for torch during ``fit``, ``predict*`` and ``explain``
+        (``torch.set_num_threads``, restored afterwards); None keeps torch's setting.
+    verbose : bool, default False
+        True: one INFO log line per epoch; False: at most one every 10 s (module logger
+        ``mesobench.models.training``).
+
+    Attributes
+    ----------
+    module_ : HyperNetwork
+        The trained hypernetwork (the last snapshot, or the restored best epoch).
+    snapshots_ : list of HyperNetwork
+        The models that predict and explain (their outputs and weights are averaged): the
+        cycle-end snapshots, or ``[module_]``.
+    device_ : str
+        The resolved device.
+    n_features_in_ : int
+        Number of input features F.
+    train_result_ : mesobench.models.training.TrainResult
+        Epochs run, best epoch, loss and validation histories, cycle end times.
+"""
+
+
+class _IMNBase(BaseEstimator):
+    """Parameters, training, the loss and the snapshot ensemble shared by classifier and regressor.
+
+    Subclasses set ``n_outputs_`` before :meth:`_fit_module` and implement :meth:`_task_loss`.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int = 128,
+        n_blocks: int = 2,
+        dropout: float = 0.25,
+        epochs: int = 500,
+        lr: float = 0.01,
+        batch_size: int = 64,
+        weight_decay: float = 0.01,
+        weight_l1: float = 0.1,
+        l1_intercept: bool = True,
+        warmup_epochs: float = 5,
+        scheduler: str = "cosine_restarts",
+        snapshot_ensemble: bool = True,
+        early_stopping_patience: int | None = None,
+        random_state=None,
+        device: str = "cpu",
+        n_jobs: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.hidden_size = hidden_size
+        self.n_blocks = n_blocks
+        self.dropout = dropout
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.weight_decay = weight_decay
+        self.weight_l1 = weight_l1
+        self.l1_intercept = l1_intercept
+        self.warmup_epochs = warmup_epochs
+        self.scheduler = scheduler
+        self.snapshot_ensemble = snapshot_ensemble
+        self.early_stopping_patience = early_stopping_patience
+        self.random_state = random_state
+        self.device = device
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    # ---- the objective (override to extend, e.g. LFR-IMN) ------------------------------------
+
+    def _loss(self, module: HyperNetwork, xb: Tensor, yb: Tensor) -> Tensor:
+        """Loss of one training batch: task loss + λ · mean|w| (module in training mode).
+
+        This is the ``loss_fn`` handed to :func:`~mesobench.models.training.train`; ``yb`` holds
+        float 0/1 labels (binary), class codes (multiclass) or the standardised target
+        (regression). A variant extends it from the same pieces, e.g. LFR-IMN with one more
+        forward pass on neighbours ``x_nb`` of the batch::
+
+            logits, w = module(xb)
+            f_nb, _ = module(x_nb)
+            fidelity = ((local_linear_output(x_nb, w) - f_nb) ** 2).mean()
+            return self._task_loss(logits, yb) + self._weight_penalty(w) + gamma * fidelity
+        """
+        logits, weights = module(xb)
+        return self._task_loss(logits, yb) + self._weight_penalty(weights)
+
+    def _task_loss(self, logits: Tensor, yb: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _weight_penalty(self, weights: Tensor) -> Tensor:
+        """``λ · mean |w|`` over the generated weights (n, F+1, C), intercept row per flag."""
+        penalised = weights if self.l1_intercept else weights[:, :-1, :]
+        return self.weight_l1 * penalised.abs().mean()
+
+    # ---- training -----------------------------------------------------------------------------
+
+    def _fit_module(self, X: np.ndarray, target: Tensor, val_score) -> None:
+        """Build the hypernetwork on ``device_`` and train it; ``val_score(module)`` or None."""
+        seed = seed_from(self.random_state)
+        seed_everything(seed)
+        self.module_ = HyperNetwork(
+            X.shape[1], self.n_outputs_, self.hidden_size, self.n_blocks, self.dropout
+        ).to(self.device_)
+        early_stopping = val_score is not None and self.early_stopping_patience is not None
+        snapshots = _SnapshotEnsemble()
+        with torch_threads(self.n_jobs):
+            self.train_result_ = train(
+                self.module_,
+                self._loss,
+                to_tensor(X, self.device_),
+                target.to(self.device_),
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                lr=self.lr,
+                weight_decay=self.weight_decay,
+                warmup_epochs=self.warmup_epochs,
+                scheduler=self.scheduler,
+                val_score=val_score if early_stopping else None,
+                patience=self.early_stopping_patience if early_stopping else None,
+                seed=seed,
+                log_every_s=0.0 if self.verbose else 10.0,
+                on_cycle_end=snapshots if self.snapshot_ensemble and not early_stopping else None,
+            )
+        self.snapshots_ = [self.module_]
+        if snapshots.states:
+            self.snapshots_ = []
+            for state in snapshots.states:
+                member = copy.deepcopy(self.module_)
+                member.load_state_dict(state)
+                self.snapshots_.append(member.eval())
+        self.module_.eval()
+
+    def _early_stopping_requested(self, eval_set) -> bool:
+        return eval_set is not None and self.early_stopping_patience is not None
+
+    # ---- inference ----------------------------------------------------------------------------
+
+    def _local_models(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(z, w)`` of the ensemble on validated rows, as float64 NumPy arrays.
+
+        ``w`` (n, F+1, C) is the snapshot average of the generated weights and ``z = [X, 1] · w``
+        (n, C), in the model's training units (logits / standardised target). ``z`` is computed
+        from ``w`` in float64, so ``explain`` reproduces the outputs to float64 precision.
+        """
+        X_t = to_tensor(X, self.device_)
+        with torch_threads(self.n_jobs):
+            w_sum = None
+            for member in self.snapshots_:
+                _, w = predict_in_batches(member, X_t)
+                w_sum = w.double() if w_sum is None else w_sum + w
+            w = (w_sum / len(self.snapshots_)).cpu().numpy()
+        z = np.einsum("nf,nfc->nc", X.astype(np.float64), w[:, :-1, :]) + w[:, -1, :]
+        return z, w
+
+    def describe(self) -> dict:
+        """What the fit did, as plain JSON values (the runner saves it as a run artifact)."""
+        check_is_fitted(self)
+        result = self.train_result_
+        return {
+            "n_features_in": int(self.n_features_in_),
+            "n_outputs": int(self.n_outputs_),
+            "epochs_run": result.epochs_run,
+            "best_epoch": result.best_epoch,
+            "stopped_early": result.stopped_early,
+            "n_snapshots": len(self.snapshots_),
+            "cycle_end_epochs": [round(e, 3) for e in result.cycle_end_epochs],
+            "final_train_loss": result.losses[-1] if result.losses else None,
+            "best_val_score": result.best_score,
+            "train_seconds": round(result.seconds, 3),
+        }
+
+    def _validated(self, X) -> np.ndarray:
+        """Checked rows, float64 kept as given (outputs are computed in float64 from ``X``)."""
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+
+
+def _ensemble_validation_fn(X_val: np.ndarray, device: str):
+    """``fn(module) -> logits`` on fixed validation rows (tensor built once)."""
+    X_val_t = to_tensor(X_val, device)
+
+    def logits(module: nn.Module) -> Tensor:
+        return predict_in_batches(module, X_val_t)[0]
+
+    return logits
+
+
+class IMNClassifier(ClassifierMixin, _IMNBase):
+    __doc__ = (
+        """IMN classifier: a hypernetwork emits a per-instance logistic regression (SPEC §1).
+
+    Binary problems have one logit (C = 1, BCE-with-logits), multiclass ones one per class
+    (C = #classes, cross-entropy). Inputs are float features (standardised / one-hot, no NaN);
+    labels may be any sortable values, ``classes_`` holds them sorted and ``predict_proba``'s
+    columns follow it.
+
+    ``decision_function(X)`` is the (ensemble) logit: (n,) binary, (n, C) multiclass.
+    ``explain(X)`` returns the :class:`~mesobench.models.explanation.Explanation` with weights
+    (n, F) and intercept (n,) for binary, (n, F, C) and (n, C) for multiclass, in the units of
+    the ``X`` given, such that ``(X * weights).sum(1) + intercept == decision_function(X)``.
+"""
+        + _COMMON_DOC
+    )
+
+    def fit(self, X, y, eval_set=None):
+        """Fit on ``(X, y)``; ``eval_set=(X_val, y_val)`` is used only for early stopping."""
+        X, y = validate_data(self, X, y, dtype=np.float32, ensure_min_samples=2)
+        check_classification_targets(y)
+        self.device_ = resolve_device(self.device)
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise DataError(
+                f"The training labels contain a single class ({self.classes_[0]!r}); "
+                "a classifier needs at least two."
+            )
+        binary = len(self.classes_) == 2
+        self.n_outputs_ = 1 if binary else len(self.classes_)
+        target = torch.as_tensor(y_idx, dtype=torch.float32 if binary else torch.long)
+
+        val_score = None
+        validation = (
+            self._validate_eval_set(eval_set) if self._early_stopping_requested(eval_set) else None
+        )
+        if validation is not None:
+            X_val, y_val_idx = validation
+            logits = _ensemble_validation_fn(X_val, self.device_)
+
+            def val_score(module):
+                scores = _class_scores(logits(module))
+                return ovr_macro_auroc(y_val_idx, scores.cpu().numpy())
+
+        self._fit_module(X, target, val_score)
+        return self
+
+    def _task_loss(self, logits: Tensor, yb: Tensor) -> Tensor:
+        if self.n_outputs_ == 1:
+            return F.binary_cross_entropy_with_logits(logits.squeeze(1), yb)
+        return F.cross_entropy(logits, yb)
+
+    def _validate_eval_set(self, eval_set):
+        """``(X_val, label codes)``, or None when AUROC is undefined on it (then no early stopping)."""
+        X_val, y_val = eval_set
+        X_val = validate_data(self, X_val, reset=False, dtype=np.float32)
+        keep, codes = encode_eval_labels(self.classes_, y_val)
+        if len(np.unique(codes)) < 2:
+            warnings.warn(
+                "eval_set holds fewer than two of the training classes, so validation AUROC is "
+                "undefined: training runs all epochs without early stopping.",
+                stacklevel=3,
+            )
+            return None
+        return X_val[keep], codes
+
+    def decision_function(self, X) -> np.ndarray:
+        """Ensemble logits: shape (n,) for binary (positive class), (n, C) for multiclass."""
+        z, _ = self._local_models(self._validated(X))
+        return z[:, 0] if self.n_outputs_ == 1 else z
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, shape (n, n_classes), columns in ``classes_`` order."""
+        z, _ = self._local_models(self._validated(X))
+        z = torch.from_numpy(z)
+        if self.n_outputs_ == 1:
+            p = torch.sigmoid(z[:, 0])
+            proba = torch.stack([1.0 - p, p], dim=1)
+        else:
+            proba = torch.softmax(z, dim=1)
+        return proba.cpu().numpy()
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable class label for each row."""
+        check_is_fitted(self)
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def explain(self, X) -> Explanation:
+        """Per-instance weights and intercept of the logit(s), in the units of ``X``."""
+        _, w = self._local_models(self._validated(X))
+        if self.n_outputs_ == 1:
+            return Explanation(weights=w[:, :-1, 0], intercept=w[:, -1, 0])
+        return Explanation(weights=w[:, :-1, :], intercept=w[:, -1, :])
+
+
+class IMNRegressor(RegressorMixin, _IMNBase):
+    __doc__ = (
+        """IMN regressor: a hypernetwork emits a per-instance linear regression (SPEC §1).
+
+    Trained with MSE on the standardised target ``(y − m) / s``; the generated model
+    ``[x, 1] · w(x)`` predicts that standardised target, so the prediction in y's units is
+    ``s · [x, 1] · w(x) + m`` and ``explain`` returns the weights ``s · w_{1..F}(x)`` and the
+    intercept ``s · w_{F+1}(x) + m``, for which ``(X * weights).sum(1) + intercept ==
+    predict(X)``. ``fit(X, y, eval_set=(X_val, y_val))`` early-stops on the validation −MSE when
+    ``early_stopping_patience`` is set.
+"""
+        + _COMMON_DOC
+    )
+
+    def fit(self, X, y, eval_set=None):
+        """Fit on ``(X, y)``; ``eval_set=(X_val, y_val)`` is used only for early stopping."""
+        X, y = validate_data(self, X, y, dtype=np.float32, y_numeric=True, ensure_min_samples=2)
+        self.device_ = resolve_device(self.device)
+        y = np.asarray(y, dtype=np.float64)
+        self.y_mean_ = float(y.mean())
+        self.y_scale_ = float(y.std()) or 1.0
+        self.n_outputs_ = 1
+        target = torch.as_tensor((y - self.y_mean_) / self.y_scale_, dtype=torch.float32)
+
+        val_score = None
+        if self._early_stopping_requested(eval_set):
+            X_val, y_val = eval_set
+            X_val = validate_data(self, X_val, reset=False, dtype=np.float32)
+            outputs = _ensemble_validation_fn(X_val, self.device_)
+            y_val_std = (np.asarray(y_val, dtype=np.float64) - self.y_mean_) / self.y_scale_
+            y_val_t = to_tensor(y_val_std, self.device_)
+
+            def val_score(module):
+                return -float(F.mse_loss(outputs(module)[:, 0], y_val_t))
+
+        self._fit_module(X, target, val_score)
+        return self
+
+    def _task_loss(self, logits: Tensor, yb: Tensor) -> Tensor:
+        return F.mse_loss(logits.squeeze(1), yb)
+
+    def predict(self, X) -> np.ndarray:
+        """Predictions in the units of y."""
+        z, _ = self._local_models(self._validated(X))
+        return z[:, 0] * self.y_scale_ + self.y_mean_
+
+    def explain(self, X) -> Explanation:
+        """Per-instance weights and intercept of the prediction, in the units of ``X`` and y."""
+        _, w = self._local_models(self._validated(X))
+        w = w[:, :, 0] * self.y_scale_
+        return Explanation(weights=w[:, :-1], intercept=w[:, -1] + self.y_mean_)
+
+
+def _class_scores(logits: Tensor) -> Tensor:
+    """Per-class scores for AUROC: the logit itself for binary (C = 1), softmax otherwise."""
+    return logits if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
