@@ -19,7 +19,7 @@ OWNED = {
     "debug_fail": "neural",
     "debug_diverge": "neural",
 }
-VARIANTS = {"imn_fast"}
+VARIANTS = {"imn_fast", "lfr_imn_fast"}
 # every config in conf/model is checked; those not listed above are neural-network models
 ALL = sorted(p.stem for p in CONF.glob("*.yaml"))
 PREPROCESSING = {name: OWNED.get(name, "neural") for name in ALL}

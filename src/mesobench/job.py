@@ -85,6 +85,7 @@ def evaluate(job: Job) -> tuple[Any, str]:
         hpo_cfg=plain["hpo"],
         explanations=plain["explanations"],
         fidelity_cfg=plain["fidelity"],
+        gamma_search_cfg=plain.get("gamma_search"),
         cuda=device.startswith("cuda"),
     )
     return outcome, device

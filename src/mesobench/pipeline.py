@@ -1,9 +1,10 @@
 """Fit one estimator on one task fold and score it: the runner's work, without MLflow.
 
 Data flows one way: raw fold → validation split (training fold only) → preprocessing fitted on
-the fitting part only → (optional hyperparameter search on the validation part) → fit →
-predict on the test fold → metrics → explanations, for models that have ``explain``. Timings and
-peak memory are measured around fit, predict and explain separately.
+the fitting part only → (optional hyperparameter search, then optional γ search, on the
+validation part) → fit → predict on the test fold → metrics → explanations, for models that
+have ``explain``. Timings and peak memory are measured around fit (searches included), predict
+and explain separately.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mesobench import explain_summary, hpo
+from mesobench import explain_summary, gamma_search, hpo
 from mesobench.data import FoldData, Preprocessor, validation_split
 from mesobench.errors import DataError
 from mesobench.estimators import accepts
@@ -64,6 +65,42 @@ def _validation_score(metrics: dict[str, float]) -> float:
     return metrics.get("auroc", metrics["accuracy"])
 
 
+def _performance(metrics: dict[str, float]) -> float:
+    """D of the γ search: R² (regression), else AUROC, else accuracy (AUROC undefined)."""
+    if "r2" in metrics:
+        return metrics["r2"]
+    return metrics.get("auroc", metrics["accuracy"])
+
+
+def _fidelity_settings(fidelity_cfg: dict[str, Any] | None) -> fidelity.FidelityConfig:
+    return fidelity.FidelityConfig(
+        **{k: v for k, v in (fidelity_cfg or {}).items() if k != "enabled"}
+    )
+
+
+def validation_infidelity(
+    estimator: Any, X_val: Any, X_fit: Any, *, kind: str, seed: int, settings
+) -> float:
+    """LFR infidelity of a fitted model's explanations on a seeded sample of validation rows.
+
+    Neighbourhoods as the test-fold metric (``fidelity.*`` settings); the same ``seed`` gives
+    every candidate the same rows and neighbours, so their infidelities are comparable.
+    """
+    X_val = np.asarray(X_val, dtype=np.float64)
+    rows = fidelity.sample_rows(len(X_val), settings.sample_size, seed)
+    return fidelity.lfr_infidelity(
+        estimator.explain,
+        fidelity.output_function(estimator, kind),
+        X_val[rows],
+        neighborhood=settings.neighborhood,
+        sigma=settings.sigma,
+        n_neighbors=settings.n_neighbors,
+        X_reference=np.asarray(X_fit, dtype=np.float64),
+        k_nearest=settings.k_nearest,
+        rng=seed,
+    )["infidelity"]
+
+
 def evaluate_fold(
     data: FoldData,
     estimator: Any,
@@ -75,26 +112,34 @@ def evaluate_fold(
     hpo_cfg: dict[str, Any] | None = None,
     explanations: dict[str, Any] | None = None,
     fidelity_cfg: dict[str, Any] | None = None,
+    gamma_search_cfg: dict[str, Any] | None = None,
     cuda: bool = False,
 ) -> FoldOutcome:
     """Run the protocol on one fold.
 
     ``use_validation``: give the estimator ``eval_set`` (early stopping) when its ``fit`` takes
     one. A validation split is cut from the training fold when the estimator uses it or when a
-    hyperparameter search needs it; otherwise the model trains on the whole training fold.
+    hyperparameter search or the γ search (``gamma_search_cfg["enabled"]``, see
+    :mod:`mesobench.gamma_search`) needs it; otherwise the model trains on the whole training
+    fold. With both searches, HPO runs first and the γ search varies γ of its best trial.
     """
     kind, n_classes = data.task.kind, data.n_classes
     hpo_cfg = hpo_cfg or {}
     n_trials = int(hpo_cfg.get("n_trials") or 0)
+    gs_cfg = gamma_search_cfg or {}
+    gs_enabled = bool(gs_cfg.get("enabled"))
+    if gs_enabled:  # refuse a bad setting before any data is touched
+        gs_grid, gs_alpha, gs_param = gamma_search.check_config(gs_cfg, estimator)
     notes: list[str] = []
     artifacts: dict[str, Any] = {}
     params: dict[str, Any] = {}
     step_metrics: dict[str, list[float]] = {}
+    metrics_extra: dict[str, float] = {}
 
     gives_eval_set = use_validation and accepts(estimator.fit, "eval_set")
     X_fit, y_fit = data.X_train, data.y_train
     X_val = y_val = None
-    if gives_eval_set or n_trials > 0:
+    if gives_eval_set or n_trials > 0 or gs_enabled:
         if data.X_val is not None:
             X_val, y_val = data.X_val, data.y_val
         else:
@@ -146,11 +191,36 @@ def evaluate_fold(
             params["hpo.trials_run"] = len(result.trials)
             step_metrics["hpo/validation_score"] = result.trials["value"].tolist()
             artifacts["hpo/trials.csv"] = result.trials
-        else:
+        elif not gs_enabled:
             estimator.fit(Xf, y_fit, **fit_kwargs)
+        if gs_enabled:
+            settings = _fidelity_settings(fidelity_cfg)
+            found = gamma_search.search(
+                estimator,
+                grid=gs_grid,
+                alpha=gs_alpha,
+                param=gs_param,
+                fit=lambda candidate: candidate.fit(Xf, y_fit, **fit_kwargs),
+                performance=lambda c: _performance(score(c, Xv, y_val, kind, n_classes)),
+                infidelity=lambda c: validation_infidelity(
+                    c, Xv, Xf, kind=kind, seed=seed, settings=settings
+                ),
+            )
+            estimator = found.estimator
+            table = found.table
+            for column in ("gamma", "D", "I", "R_F", "S"):
+                step_metrics[f"gamma_search/{column}"] = table[column].tolist()
+            metrics_extra["gamma_search/chosen_gamma"] = found.chosen_gamma
+            params["gamma_search.chosen_gamma"] = found.chosen_gamma
+            params["gamma_search.chosen_index"] = found.chosen_index
+            artifacts["gamma_search/grid.csv"] = table
+            failed = table.loc[table["error"].ne(""), "gamma"].tolist()
+            if failed:
+                notes.append(f"gamma search: grid point(s) γ={failed} failed (see grid.csv)")
     with measure(cuda=cuda) as predict_usage:
         metrics = score(estimator, Xt, data.y_test, kind, n_classes)
 
+    metrics.update(metrics_extra)
     metrics.update(
         fit_seconds=fit_usage.seconds,
         predict_seconds=predict_usage.seconds,
@@ -190,14 +260,13 @@ def evaluate_fold(
                 feature_offset=offset,
                 feature_scale=scale,
             )
-        settings = {k: v for k, v in (fidelity_cfg or {}).items() if k != "enabled"}
         with measure(cuda=cuda) as fidelity_usage:
             result = fidelity.evaluate(
                 estimator,
                 Xt,
                 kind=kind,
                 seed=seed,
-                config=fidelity.FidelityConfig(**settings),
+                config=_fidelity_settings(fidelity_cfg),
                 X_reference=Xf,
                 **truth_kwargs,
             )

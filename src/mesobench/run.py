@@ -88,6 +88,7 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
         seed=seed,
         device=cfg.device.name,
         hpo_cfg=plain["hpo"],
+        gamma_search_cfg=plain.get("gamma_search"),
     )
     threads = resolve_threads(cfg.threads)
     tags = {

@@ -69,6 +69,7 @@ def run_key(
     seed: int,
     device: str,
     hpo_cfg: Mapping | None = None,
+    gamma_search_cfg: Mapping | None = None,
 ) -> str:
     identity = {
         "config": config_hash(model_cfg, preprocessing_cfg),
@@ -80,6 +81,8 @@ def run_key(
     }
     if hpo_cfg and hpo_cfg.get("n_trials"):  # a search changes the result; no search, no key
         identity["hpo"] = hpo_cfg
+    if gamma_search_cfg and gamma_search_cfg.get("enabled"):  # likewise the γ search
+        identity["gamma_search"] = gamma_search_cfg
     return stable_hash(identity, length=32)
 
 

@@ -1,8 +1,9 @@
 """Estimators of the benchmark, all with the scikit-learn API (SPEC §5).
 
-Baselines (:mod:`.baselines`), the TabResNet network (:mod:`.tabresnet`), IMN (:mod:`.imn`) and
-deliberately failing estimators for tests (:mod:`.debug`). The torch building blocks shared with
-the IMN family live in :mod:`.trunk` (TabResNet trunk) and :mod:`.training` (mini-batch trainer).
+Baselines (:mod:`.baselines`), the TabResNet network (:mod:`.tabresnet`), IMN (:mod:`.imn`),
+LFR-IMN (:mod:`.lfr_imn`) and deliberately failing estimators for tests (:mod:`.debug`). The torch
+building blocks shared with the IMN family live in :mod:`.trunk` (TabResNet and MLP trunks) and
+:mod:`.training` (mini-batch trainer).
 """
 
 from mesobench.models.baselines import (
@@ -18,6 +19,8 @@ from mesobench.models.debug import AlwaysFailsClassifier, DivergingClassifier, S
 from mesobench.models.device import resolve_device
 from mesobench.models.explanation import Explanation
 from mesobench.models.imn import IMNClassifier, IMNRegressor
+from mesobench.models.lfr_imn import LFRIMNClassifier, LFRIMNRegressor
+from mesobench.models.nimo import NIMOClassifier, NIMORegressor
 from mesobench.models.tabresnet import TabResNetClassifier, TabResNetRegressor
 
 __all__ = [
@@ -29,7 +32,11 @@ __all__ = [
     "SlowClassifier",
     "IMNClassifier",
     "IMNRegressor",
+    "LFRIMNClassifier",
+    "LFRIMNRegressor",
     "LogisticRegressionClassifier",
+    "NIMOClassifier",
+    "NIMORegressor",
     "RandomForestClassifier",
     "RandomForestRegressor",
     "TabResNetClassifier",

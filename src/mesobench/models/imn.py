@@ -35,7 +35,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from mesobench.errors import DataError
+from mesobench.errors import ConfigError, DataError
 from mesobench.models.device import resolve_device
 from mesobench.models.explanation import Explanation
 from mesobench.models.tabresnet import ovr_macro_auroc
@@ -48,7 +48,9 @@ from mesobench.models.training import (
     torch_threads,
     train,
 )
-from mesobench.models.trunk import TabResNetTrunk
+from mesobench.models.trunk import MLPTrunk, TabResNetTrunk
+
+BACKBONES = ("tabresnet", "mlp")
 
 
 def local_linear_output(x: Tensor, weights: Tensor) -> Tensor:
@@ -63,7 +65,7 @@ def local_linear_output(x: Tensor, weights: Tensor) -> Tensor:
 
 
 class HyperNetwork(nn.Module):
-    r"""The IMN hypernetwork: TabResNet trunk + Linear(H → (F+1)·C) head.
+    r"""The IMN hypernetwork: a trunk (TabResNet, or an MLP) + Linear(H → (F+1)·C) head.
 
     .. math::
         h &= \mathrm{trunk}(x)                                  && (n, H)\\
@@ -79,7 +81,13 @@ class HyperNetwork(nn.Module):
     n_outputs : int
         C: 1 for binary classification and regression, the number of classes otherwise.
     hidden_size, n_blocks, dropout
-        Trunk settings, see :class:`~mesobench.models.trunk.TabResNetTrunk`.
+        Trunk settings, see :class:`~mesobench.models.trunk.TabResNetTrunk`; for the MLP trunk
+        ``n_blocks`` is the number of hidden H → H layers (:class:`~mesobench.models.trunk
+        .MLPTrunk`).
+    backbone : {"tabresnet", "mlp"}, default "tabresnet"
+        The trunk. ``"mlp"`` also starts the head at zero (w(x) = 0 at initialisation), as
+        the LFR-IMN reference's ``MLPBackbone`` does; the TabResNet head keeps PyTorch's default
+        initialisation, as the IMN reference.
     """
 
     def __init__(
@@ -89,12 +97,21 @@ class HyperNetwork(nn.Module):
         hidden_size: int = 128,
         n_blocks: int = 2,
         dropout: float = 0.25,
+        backbone: str = "tabresnet",
     ) -> None:
         super().__init__()
+        if backbone not in BACKBONES:
+            raise ConfigError(f"backbone={backbone!r} is invalid: expected one of {BACKBONES}.")
         self.in_features = in_features
         self.n_outputs = n_outputs
-        self.trunk = TabResNetTrunk(in_features, hidden_size, n_blocks, dropout)
+        if backbone == "tabresnet":
+            self.trunk = TabResNetTrunk(in_features, hidden_size, n_blocks, dropout)
+        else:
+            self.trunk = MLPTrunk(in_features, hidden_size, n_blocks, dropout)
         self.head = nn.Linear(hidden_size, (in_features + 1) * n_outputs)
+        if backbone == "mlp":
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         h = self.trunk(x)
@@ -119,9 +136,14 @@ _COMMON_DOC = """
     hidden_size : int, default 128
         Width H of the trunk (paper default).
     n_blocks : int, default 2
-        Number of residual blocks of the trunk (paper default).
+        Number of residual blocks of the trunk (paper default); with ``backbone="mlp"`` the
+        number of hidden H → H layers after the input layer.
     dropout : float, default 0.25
         Dropout probability in the trunk (paper default).
+    backbone : {"tabresnet", "mlp"}, default "tabresnet"
+        Trunk of the hypernetwork: the paper's TabResNet (with BatchNorm), or a plain MLP
+        (Linear → GELU layers, no BatchNorm, zero-initialised head) as in the LFR-IMN reference's
+        synthetic example (there: hidden_size 64, n_blocks 1, dropout 0).
     epochs : int, default 500
         Number of epochs (paper default). With the default warm-up and three cosine cycles
         (T_mult = 2) the cycles end at epochs ≈ 75, 218 and 500.
@@ -198,6 +220,7 @@ class _IMNBase(BaseEstimator):
         hidden_size: int = 128,
         n_blocks: int = 2,
         dropout: float = 0.25,
+        backbone: str = "tabresnet",
         epochs: int = 500,
         lr: float = 0.01,
         batch_size: int = 64,
@@ -216,6 +239,7 @@ class _IMNBase(BaseEstimator):
         self.hidden_size = hidden_size
         self.n_blocks = n_blocks
         self.dropout = dropout
+        self.backbone = backbone
         self.epochs = epochs
         self.lr = lr
         self.batch_size = batch_size
@@ -264,7 +288,12 @@ class _IMNBase(BaseEstimator):
         seed = seed_from(self.random_state)
         seed_everything(seed)
         self.module_ = HyperNetwork(
-            X.shape[1], self.n_outputs_, self.hidden_size, self.n_blocks, self.dropout
+            X.shape[1],
+            self.n_outputs_,
+            self.hidden_size,
+            self.n_blocks,
+            self.dropout,
+            self.backbone,
         ).to(self.device_)
         early_stopping = val_score is not None and self.early_stopping_patience is not None
         snapshots = _SnapshotEnsemble()
@@ -272,7 +301,7 @@ class _IMNBase(BaseEstimator):
             self.train_result_ = train(
                 self.module_,
                 self._loss,
-                to_tensor(X, self.device_),
+                self._training_inputs(to_tensor(X, self.device_)),
                 target.to(self.device_),
                 epochs=self.epochs,
                 batch_size=self.batch_size,
@@ -294,6 +323,15 @@ class _IMNBase(BaseEstimator):
                 member.load_state_dict(state)
                 self.snapshots_.append(member.eval())
         self.module_.eval()
+
+    def _training_inputs(self, X: Tensor) -> Tensor:
+        """The per-row tensor the trainer slices into batches for :meth:`_loss` (here X itself).
+
+        A variant that needs more per-row data in its loss appends it as extra columns (LFR-IMN
+        with SMOTE neighbourhoods: each row's nearest training neighbour), so the trainer stays
+        generic. Called once per fit, on the device, under the fit's thread setting.
+        """
+        return X
 
     def _early_stopping_requested(self, eval_set) -> bool:
         return eval_set is not None and self.early_stopping_patience is not None

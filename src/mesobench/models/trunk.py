@@ -98,3 +98,34 @@ class TabResNetTrunk(nn.Module):
         for block in self.blocks:
             h = block(h)
         return h
+
+
+class MLPTrunk(nn.Module):
+    r"""Plain MLP trunk, the hypernetwork of the LFR-IMN reference's synthetic example (SPEC §2).
+
+    .. math::
+        h_0 &= \mathrm{Dropout}(\mathrm{GELU}(W_0 x + b_0))\\
+        h_{k+1} &= \mathrm{Dropout}(\mathrm{GELU}(W_{k+1} h_k + b_{k+1})),
+        \quad k = 0, \dots, n\_layers - 1
+
+    ``n_layers = 1``, ``hidden_size = 64`` and no dropout is the reference ``MLPBackbone``
+    (Linear → GELU → Linear → GELU, then the head). No BatchNorm: the output at a row depends on
+    that row only, which is what makes the hypernetwork a smooth function of x in train mode.
+    """
+
+    def __init__(
+        self, in_features: int, hidden_size: int = 64, n_layers: int = 1, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = hidden_size
+        widths = [in_features] + [hidden_size] * (n_layers + 1)
+        layers: list[nn.Module] = []
+        for d_in, d_out in zip(widths[:-1], widths[1:], strict=True):
+            layers += [nn.Linear(d_in, d_out), nn.GELU()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)

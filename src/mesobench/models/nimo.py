@@ -1,0 +1,765 @@
+r"""NIMO — Nonlinear Interpretable MOdel (ICLR 2026, arXiv 2506.05059; SPEC §3).
+
+A linear model whose every feature is modulated by a shared neural network of the *other*
+features:
+
+.. math::
+    f(x) = \beta_0 + \sum_j x_j\, \beta_j\, \bigl(1 + g_j(x_{-j})\bigr),
+    \qquad g_j(x_{-j}) = s\,a\,\bigl[\tanh \mathrm{net}(x_{-j}, j) - \tanh \mathrm{net}(0, j)\bigr]
+
+* ``net`` is one network for all j. Its input for feature j is x with x_j set to 0 and the
+  positional code of j (binary code of j, 1-based, ⌊log2 d⌋ + 1 bits mapped to ±0.5):
+  ``z1 = tanh(fc1([x_{-j}, code_j]) + σ_n·ε)`` (noise ε ~ N(0, 1) in training only),
+  ``z2 = sin(2π·fc2([z1, code_j]))``, ``net = fc3([z2, z1, code_j])``.
+* Subtracting the zero point makes ``g_j(0) = 0`` exactly, so ``β_j = ∂f/∂x_j`` at x = 0: the
+  mean marginal effect (MEM) when the features have mean 0.
+* Bounded output with a learnable scale ``s = ½(1 + tanh α)``, α initialised at 2; ``a = 1``
+  for regression (g ∈ s·(−2, 2) as a difference of tanh's) and ``a = 2`` for classification
+  (the paper's ``2·tanh(·) + 1`` before the zero-point subtraction; the +1 cancels).
+
+All d per-feature network calls are one batched computation on a (rows, d, hidden) tensor: the
+masked first layer is ``W1·x − x_j·W1[:, j] + W1_code·code_j + b1``, so the (rows·d, d + bits)
+input is never built, and the code parts of fc1–fc3 are computed once per step.
+
+**Parameter elimination.** With the design matrix ``B_u[i, j] = x_ij (1 + g_j(x_{i,−j}))``, β
+has a closed form for fixed network weights u; it is recomputed inside every training step and
+the gradient flows through the solve (``torch.linalg.solve``, float64). Adaptive ridge
+(Grandvalet 1998): ``β = c ⊙ γ`` with learnable scales c and, on a batch of m rows,
+
+.. math::
+    \hat\gamma = \arg\min_\gamma \tfrac{1}{m} \textstyle\sum_i w_i (q_i - Z_i \gamma)^2
+                 + \lambda \lVert \gamma_{1:} \rVert^2,
+    \qquad Z = [1, B_u D_{|c|}]
+
+(intercept column unpenalised, λ = ``ridge`` in per-row units, so a batch and the whole training
+set solve the same objective). Regression: w = 1, q = y (standardised). Classification: one
+IRLS step per batch warm-started from the previous β (kept on the module as the buffer
+``beta``): ``η = β_0 + B_u β_prev``, ``π = clip(σ(η))``, ``w = π(1 − π)``,
+``q = η + (y − π)/w`` — a Newton step of the ridge-penalised log-likelihood. Loss:
+
+.. math::
+    L = \ell(\beta_0 + B_u \hat\beta, y) + \mu \textstyle\sum_j (c_j^2)^{\delta}
+        + \lambda_g \textstyle\sum_j \lVert W_1[:, j] \rVert_2
+
+with ℓ the MSE (regression, standardised target), BCE (binary) or cross-entropy (multiclass).
+Minimising ``λβ²/c² + μ c^{2δ}`` over c gives ``|β|`` for δ = 1 (Lasso) and ``|β|^{2/3}`` for
+δ = ½. The group penalty runs over fc1's input-feature columns (not the code bits): a column
+driven to 0 means feature j takes part in no interaction; ``interaction_strength_`` holds
+the column norms.
+
+**Multiclass** (not in the paper, SPEC §3 [open]): a multinomial logit. fc3 has one output per
+class, so each class has its own modulation ``g_{jc}``, its own β_c and c_c, and
+``logit_c = β_{0c} + Σ_j x_j β_{jc}(1 + g_{jc}(x_{−j}))``; the loss is the softmax
+cross-entropy. β is updated by one *block-diagonal* IRLS step per batch: the multinomial Newton
+step with the cross-class Hessian blocks dropped, i.e. per class the binary formula above with
+``π_c`` the softmax probability (C independent (d+1)×(d+1) solves instead of one
+C(d+1)×C(d+1) solve). Why: the shared body keeps the cost of C classes near that of one, the
+softmax gives calibrated probabilities that sum to 1 without one-vs-rest renormalisation, and
+the block step costs C·d³ instead of C³·d³, so it runs on every CC18 task.
+
+**β at inference.** After training (and after early stopping restored the best epoch), β is
+recomputed in closed form on the whole training set with the final network in eval mode (noise
+off): regression exactly, classification by IRLS iterated to convergence from the warm start,
+with step halving so the penalised objective never increases. Beyond ``_REFIT_MAX_ELEMENTS``
+entries of B_u the refit uses a seeded random subset of the training rows.
+
+**Centring.** The estimator does not centre X: β is ∂f/∂x at x = 0 *in the units given*. The
+benchmark's "neural" preprocessing standardises numeric features, so 0 is the training mean
+there and β is the MEM; on raw data, centre the features first if you want that reading.
+Explanations are always in the units of the ``X`` given and satisfy the identity exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
+
+from mesobench.errors import DataError
+from mesobench.models.device import resolve_device
+from mesobench.models.explanation import Explanation
+from mesobench.models.tabresnet import ovr_macro_auroc
+from mesobench.models.training import (
+    encode_eval_labels,
+    seed_everything,
+    seed_from,
+    to_tensor,
+    torch_threads,
+    train,
+)
+
+_PAIRS_PER_CHUNK = 1 << 17
+"""(row, feature) pairs per network chunk: bounds the (rows, d, hidden) activations.
+
+In training the chunks are gradient-checkpointed, so activation memory stays ~0.5 GB whatever
+the batch size and d; at inference rows are processed in chunks of this many pairs.
+"""
+_REFIT_MAX_ELEMENTS = 1 << 27
+"""Largest B_u (rows × d × outputs, float32: 512 MiB) held for the final β refit."""
+_PROB_CLIP = 5e-4  # π is clipped to [ε, 1 − ε] in IRLS (reference: 0.999·σ + 0.0005)
+_C_INIT = 1.0  # initial adaptive-ridge scales c
+
+
+def positional_codes(n_features: int) -> Tensor:
+    """Binary codes of j = 1..d, ⌊log2 d⌋ + 1 bits (most significant first), mapped to ±0.5."""
+    n_bits = int(math.floor(math.log2(n_features))) + 1
+    j = torch.arange(1, n_features + 1)
+    shifts = torch.arange(n_bits - 1, -1, -1)
+    return ((j[:, None] >> shifts[None, :]) & 1).float() - 0.5
+
+
+def linear_predictor(B: Tensor, beta: Tensor) -> Tensor:
+    """``β_0 + B_u β`` per output: B (m, d, C), beta (C, d + 1) with the intercept first → (m, C)."""
+    return torch.einsum("mjc,cj->mc", B, beta[:, 1:]) + beta[:, 0]
+
+
+def ridge_solve(Z: Tensor, w: Tensor, rhs: Tensor, ridge: float) -> Tensor:
+    """Solve ``(Zᵀ diag(w) Z / m + λ R) γ = rhs`` per output, in float64, differentiably.
+
+    Z: (C, m, p) with column 0 the intercept; w: (C, m); rhs: (C, p), already divided by m.
+    R = diag(0, 1, ..., 1): the intercept is unpenalised (it gets 1e-8·λ for safety only).
+    """
+    m, p = Z.shape[1], Z.shape[2]
+    gram = (Z * w[:, :, None]).transpose(1, 2) @ Z / m
+    penalty = torch.full((p,), float(ridge), dtype=torch.float64, device=Z.device)
+    penalty[0] = 1e-8 * float(ridge)
+    lhs = gram.double() + torch.diag(penalty)
+    return torch.linalg.solve(lhs, rhs.double()[:, :, None])[:, :, 0].to(Z.dtype)
+
+
+def augmented_design(B: Tensor, c: Tensor) -> Tensor:
+    """``Z = [1, B_u D_|c|]`` per output: B (m, d, C), c (C, d) → (C, m, d + 1)."""
+    Bc = B.permute(2, 0, 1) * c.abs()[:, None, :]
+    return torch.cat([torch.ones_like(Bc[:, :, :1]), Bc], dim=2)
+
+
+def beta_from_gamma(gamma: Tensor, c: Tensor) -> Tensor:
+    """``β = [γ_0, |c| ⊙ γ_{1:}]``: gamma (C, d + 1), c (C, d)."""
+    return torch.cat([gamma[:, :1], c.abs() * gamma[:, 1:]], dim=1)
+
+
+class NIMONetwork(nn.Module):
+    r"""The shared modulation network g_u, the adaptive-ridge scales c and the current β.
+
+    ``design(x)`` returns ``B_u = x ⊙ (1 + g(x))`` of shape (m, d, C) and ``logits(x)`` the
+    output ``β_0 + B_u β`` with the stored β (buffer ``beta``, (C, d + 1), intercept first).
+
+    Parameters
+    ----------
+    n_features : int
+        d.
+    n_outputs : int
+        C: 1 for regression and binary classification, the number of classes otherwise.
+    hidden_size, sine_size : int
+        Widths of fc1 (tanh) and fc2 (sine).
+    noise_std : float
+        σ_n of the Gaussian noise added to fc1's pre-activation in training mode.
+    amplitude : float
+        a: 1 (regression) or 2 (classification), see the module docstring.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_outputs: int,
+        hidden_size: int = 64,
+        sine_size: int = 128,
+        noise_std: float = 0.2,
+        amplitude: float = 1.0,
+        zero_init: bool = True,
+    ) -> None:
+        super().__init__()
+        codes = positional_codes(n_features)
+        self.n_features, self.n_outputs = n_features, n_outputs
+        self.n_bits = codes.shape[1]
+        self.noise_std, self.amplitude = float(noise_std), float(amplitude)
+        self.register_buffer("codes", codes)
+        self.fc1 = nn.Linear(n_features + self.n_bits, hidden_size)
+        self.fc2 = nn.Linear(hidden_size + self.n_bits, sine_size)
+        self.fc3 = nn.Linear(sine_size + hidden_size + self.n_bits, n_outputs)
+        if zero_init:
+            nn.init.zeros_(self.fc3.weight)  # g ≡ 0 at the start: NIMO starts as the linear model
+        self.alpha = nn.Parameter(torch.tensor(2.0))
+        self.c = nn.Parameter(torch.full((n_outputs, n_features), _C_INIT))
+        self.register_buffer("beta", torch.zeros(n_outputs, n_features + 1))
+
+    @property
+    def scale(self) -> Tensor:
+        """s = ½(1 + tanh α) ∈ (0, 1)."""
+        return 0.5 * (1.0 + torch.tanh(self.alpha))
+
+    def feature_columns(self) -> Tensor:
+        """fc1's input-feature columns W1[:, :d] (the code bits excluded), shape (hidden, d)."""
+        return self.fc1.weight[:, : self.n_features]
+
+    def _code_terms(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The code_j parts of fc1, fc2, fc3 (with their biases), one row per feature j."""
+        d, h, s = self.n_features, self.fc1.out_features, self.fc2.out_features
+        t1 = F.linear(self.codes, self.fc1.weight[:, d:], self.fc1.bias)  # (d, h)
+        t2 = F.linear(self.codes, self.fc2.weight[:, h:], self.fc2.bias)  # (d, s)
+        t3 = F.linear(self.codes, self.fc3.weight[:, s + h :], self.fc3.bias)  # (d, C)
+        return t1, t2, t3
+
+    def _net(self, pre1: Tensor, t2: Tensor, t3: Tensor) -> Tensor:
+        """tanh(net) from fc1's pre-activation (..., d, h): the layers above fc1, batched."""
+        h, s = self.fc1.out_features, self.fc2.out_features
+        if self.training and self.noise_std > 0:
+            pre1 = pre1 + self.noise_std * torch.randn_like(pre1)
+        z1 = torch.tanh(pre1)  # (..., d, h)
+        z2 = torch.sin(2.0 * math.pi * (F.linear(z1, self.fc2.weight[:, :h]) + t2))
+        out = F.linear(z2, self.fc3.weight[:, :s]) + F.linear(z1, self.fc3.weight[:, s : s + h])
+        return torch.tanh(out + t3)  # (..., d, C)
+
+    def _modulation(self, x: Tensor, t1: Tensor, t2: Tensor, t3: Tensor, net0: Tensor) -> Tensor:
+        """g for rows x (m, d), shape (m, d, C): fc1 on x with x_j zeroed, for all j at once."""
+        W1x = self.feature_columns()  # (h, d)
+        pre1 = (x @ W1x.T)[:, None, :] - x[:, :, None] * W1x.T[None, :, :] + t1  # (m, d, h)
+        return self.amplitude * self.scale * (self._net(pre1, t2, t3) - net0)
+
+    def _design_rows(self, x: Tensor, t1: Tensor, t2: Tensor, t3: Tensor, net0: Tensor) -> Tensor:
+        return x[:, :, None] * (1.0 + self._modulation(x, t1, t2, t3, net0))
+
+    def _chunked(self, fn, x: Tensor) -> Tensor:
+        """``fn(rows, *code terms)`` over row chunks; chunks are checkpointed under autograd."""
+        t1, t2, t3 = self._code_terms()
+        net0 = self._net(t1, t2, t3)  # net(0, j): (d, C)
+        rows = max(1, _PAIRS_PER_CHUNK // self.n_features)
+        if x.shape[0] <= rows:
+            return fn(x, t1, t2, t3, net0)
+        parts = []
+        for start in range(0, x.shape[0], rows):
+            xb = x[start : start + rows]
+            if torch.is_grad_enabled():
+                parts.append(checkpoint(fn, xb, t1, t2, t3, net0, use_reentrant=False))
+            else:
+                parts.append(fn(xb, t1, t2, t3, net0))
+        return torch.cat(parts)
+
+    def modulation(self, x: Tensor) -> Tensor:
+        """g_j(x_{−j}) for rows x (m, d), shape (m, d, C); g(0) = 0 exactly in eval mode."""
+        return self._chunked(self._modulation, x)
+
+    def design(self, x: Tensor) -> Tensor:
+        """B_u(x) = x ⊙ (1 + g(x)), shape (m, d, C)."""
+        return self._chunked(self._design_rows, x)
+
+    def logits(self, x: Tensor) -> Tensor:
+        """``β_0 + B_u β`` with the stored β, shape (m, C)."""
+        return linear_predictor(self.design(x), self.beta)
+
+    def penalty(self, sparsity: float, delta: float, group_penalty: float) -> Tensor:
+        """``μ Σ (c²)^δ + λ_g Σ_j ‖W1[:, j]‖₂`` (smoothed by 1e-12 at 0)."""
+        c_term = ((self.c**2 + 1e-12) ** delta).sum()
+        group = torch.sqrt((self.feature_columns() ** 2).sum(dim=0) + 1e-12).sum()
+        return sparsity * c_term + group_penalty * group
+
+
+_COMMON_DOC = """
+    Parameters
+    ----------
+    hidden_size : int, default 64
+        Width of fc1 (tanh layer, noise injection), as the reference.
+    sine_size : int, default 128
+        Width of fc2 (SIREN-style ``sin(2π·)`` layer), as the reference.
+    ridge : float, default {ridge}
+        λ of the closed-form β solve, per training row (the batch objective is a mean), on
+        γ = β / c. The intercept is unpenalised.
+    sparsity : float, default {sparsity}
+        μ, weight of ``Σ_j (c_j²)^δ``, the adaptive-ridge penalty on the scales c.
+    delta : float, default 0.5
+        δ: 1 behaves like the Lasso, 0.5 like ``|β|^{{2/3}}`` (sub-L1, the reference default).
+    group_penalty : float, default {group_penalty}
+        λ_g, weight of ``Σ_j ‖W1[:, j]‖₂`` over fc1's input-feature columns.
+    noise_std : float, default 0.2
+        Standard deviation of the Gaussian noise on fc1's pre-activation, training only.
+    epochs : int, default {epochs}
+        Maximum number of epochs.
+    lr : float, default {lr}
+        Adam learning rate (SPEC: 1e-3 on the synthetic tasks, 5e-3 on real data).
+    batch_size : int, default {batch_size}
+        Rows per step. Raised to at least ``2·(d + 1)`` so the per-batch solve is
+        over-determined, and cut to n (full batch) when larger.
+    weight_decay : float, default 0.0
+        AdamW decoupled weight decay (0: plain Adam, as the paper).
+    warmup_epochs : float, default 5
+        Linear learning-rate warm-up.
+    scheduler : {{"cosine_restarts", "constant"}}, default "cosine_restarts"
+        Learning rate after warm-up (see :func:`mesobench.models.training.train`).
+    early_stopping_patience : int or None, default {patience}
+        With ``eval_set`` given to ``fit``: stop after this many epochs without a better
+        validation score ({score}) and restore the best epoch. None: run all epochs.
+    random_state : int, RandomState or None, default None
+        Seeds initialisation, batch order and the training noise. With an int and
+        ``device="cpu"`` two fits (same ``n_jobs``) give identical predictions.
+    device : str, default "cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``
+        (:func:`mesobench.models.device.resolve_device`).
+    n_jobs : int or None, default None
+        CPU threads for torch in ``fit``, ``predict*`` and ``explain``; None keeps torch's setting.
+    verbose : bool, default False
+        True: one INFO log line per epoch (logger ``mesobench.models.training``).
+
+    Attributes
+    ----------
+    coef_ : ndarray
+        β, the mean marginal effects ∂f/∂x_j at x = 0, in the units of X (and y): shape (F,)
+        for regression and binary classification, (C, F) for multiclass.
+    intercept_ : float or ndarray
+        β_0 (the output at x = 0): a float, or shape (C,) for multiclass.
+    interaction_strength_ : ndarray of shape (F,)
+        ``‖W1[:, j]‖₂``, the norm of fc1's column of feature j: how much feature j enters the
+        modulation of the other features. 0 means no interaction.
+    module_ : NIMONetwork
+        The trained network, holding the final β (buffer ``beta``, model units).
+    device_ : str
+        The resolved device.
+    n_features_in_ : int
+        Number of input features F.
+    train_result_ : mesobench.models.training.TrainResult
+        Epochs run, best epoch, loss and validation histories.
+"""
+
+
+class _NIMOBase(BaseEstimator):
+    """Parameters, the training objective, the β refit and inference shared by both tasks.
+
+    Subclasses set ``n_outputs_`` and ``_amplitude`` and implement :meth:`_solve_beta`,
+    :meth:`_task_loss` and :meth:`_refit_beta`.
+    """
+
+    _amplitude = 1.0
+
+    def __init__(
+        self,
+        hidden_size: int = 64,
+        sine_size: int = 128,
+        ridge: float = 0.016,
+        sparsity: float = 1e-3,
+        delta: float = 0.5,
+        group_penalty: float = 0.01,
+        noise_std: float = 0.2,
+        epochs: int = 200,
+        lr: float = 5e-3,
+        batch_size: int = 256,
+        weight_decay: float = 0.0,
+        warmup_epochs: float = 5,
+        scheduler: str = "cosine_restarts",
+        early_stopping_patience: int | None = 20,
+        random_state=None,
+        device: str = "cpu",
+        n_jobs: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.hidden_size = hidden_size
+        self.sine_size = sine_size
+        self.ridge = ridge
+        self.sparsity = sparsity
+        self.delta = delta
+        self.group_penalty = group_penalty
+        self.noise_std = noise_std
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.weight_decay = weight_decay
+        self.warmup_epochs = warmup_epochs
+        self.scheduler = scheduler
+        self.early_stopping_patience = early_stopping_patience
+        self.random_state = random_state
+        self.device = device
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    # ---- the objective ------------------------------------------------------------------------
+
+    def _loss(self, module: NIMONetwork, xb: Tensor, yb: Tensor) -> Tensor:
+        """One step: B_u, the closed-form β through the solve, task loss + penalties."""
+        B = module.design(xb)
+        beta = self._solve_beta(module, B, yb)
+        with torch.no_grad():
+            module.beta.copy_(beta)  # warm start of the next step, and β for validation
+        out = linear_predictor(B, beta)
+        penalty = module.penalty(self.sparsity, self.delta, self.group_penalty)
+        return self._task_loss(out, yb) + penalty
+
+    def _solve_beta(self, module: NIMONetwork, B: Tensor, yb: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _task_loss(self, out: Tensor, yb: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _refit_beta(self, B: Tensor, y: Tensor) -> None:
+        raise NotImplementedError
+
+    # ---- training -----------------------------------------------------------------------------
+
+    def _fit_module(self, X: np.ndarray, target: Tensor, val_score) -> None:
+        """Build the network, train it, then refit β on the training rows (eval mode)."""
+        seed = seed_from(self.random_state)
+        seed_everything(seed)
+        n, d = X.shape
+        self.module_ = NIMONetwork(
+            d, self.n_outputs_, self.hidden_size, self.sine_size, self.noise_std, self._amplitude
+        ).to(self.device_)
+        X_t, y_t = to_tensor(X, self.device_), target.to(self.device_)
+        early_stopping = val_score is not None and self.early_stopping_patience is not None
+        with torch_threads(self.n_jobs):
+            self.train_result_ = train(
+                self.module_,
+                self._loss,
+                X_t,
+                y_t,
+                epochs=self.epochs,
+                batch_size=max(self.batch_size, 2 * (d + 1)),
+                lr=self.lr,
+                weight_decay=self.weight_decay,
+                warmup_epochs=self.warmup_epochs,
+                scheduler=self.scheduler,
+                val_score=val_score if early_stopping else None,
+                patience=self.early_stopping_patience if early_stopping else None,
+                seed=seed,
+                log_every_s=0.0 if self.verbose else 10.0,
+            )
+            self.module_.eval()
+            rows = _refit_rows(n, d * self.n_outputs_, seed)
+            X_r, y_r = (X_t, y_t) if rows is None else (X_t[rows], y_t[rows])
+            with torch.no_grad():
+                self._refit_beta(self._design(X_r), y_r)
+        self._set_public_attributes()
+
+    def _design(self, X_t: Tensor) -> Tensor:
+        """B_u of all rows in eval mode, without autograd (chunked inside ``design``)."""
+        self.module_.eval()
+        with torch.inference_mode():
+            return self.module_.design(X_t)
+
+    def _val_logits(self, X_val: np.ndarray):
+        """``fn(module) -> logits`` on fixed validation rows, with the stored β."""
+        X_val_t = to_tensor(X_val, self.device_)
+
+        def logits(module: NIMONetwork) -> Tensor:
+            module.eval()
+            with torch.inference_mode():
+                return module.logits(X_val_t)
+
+        return logits
+
+    def _set_public_attributes(self) -> None:
+        beta = self.module_.beta.detach().double().cpu().numpy()  # (C, d + 1), model units
+        coef, intercept = beta[:, 1:] * self._output_scale(), beta[:, 0] * self._output_scale()
+        intercept = intercept + self._output_offset()
+        if self.n_outputs_ == 1:
+            self.coef_, self.intercept_ = coef[0], float(intercept[0])
+        else:
+            self.coef_, self.intercept_ = coef, intercept
+        W1 = self.module_.feature_columns().detach().double().cpu()
+        self.interaction_strength_ = torch.linalg.vector_norm(W1, dim=0).numpy()
+
+    def _output_scale(self) -> float:
+        return 1.0
+
+    def _output_offset(self) -> float:
+        return 0.0
+
+    # ---- inference ----------------------------------------------------------------------------
+
+    def _validated(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False, dtype=np.float64)
+
+    def _local_models(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(weights (n, F, C), intercept (n, C))`` in float64, in the units of X and y.
+
+        ``weights_jc = β_jc (1 + g_jc(x_{−j}))``, ``intercept_c = β_0c``; the model output is
+        ``(X * weights).sum(1) + intercept`` (computed from these in float64).
+        """
+        module = self.module_.eval()
+        X_t = to_tensor(X, self.device_)
+        with torch_threads(self.n_jobs), torch.inference_mode():
+            g = module.modulation(X_t).double().cpu().numpy()
+        beta = module.beta.detach().double().cpu().numpy() * self._output_scale()
+        weights = beta[:, 1:].T[None, :, :] * (1.0 + g)
+        intercept = np.broadcast_to(beta[:, 0] + self._output_offset(), (len(X), self.n_outputs_))
+        return weights, intercept.copy()
+
+    def _outputs(self, X: np.ndarray) -> np.ndarray:
+        """Model outputs (n, C) from the local linear models, float64."""
+        weights, intercept = self._local_models(X)
+        return np.einsum("nf,nfc->nc", X, weights) + intercept
+
+    def explain(self, X) -> Explanation:
+        """Per-instance coefficients ``β_j(1 + g_j(x_{−j}))`` and intercept β_0, in X's units.
+
+        Shapes (n, F) and (n,) for regression and binary classification, (n, F, C) and (n, C)
+        for multiclass; ``Explanation.output(X)`` equals ``predict`` (regression) or
+        ``decision_function`` (classification).
+        """
+        X = self._validated(X)
+        weights, intercept = self._local_models(X)
+        if self.n_outputs_ == 1:
+            return Explanation(weights=weights[:, :, 0], intercept=intercept[:, 0])
+        return Explanation(weights=weights, intercept=intercept)
+
+    def describe(self) -> dict:
+        """JSON-serialisable summary: β, β_0 and the interaction structure (fc1 column norms)."""
+        check_is_fitted(self)
+        strength = self.interaction_strength_
+        top = float(strength.max()) if strength.size else 0.0
+        out = {
+            "model": type(self).__name__,
+            "coef": np.asarray(self.coef_).tolist(),
+            "intercept": np.asarray(self.intercept_).tolist(),
+            "interaction_strength": strength.tolist(),
+            "interaction_share": (strength / top if top > 0 else strength).tolist(),
+            "feature_index": list(range(self.n_features_in_)),
+            "modulation_scale": float(self.module_.scale.detach()),
+            "epochs_run": self.train_result_.epochs_run,
+            "best_epoch": self.train_result_.best_epoch,
+        }
+        if hasattr(self, "feature_names_in_"):
+            out["feature_names"] = [str(name) for name in self.feature_names_in_]
+        if hasattr(self, "classes_"):
+            out["classes"] = [str(c) for c in self.classes_]
+        return out
+
+
+def _refit_rows(n: int, per_row: int, seed: int) -> Tensor | None:
+    """Row subset for the β refit when B_u of all rows would exceed ``_REFIT_MAX_ELEMENTS``."""
+    cap = max(1, _REFIT_MAX_ELEMENTS // max(per_row, 1))
+    if n <= cap:
+        return None
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=generator)[:cap].sort().values
+
+
+class NIMORegressor(RegressorMixin, _NIMOBase):
+    __doc__ = """NIMO regressor: ``f(x) = β_0 + Σ_j x_j β_j (1 + g_j(x_{−j}))`` (SPEC §3).
+
+    Trained with the MSE on the standardised target (y − mean) / std, undone at predict time
+    (``coef_``, ``intercept_`` and ``explain`` are in y's units). β is the adaptive-ridge closed
+    form, recomputed in every step with gradients through the solve.
+    ``fit(X, y, eval_set=(X_val, y_val))`` early-stops on the validation −MSE.
+""" + _COMMON_DOC.format(
+        ridge="0.016",
+        sparsity="1e-3",
+        group_penalty="0.01",
+        epochs="200",
+        lr="5e-3",
+        batch_size="256",
+        patience="20",
+        score="−MSE",
+    )
+
+    n_outputs_ = 1
+
+    def fit(self, X, y, eval_set=None):
+        """Fit on ``(X, y)``; ``eval_set=(X_val, y_val)`` is used only for early stopping."""
+        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True, ensure_min_samples=2)
+        self.device_ = resolve_device(self.device)
+        y = np.asarray(y, dtype=np.float64)
+        self.y_mean_ = float(y.mean())
+        self.y_scale_ = float(y.std()) or 1.0
+        target = torch.as_tensor((y - self.y_mean_) / self.y_scale_, dtype=torch.float32)
+
+        val_score = None
+        if eval_set is not None and self.early_stopping_patience is not None:
+            X_val = validate_data(self, eval_set[0], reset=False, dtype=np.float64)
+            y_val = (np.asarray(eval_set[1], dtype=np.float64) - self.y_mean_) / self.y_scale_
+            y_val_t = to_tensor(y_val, self.device_)
+            logits = self._val_logits(X_val)
+
+            def val_score(module):
+                return -float(F.mse_loss(logits(module)[:, 0], y_val_t))
+
+        self._fit_module(X, target, val_score)
+        return self
+
+    def _solve_beta(self, module: NIMONetwork, B: Tensor, yb: Tensor) -> Tensor:
+        Z = augmented_design(B, module.c)  # (1, m, d + 1)
+        rhs = (Z.transpose(1, 2) @ yb[None, :, None])[:, :, 0] / yb.shape[0]
+        gamma = ridge_solve(Z, torch.ones_like(Z[:, :, 0]), rhs, self.ridge)
+        return beta_from_gamma(gamma, module.c)
+
+    def _task_loss(self, out: Tensor, yb: Tensor) -> Tensor:
+        return F.mse_loss(out[:, 0], yb)
+
+    def _refit_beta(self, B: Tensor, y: Tensor) -> None:
+        self.module_.beta.copy_(self._solve_beta(self.module_, B, y))
+
+    def _output_scale(self) -> float:
+        return self.y_scale_
+
+    def _output_offset(self) -> float:
+        return self.y_mean_
+
+    def predict(self, X) -> np.ndarray:
+        """Predictions in y's units."""
+        return self._outputs(self._validated(X))[:, 0]
+
+
+class NIMOClassifier(ClassifierMixin, _NIMOBase):
+    __doc__ = """NIMO classifier: the logit is ``β_0 + Σ_j x_j β_j (1 + g_j(x_{−j}))`` (SPEC §3).
+
+    Binary: one logit, BCE, β by one warm-started IRLS step per batch. Multiclass: a multinomial
+    logit with one modulation head, β and c per class, softmax cross-entropy and a
+    block-diagonal IRLS step per batch (see the module docstring). Labels may be any sortable
+    values; ``classes_`` holds them sorted and ``predict_proba``'s columns follow it.
+    ``decision_function`` gives the logit(s) that ``explain`` reproduces exactly.
+    ``fit(X, y, eval_set=(X_val, y_val))`` early-stops on the validation AUROC (one-vs-rest
+    macro for multiclass).
+""" + _COMMON_DOC.format(
+        ridge="0.016",
+        sparsity="1e-3",
+        group_penalty="0.01",
+        epochs="200",
+        lr="5e-3",
+        batch_size="256",
+        patience="20",
+        score="AUROC",
+    )
+
+    _amplitude = 2.0
+
+    def fit(self, X, y, eval_set=None):
+        """Fit on ``(X, y)``; ``eval_set=(X_val, y_val)`` is used only for early stopping."""
+        X, y = validate_data(self, X, y, dtype=np.float64, ensure_min_samples=2)
+        check_classification_targets(y)
+        self.device_ = resolve_device(self.device)
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise DataError(
+                f"The training labels contain a single class ({self.classes_[0]!r}); "
+                "a classifier needs at least two."
+            )
+        binary = len(self.classes_) == 2
+        self.n_outputs_ = 1 if binary else len(self.classes_)
+        target = torch.as_tensor(y_idx, dtype=torch.float32 if binary else torch.long)
+
+        val_score = None
+        if eval_set is not None and self.early_stopping_patience is not None:
+            validation = self._validate_eval_set(eval_set)
+            if validation is not None:
+                X_val, y_val_idx = validation
+                logits = self._val_logits(X_val)
+
+                def val_score(module):
+                    z = logits(module)
+                    scores = z if z.shape[1] == 1 else torch.softmax(z, dim=1)
+                    return ovr_macro_auroc(y_val_idx, scores.double().cpu().numpy())
+
+        self._fit_module(X, target, val_score)
+        return self
+
+    def _validate_eval_set(self, eval_set):
+        """``(X_val, label codes)``, or None when AUROC is undefined on it (no early stopping)."""
+        X_val, y_val = eval_set
+        X_val = validate_data(self, X_val, reset=False, dtype=np.float64)
+        keep, codes = encode_eval_labels(self.classes_, y_val)
+        if len(np.unique(codes)) < 2:
+            warnings.warn(
+                "eval_set holds fewer than two of the training classes, so validation AUROC is "
+                "undefined: training runs all epochs without early stopping.",
+                stacklevel=3,
+            )
+            return None
+        return X_val[keep], codes
+
+    # ---- IRLS ---------------------------------------------------------------------------------
+
+    def _targets(self, yb: Tensor) -> Tensor:
+        """Indicator matrix (m, C): y itself for binary, one-hot for multiclass."""
+        if self.n_outputs_ == 1:
+            return yb[:, None]
+        return F.one_hot(yb, self.n_outputs_).to(torch.float32)
+
+    def _probabilities(self, eta: Tensor) -> Tensor:
+        p = torch.sigmoid(eta) if self.n_outputs_ == 1 else torch.softmax(eta, dim=1)
+        return p.clamp(_PROB_CLIP, 1.0 - _PROB_CLIP)
+
+    def _newton_target(self, Z: Tensor, eta: Tensor, Y: Tensor) -> Tensor:
+        """The (block-diagonal) IRLS solution from the linear predictor ``eta`` (m, C) → γ (C, p).
+
+        ``γ = (Zᵀ W Z / m + λR)⁻¹ Zᵀ W q / m`` with ``q = η + (y − π)/W``, written as
+        ``Zᵀ (W η + y − π)`` so that nothing is divided by W.
+        """
+        pi = self._probabilities(eta)
+        w = pi * (1.0 - pi)
+        rhs = (Z.transpose(1, 2) @ (w * eta + Y - pi).T[:, :, None])[:, :, 0] / Z.shape[1]
+        return ridge_solve(Z, w.T, rhs, self.ridge)
+
+    def _irls_update(self, B: Tensor, c: Tensor, beta_prev: Tensor, yb: Tensor) -> Tensor:
+        """One damped IRLS step from ``beta_prev``; gradients flow through the solve.
+
+        The Newton target β_N is reached along ``β(t) = β_prev + t (β_N − β_prev)`` with the
+        step t ∈ {1, ½, ..., 2⁻¹⁰, 0} that minimises the batch's penalised objective
+        ``mean ℓ + λ Σ (β_j / c_j)²`` (all candidates at once, no host sync). On a mini-batch
+        the previous β can be a poor start (the batch differs from the last one), and an
+        undamped Newton step from there can overshoot on nearly separable data.
+        """
+        Y = self._targets(yb)
+        eta_prev = linear_predictor(B, beta_prev)
+        beta_newton = beta_from_gamma(self._newton_target(augmented_design(B, c), eta_prev, Y), c)
+        with torch.no_grad():
+            ts = torch.cat([0.5 ** torch.arange(11.0, device=B.device), B.new_zeros(1)])
+            eta_newton = linear_predictor(B, beta_newton)
+            etas = eta_prev[None] + ts[:, None, None] * (eta_newton - eta_prev)[None]  # (T, m, C)
+            if self.n_outputs_ == 1:
+                losses = F.binary_cross_entropy_with_logits(
+                    etas[:, :, 0], yb[None].expand(len(ts), -1), reduction="none"
+                ).mean(1)
+            else:
+                losses = F.cross_entropy(
+                    etas.permute(0, 2, 1), yb[None].expand(len(ts), -1), reduction="none"
+                ).mean(1)
+            inv_c = 1.0 / c.abs().clamp_min(1e-6)
+            betas = beta_prev[None] + ts[:, None, None] * (beta_newton - beta_prev)[None]
+            ridge = self.ridge * ((betas[:, :, 1:] * inv_c) ** 2).sum(dim=(1, 2))
+            objective = torch.nan_to_num(losses + ridge, nan=math.inf)
+            t = ts[torch.argmin(objective)]
+        return beta_prev + t * (beta_newton - beta_prev)
+
+    def _solve_beta(self, module: NIMONetwork, B: Tensor, yb: Tensor) -> Tensor:
+        return self._irls_update(B, module.c, module.beta.clone(), yb)
+
+    def _task_loss(self, out: Tensor, yb: Tensor) -> Tensor:
+        if self.n_outputs_ == 1:
+            return F.binary_cross_entropy_with_logits(out[:, 0], yb)
+        return F.cross_entropy(out, yb)
+
+    def _refit_beta(self, B: Tensor, y: Tensor, max_iter: int = 100, tol: float = 1e-6) -> None:
+        """Damped IRLS iterated on (B, y) from the stored β until β stops changing."""
+        c, beta = self.module_.c.detach(), self.module_.beta.clone()
+        for _ in range(max_iter):
+            new = self._irls_update(B, c, beta, y)
+            change = float((new - beta).abs().max())
+            beta = new
+            if change <= tol * (1.0 + float(beta.abs().max())):
+                break
+        self.module_.beta.copy_(beta)
+
+    # ---- inference ----------------------------------------------------------------------------
+
+    def decision_function(self, X) -> np.ndarray:
+        """Logits: shape (n,) for binary (positive class), (n, C) for multiclass."""
+        z = self._outputs(self._validated(X))
+        return z[:, 0] if self.n_outputs_ == 1 else z
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, shape (n, n_classes), columns in ``classes_`` order."""
+        z = torch.from_numpy(self._outputs(self._validated(X)))
+        if self.n_outputs_ == 1:
+            p = torch.sigmoid(z[:, 0])
+            return torch.stack([1.0 - p, p], dim=1).numpy()
+        return torch.softmax(z, dim=1).numpy()
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable class label for each row."""
+        check_is_fitted(self)
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
