@@ -1,6 +1,7 @@
 # mesobench — the two commands a newcomer needs:
 #   make benchmark    run the quick suite (cached CC18 tasks, 3 folds, all baselines) + report
 #   make test         run the test suite
+#   make report       regenerate results/<suite>/ from mlflow.db without training anything
 # Both create .venv/ and install everything on first use.
 
 PYTHON ?= python3
@@ -25,7 +26,7 @@ CACHE_PREREQ := $(CURDIR)/.cache/openml/.copied
 endif
 endif
 
-.PHONY: install test benchmark aggregate ui server lint format clean
+.PHONY: install test benchmark report aggregate ui server lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	@echo "Creating $(VENV) and installing mesobench with its dependencies (a few minutes the first time)..."
@@ -48,6 +49,10 @@ test: install $(CACHE_PREREQ)
 
 benchmark: install $(CACHE_PREREQ)
 	$(PY) -m mesobench.run -m suite=$(SUITE) model=$(MODELS) hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) $(ARGS)
+	$(MAKE) report SUITE=$(SUITE)
+
+# Regenerate results/$(SUITE)/ from mlflow.db (no training): tables, plots, summary MLflow run.
+report: install
 	$(PY) -m mesobench.aggregate filters.suite=$(SUITE) report=$(SUITE)
 
 aggregate: install

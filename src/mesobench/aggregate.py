@@ -1,16 +1,24 @@
-"""Read runs back from MLflow and write comparison tables to ``results/<report>/``.
+"""Read runs back from MLflow and write the report to ``results/<report>/``.
 
-    python -m mesobench.aggregate                        # every run of the experiment
-    python -m mesobench.aggregate filters.suite=quick report=quick
+    python -m mesobench.aggregate                                   # every run of the experiment
+    python -m mesobench.aggregate filters.suite=quick report=quick  # → results/quick/
+    python -m mesobench.aggregate filters.sweep_id=A compare.sweep_id=B report=A_vs_B
 
-Writes markdown and CSV: per-task mean ± std of the headline metric per model, the average rank
-over tasks, finished / failed counts per model and the list of failed runs with their errors.
-Failed runs are never dropped silently: the report says which tasks left the ranking and why.
+This module is the only part of the reporting that talks to MLflow: it turns the selected runs
+into a tidy table (one row per run: tags, status, metrics), fetches the explanation artifacts of
+a few runs, and hands both to :func:`mesobench.report.document.write_report`, which writes the
+markdown, CSV and LaTeX tables and the PNG plots. The report's files are then logged as the
+artifacts of a *summary run* (tag ``mesobench.summary=true``) in the same experiment, so the
+MLflow UI holds every report next to the runs it summarises; summary runs are never read back
+as benchmark runs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import shlex
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +28,37 @@ from hydra.core.hydra_config import HydraConfig
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from mesobench import report
 from mesobench.errors import MesobenchError
 from mesobench.paths import conf_dir, register_resolvers
-from mesobench.tracking import RUN_KEY_TAG
+from mesobench.report import document, latest_per_key, plots
+from mesobench.tracking import RUN_KEY_TAG, Tracker, retrying
 
 log = logging.getLogger("mesobench.aggregate")
 
 register_resolvers()
 
-_TAGS = ["model", "task", "fold", "seed", "sweep_id", "suite", "config_hash", "error", "device"]
+#: Tag marking a run that holds a report (not a benchmark run).
+SUMMARY_TAG = "mesobench.summary"
+
+_TAGS = [
+    "model",
+    "task",
+    "fold",
+    "seed",
+    "sweep_id",
+    "suite",
+    "config_hash",
+    "error",
+    "error_type",
+    "device",
+]
+
+WEIGHTS_ARTIFACT = "explanations/local_weights_sample.csv"
+DESCRIPTION_ARTIFACT = "model/description.json"
+
+
+def _quote(value: str) -> str:
+    return "'" + str(value).replace("'", "\\'") + "'"
 
 
 def load_runs(
@@ -40,8 +69,14 @@ def load_runs(
     suite: str | None = None,
     models: list[str] | None = None,
     tasks: list[str] | None = None,
+    tags: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """All runs of ``experiment`` matching the filters, one row each, metrics as columns."""
+    """All benchmark runs of ``experiment`` matching the filters, one row each, metrics as columns.
+
+    ``tags``: ``{tag: value}`` or ``{tag: [values]}``; a run matches when its tag equals (one of)
+    the value(s). Summary runs (tag ``mesobench.summary``) and runs not made by mesobench (no
+    ``model`` tag) are left out.
+    """
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
@@ -49,11 +84,15 @@ def load_runs(
             f"no experiment '{experiment}' in the MLflow store {uri}: nothing has been run there "
             "yet. Run a sweep first (make benchmark) or point tracking.uri at the right store."
         )
+    tags = dict(tags or {})
     clauses = []
     if sweep_id:
-        clauses.append(f"tags.sweep_id = '{sweep_id}'")
+        clauses.append(f"tags.sweep_id = {_quote(sweep_id)}")
     if suite:
-        clauses.append(f"tags.suite = '{suite}'")
+        clauses.append(f"tags.suite = {_quote(suite)}")
+    for key, value in tags.items():
+        if isinstance(value, str | int | float):
+            clauses.append(f"tags.`{key}` = {_quote(str(value))}")
     rows: list[dict[str, Any]] = []
     token = None
     while True:
@@ -64,16 +103,19 @@ def load_runs(
             page_token=token,
         )
         for run in page:
-            tags = run.data.tags
-            row = {
-                "run_id": run.info.run_id,
-                "status": run.info.status,
-                "start_time": run.info.start_time,
-                "run_key": tags.get(RUN_KEY_TAG, run.info.run_id),
-                **{t: tags.get(t) for t in _TAGS},
-                **run.data.metrics,
-            }
-            rows.append(row)
+            run_tags = run.data.tags
+            if run_tags.get(SUMMARY_TAG) or not _tags_match(run_tags, tags):
+                continue
+            rows.append(
+                {
+                    "run_id": run.info.run_id,
+                    "status": run.info.status,
+                    "start_time": run.info.start_time,
+                    "run_key": run_tags.get(RUN_KEY_TAG, run.info.run_id),
+                    **{t: run_tags.get(t) for t in _TAGS},
+                    **run.data.metrics,
+                }
+            )
         token = page.token
         if not token:
             break
@@ -90,6 +132,14 @@ def load_runs(
     return label_models(runs)
 
 
+def _tags_match(run_tags: dict[str, str], wanted: dict[str, Any]) -> bool:
+    for key, value in wanted.items():
+        allowed = [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
+        if run_tags.get(key) not in allowed:
+            return False
+    return True
+
+
 def label_models(runs: pd.DataFrame) -> pd.DataFrame:
     """Tell apart configurations of one model: ``xgboost@1a2b3c`` when several were run."""
     if runs.empty:
@@ -101,6 +151,198 @@ def label_models(runs: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
+def load_explanations(
+    uri: str,
+    runs: pd.DataFrame,
+    families: list[str],
+    *,
+    task: str | None = None,
+    row: int | None = None,
+    klass: str | None = None,
+) -> document.ExplanationInput:
+    """Download the local-weights samples (and descriptions) of one run per model family."""
+    run_ids, source, absent = document.choose_explanation_runs(runs, families, task=task)
+    client = MlflowClient(tracking_uri=uri)
+    samples: dict[str, plots.ExplanationSample] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for model, run_id in run_ids.items():
+            try:
+                weights = pd.read_csv(
+                    client.download_artifacts(run_id, WEIGHTS_ARTIFACT, f"{tmp}/{run_id}")
+                )
+            except Exception as exc:  # artifact store unreachable or the run predates it
+                log.warning("no %s for %s (run %s): %s", WEIGHTS_ARTIFACT, model, run_id, exc)
+                absent.append(model)
+                continue
+            description = None
+            try:
+                path = client.download_artifacts(run_id, DESCRIPTION_ARTIFACT, f"{tmp}/{run_id}")
+                description = json.loads(Path(path).read_text())
+            except Exception:  # a model without describe(): no description, nothing to draw
+                pass
+            samples[model] = plots.ExplanationSample(weights, description)
+    return document.ExplanationInput(samples, source, absent, row=row, klass=klass)
+
+
+def log_summary_run(
+    uri: str,
+    experiment: str,
+    artifact_location: str | None,
+    out_dir: Path,
+    *,
+    report: str,
+    command: str,
+    selection: str,
+) -> str:
+    """Log the report folder as the artifacts of a new summary run; return its id.
+
+    Tagged ``mesobench.summary=true`` (and the report name and command) so that
+    :func:`load_runs` never mistakes it for a benchmark run. Average ranks are logged as
+    ``rank/<model>`` metrics for a quick look in the MLflow UI.
+    """
+    tracker = Tracker(uri, experiment, artifact_location)
+    client = tracker.client
+    tags = {
+        SUMMARY_TAG: "true",
+        "mesobench.report": report,
+        "mesobench.report_command": command[:5000],
+        "mesobench.report_selection": selection[:5000],
+    }
+    run = retrying(
+        client.create_run,
+        tracker.experiment_id,
+        run_name=f"report {report}",
+        tags={k: str(v) for k, v in tags.items()},
+    )
+    run_id = run.info.run_id
+    ranks_file = out_dir / "average_rank.csv"
+    if ranks_file.exists():
+        ranks = pd.read_csv(ranks_file)
+        tracker.log_metrics(
+            run_id,
+            {
+                f"rank/{m}": float(r)
+                for m, r in zip(ranks["model"], ranks["average_rank"], strict=True)
+            },
+        )
+    retrying(client.log_artifacts, run_id, str(out_dir))
+    tracker.end(run_id, "FINISHED")
+    return run_id
+
+
+def _as_list(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in OmegaConf.to_container(value)]
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    return dict(OmegaConf.to_container(value)) if not isinstance(value, dict) else dict(value)
+
+
+def settings_from(cfg: DictConfig) -> document.ReportSettings:
+    models = _as_list(cfg.filters.models)
+    return document.ReportSettings(
+        metric=cfg.metric,
+        higher_is_better=cfg.get("higher_is_better"),
+        missing=cfg.get("missing", "drop_task"),
+        reference=cfg.get("reference"),
+        tie_tolerance=float(cfg.get("tie_tolerance", 0.0)),
+        alpha=float(cfg.get("alpha", 0.05)),
+        infidelity=cfg.get("infidelity"),
+        models=models,
+        explain_top_k=int(OmegaConf.select(cfg, "explain.top_k", default=12)),
+    )
+
+
+def selection_text(cfg: DictConfig) -> str:
+    """The filters in force, for the report's first line."""
+    parts = []
+    for key in ("sweep_id", "suite", "models", "tasks"):
+        value = cfg.filters.get(key)
+        if value is not None:
+            shown = ",".join(_as_list(value) or [])
+            parts.append(f"{key}={shown}")
+    for key, value in _as_dict(cfg.filters.get("tags")).items():
+        parts.append(f"tag {key}={value}")
+    return "; ".join(parts)
+
+
+def aggregate(cfg: DictConfig) -> str:
+    filters = cfg.filters
+    settings = settings_from(cfg)
+    common = dict(
+        models=settings.models,
+        tasks=_as_list(filters.get("tasks")),
+        tags=_as_dict(filters.get("tags")),
+    )
+    runs = load_runs(
+        cfg.tracking.uri,
+        cfg.tracking.experiment,
+        sweep_id=filters.sweep_id,
+        suite=filters.suite,
+        **common,
+    )
+    explanations = None
+    explain = cfg.get("explain") or {}
+    if explain.get("enabled", True) and not runs.empty:
+        explanations = load_explanations(
+            cfg.tracking.uri,
+            latest_per_key(runs),
+            _as_list(explain.get("families")) or list(document.EXPLAIN_FAMILIES),
+            task=explain.get("task"),
+            row=explain.get("row"),
+            klass=None if explain.get("class") is None else str(explain.get("class")),
+        )
+    comparison = None
+    compare = cfg.get("compare") or {}
+    if compare.get("sweep_id"):
+        other = load_runs(
+            cfg.tracking.uri,
+            cfg.tracking.experiment,
+            sweep_id=compare.sweep_id,
+            suite=compare.get("suite") or filters.suite,
+            **common,
+        )
+        labels = (
+            str(filters.sweep_id or "selection"),
+            str(compare.get("label") or compare.sweep_id),
+        )
+        comparison = document.Comparison(other, labels)
+    title = f"mesobench report: {cfg.report}"
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    command = " ".join(["python -m mesobench.aggregate", *map(shlex.quote, overrides)])
+    selection = selection_text(cfg)
+    out_dir = Path(cfg.out_dir)
+    page = document.write_report(
+        runs,
+        out_dir,
+        title,
+        command,
+        settings,
+        explanations=explanations,
+        comparison=comparison,
+        selection=selection,
+    )
+    log.info("wrote %s", out_dir)
+    if cfg.get("summary_run", True):
+        run_id = log_summary_run(
+            cfg.tracking.uri,
+            cfg.tracking.experiment,
+            cfg.tracking.get("artifact_location"),
+            out_dir,
+            report=str(cfg.report),
+            command=command,
+            selection=selection,
+        )
+        log.info("logged the report as summary run %s", run_id)
+    return page
+
+
 def write_report(
     runs: pd.DataFrame,
     out_dir: Path,
@@ -108,90 +350,10 @@ def write_report(
     title: str,
     command: str = "python -m mesobench.aggregate",
 ) -> str:
-    """Write the tables; return the markdown summary page (also saved as README.md)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    keyed = report.latest_per_key(runs)
-    if metric not in keyed:
-        keyed = keyed.assign(**{metric: float("nan")})
-    summary = report.fold_summary(keyed, metric)
-    wide = report.wide_mean_std(summary) if not summary.empty else pd.DataFrame()
-    ranks, dropped = (
-        report.average_ranks(summary) if not summary.empty else (pd.Series(dtype=float), [])
+    """Kept for callers of the v0 aggregator: the report without explanations or comparison."""
+    return document.write_report(
+        runs, out_dir, title, command, document.ReportSettings(metric=metric)
     )
-    status = report.status_counts(keyed) if not keyed.empty else pd.DataFrame()
-    failed = report.failures(keyed) if not keyed.empty else pd.DataFrame()
-
-    keyed.to_csv(out_dir / "runs.csv", index=False)
-    summary.to_csv(out_dir / f"{metric}_by_task.csv", index=False)
-    ranks.rename_axis("model").to_csv(out_dir / "average_rank.csv")
-    status.to_csv(out_dir / "status.csv")
-    failed.to_csv(out_dir / "failures.csv", index=False)
-
-    n_tasks = summary["task"].nunique() if not summary.empty else 0
-    lines = [
-        f"# {title}",
-        "",
-        f"{len(keyed)} runs ({int(keyed['status'].eq('FINISHED').sum())} finished) over "
-        f"{n_tasks} tasks. Regenerate from the MLflow store: `{command}`. Each configuration "
-        "(run key) counts once: its latest FINISHED run, else its latest run.",
-        "",
-        f"## {metric}: mean ± std over folds",
-        "",
-        report.markdown_table(wide) if not wide.empty else "_(no finished runs)_\n",
-        "## Average rank (1 = best)",
-        "",
-        report.markdown_table(ranks.to_frame()) if not ranks.empty else "_(no complete task)_\n",
-    ]
-    if dropped:
-        lines += [
-            f"Left out of the ranking ({len(dropped)} task(s) where some model has no finished "
-            f"run): {', '.join(dropped)}.",
-            "",
-        ]
-    lines += ["## Runs per model", "", report.markdown_table(status)]
-    if not failed.empty:
-        lines += [
-            "## Failed or unfinished runs",
-            "",
-            "They are excluded from the means above; a task where a model has none left is "
-            "excluded from the ranking.",
-            "",
-            report.markdown_table(failed, index=False),
-        ]
-    page = "\n".join(lines)
-    (out_dir / "README.md").write_text(page)
-    (out_dir / f"{metric}_by_task.md").write_text(
-        report.markdown_table(wide) if not wide.empty else ""
-    )
-    (out_dir / "average_rank.md").write_text(
-        report.markdown_table(ranks.to_frame()) if not ranks.empty else ""
-    )
-    (out_dir / "status.md").write_text(report.markdown_table(status))
-    return page
-
-
-def aggregate(cfg: DictConfig) -> str:
-    filters = cfg.filters
-
-    def as_list(value: Any) -> list[str] | None:
-        if value is None:
-            return None
-        return [value] if isinstance(value, str) else list(OmegaConf.to_container(value))
-
-    runs = load_runs(
-        cfg.tracking.uri,
-        cfg.tracking.experiment,
-        sweep_id=filters.sweep_id,
-        suite=filters.suite,
-        models=as_list(filters.models),
-        tasks=as_list(filters.get("tasks")),
-    )
-    title = f"mesobench report: {cfg.report}"
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    command = " ".join(["python -m mesobench.aggregate", *overrides])
-    page = write_report(runs, Path(cfg.out_dir), cfg.metric, title, command)
-    log.info("wrote %s", cfg.out_dir)
-    return page
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="aggregate")

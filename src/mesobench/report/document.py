@@ -1,0 +1,585 @@
+"""Assemble the report folder: every table (md/CSV/LaTeX), every plot, and the README page.
+
+:func:`write_report` is the one place that decides what a report contains; it takes the tidy
+run table (already read from MLflow) and, optionally, explanation samples and a second sweep
+to compare with, so it runs the same on hand-made tables in tests.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mesobench.report import plots, stats, tables
+from mesobench.report.runs import (
+    TREATMENTS,
+    cells,
+    failures,
+    fold_summary,
+    higher_is_better,
+    latest_per_key,
+    metric_columns,
+    metric_summary,
+    status_counts,
+    treat_missing,
+)
+
+#: The interpretable-model families of the explanation picture, in panel order. A family is
+#: present when a model of the report is named like it (``imn``, ``imn_fast``, ``imn@1a2b3c``).
+EXPLAIN_FAMILIES = {"imn": "IMN", "lfr_imn": "LFR-IMN", "nimo": "NIMO"}
+
+#: Infidelity metrics for the accuracy-vs-infidelity plot, in order of preference: the scaled
+#: ones are unit-free, so a mean over tasks is meaningful.
+INFIDELITY_PREFERENCE = [
+    "fidelity/lfr_scaled_infidelity",
+    "fidelity/yeh_scaled_infidelity",
+    "fidelity/lfr_infidelity",
+    "fidelity/yeh_infidelity",
+]
+
+
+@dataclass
+class ReportSettings:
+    """What the report computes; mirrors ``conf/aggregate.yaml``."""
+
+    metric: str = "auroc"
+    higher_is_better: bool | None = None  # None: from the metric's name
+    missing: str = "drop_task"  # see mesobench.report.runs.TREATMENTS
+    reference: str | None = "imn"  # win/tie/loss against it; absent: see resolve_reference
+    tie_tolerance: float = 0.0
+    alpha: float = 0.05
+    infidelity: str | None = None  # None: first of INFIDELITY_PREFERENCE that was logged
+    models: list[str] | None = None  # models that should be there (absent ones are "missing")
+    explain_top_k: int = 12
+
+    def direction(self) -> bool:
+        if self.higher_is_better is None:
+            return higher_is_better(self.metric)
+        return bool(self.higher_is_better)
+
+
+@dataclass
+class Comparison:
+    """A second sweep for ``--compare``: its runs and the labels of both sides."""
+
+    runs: pd.DataFrame
+    labels: tuple[str, str]
+
+
+@dataclass
+class ExplanationInput:
+    """Samples for the explanation picture and where they come from (task, fold, seed)."""
+
+    samples: dict[str, plots.ExplanationSample]
+    source: str
+    absent: list[str] = field(default_factory=list)  # family names with no model in the report
+    row: int | None = None
+    klass: str | None = None
+
+
+def default_infidelity(long: pd.DataFrame) -> str | None:
+    """The infidelity metric logged by the most models (ties: INFIDELITY_PREFERENCE order)."""
+    present = long[long["metric"].isin(INFIDELITY_PREFERENCE)]
+    if present.empty:
+        return None
+    coverage = present.groupby("metric")["model"].nunique()
+    ordered = sorted(coverage.index, key=lambda m: (-coverage[m], INFIDELITY_PREFERENCE.index(m)))
+    return ordered[0]
+
+
+def family_members(models: list[str], family: str) -> list[str]:
+    """Models of the report that belong to an explanation family, exact name first."""
+
+    def base(name: str) -> str:
+        return name.split("@")[0]
+
+    exact = [m for m in models if base(m) == family]
+    prefixed = [m for m in models if base(m).startswith(family + "_") and m not in exact]
+    return sorted(exact) + sorted(prefixed)
+
+
+def choose_explanation_runs(
+    runs: pd.DataFrame,
+    families: list[str],
+    *,
+    task: str | None = None,
+) -> tuple[dict[str, str], str, list[str]]:
+    """Pick one run per family for the explanation picture: same task, fold and seed.
+
+    Only FINISHED runs that ran ``explain()`` (they log ``explain_seconds``, and the runner logs
+    the local-weights sample in the same step) qualify. Without ``task``, the task where most
+    families have such a run (ties: alphabetical) is used, at its smallest common (fold, seed).
+    Returns ``{model: run_id}``, a description of the source, and the families absent.
+    """
+    done = runs[runs["status"].eq("FINISHED")]
+    done = done[done["explain_seconds"].notna()] if "explain_seconds" in done else done.iloc[0:0]
+    models = sorted(runs["model"].dropna().unique())
+    chosen_models: dict[str, str] = {}
+    absent = []
+    for family in families:
+        members = [m for m in family_members(models, family) if m in set(done["model"])]
+        if members:
+            chosen_models[family] = members[0]
+        else:
+            absent.append(family)
+    if not chosen_models:
+        return {}, "", absent
+    candidates = done[done["model"].isin(chosen_models.values())]
+    if task is None:
+        coverage = candidates.groupby("task")["model"].nunique()
+        best = coverage[coverage == coverage.max()]
+        task = sorted(best.index)[0]
+    on_task = candidates[candidates["task"].eq(task)]
+    if on_task.empty:
+        return {}, f"task {task}", absent
+    pairs = on_task.groupby(["fold", "seed"])["model"].nunique()
+    fold, seed = sorted(pairs[pairs == pairs.max()].index)[0]
+    picked = on_task[on_task["fold"].eq(fold) & on_task["seed"].eq(seed)]
+    picked = picked.sort_values("start_time").groupby("model").tail(1)
+    run_ids = dict(zip(picked["model"], picked["run_id"], strict=True))
+    source = f"task {task}, fold {int(fold)}, seed {int(seed)}"
+    absent += [f for f, m in chosen_models.items() if m not in run_ids]
+    return run_ids, source, absent
+
+
+def resolve_reference(wanted: str | None, models: list[str], ranks: pd.Series) -> tuple[str, str]:
+    """The reference model and a sentence on how it was chosen.
+
+    The configured name if present; else the first model of its family (``imn`` → ``imn_fast``);
+    else the best-ranked model, said so in the report.
+    """
+    if wanted and wanted in models:
+        return wanted, f"reference: {wanted}"
+    members = family_members(models, wanted) if wanted else []
+    if members:
+        return members[0], f"reference: {members[0]} ({wanted} itself is not in this report)"
+    best = str(ranks.index[0])
+    why = f"{wanted} is not in this report; " if wanted else ""
+    return best, f"reference: {best} ({why}the best average rank)"
+
+
+def write_report(
+    runs: pd.DataFrame,
+    out_dir: Path,
+    title: str,
+    command: str = "python -m mesobench.aggregate",
+    settings: ReportSettings | None = None,
+    *,
+    explanations: ExplanationInput | None = None,
+    comparison: Comparison | None = None,
+    selection: str = "",
+) -> str:
+    """Write every table and plot of the report into ``out_dir``; return the README page."""
+    s = settings or ReportSettings()
+    metric, hib = s.metric, s.direction()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _clear_previous_report(out_dir)
+    keyed = latest_per_key(runs)
+    if metric not in keyed:
+        keyed = keyed.assign(**{metric: float("nan")})
+    models = sorted(set(keyed["model"].dropna()) | set(s.models or [])) if not keyed.empty else []
+    summary = fold_summary(keyed, metric)
+    long = metric_summary(keyed)
+    treated = treat_missing(keyed, metric, s.missing, models=models, higher_is_better=hib)
+    scores = treated.scores.dropna(axis=0, how="any")
+    n_done = int(keyed["status"].eq("FINISHED").sum()) if not keyed.empty else 0
+    n_tasks = keyed["task"].nunique() if not keyed.empty else 0
+
+    lines = [
+        f"# {title}",
+        "",
+        f"{len(keyed)} runs ({n_done} finished) of {len(models)} model(s) on {n_tasks} task(s)"
+        + (f"; selection: {selection}" if selection else "")
+        + ".",
+        "",
+        f"Regenerate from the MLflow store: `{command}`. Each configuration (run key) counts "
+        "once: its latest FINISHED run, else its latest run. Tables are also in CSV and LaTeX "
+        "(`*.csv`, `*.tex`) beside this page.",
+        "",
+    ]
+
+    # -- per task ---------------------------------------------------------------------------
+    cell_table = cells(keyed, metric, models)
+    wide = tables.wide_mean_std(summary, expected=cell_table)
+    keyed.to_csv(out_dir / "runs.csv", index=False)
+    summary.to_csv(out_dir / f"{metric}_by_task.csv", index=False)
+    long.to_csv(out_dir / "metrics_by_task.csv", index=False)
+    (out_dir / f"{metric}_by_task.md").write_text(tables.markdown_table(wide))
+    (out_dir / f"{metric}_by_task.tex").write_text(tables.latex_table(wide))
+    (out_dir / "metrics_by_task.md").write_text(_every_metric_page(long, cell_table))
+    lines += [
+        f"## {metric}: mean ± std over folds, per task",
+        "",
+        "(k/n): only k of the n expected runs finished; — : no finished run. Every other metric "
+        "per task: [metrics_by_task.md](metrics_by_task.md).",
+        "",
+        tables.markdown_table(wide) if not wide.empty else "_(no finished runs)_\n",
+    ]
+    if not summary.empty:
+        plots.per_task_scores(summary, metric, out_dir / f"{metric}_by_task.png")
+        lines += [f"![{metric} per task]({metric}_by_task.png)", ""]
+
+    # -- across tasks -----------------------------------------------------------------------
+    treatment_line = (
+        f"Incomplete (task, model) cells are treated with `missing: {s.missing}`: "
+        f"{TREATMENTS[s.missing]}."
+    )
+    lines += ["## Across tasks", ""]
+    reference = None
+    if scores.empty or scores.shape[1] < 2:
+        lines += [
+            f"_Cross-task statistics need at least 2 models on at least 1 task where every "
+            f"model has a result (after treating missing runs); have {scores.shape[1]} model(s) "
+            f"on {len(scores)} task(s)._",
+            "",
+            treatment_line
+            + (
+                " Every task was left out (see *Missing and failed runs*): narrow the selection "
+                "(`filters.models`, `filters.tasks`) or choose another treatment "
+                "(`missing=worst` or `missing=available`)."
+                if treated.dropped and scores.empty
+                else ""
+            ),
+            "",
+        ]
+    else:
+        ranks = stats.average_rank(scores, hib)
+        rank_by_task = stats.rank_matrix(scores, hib)
+        normalised = stats.normalised_scores(scores, hib)
+        ranking = pd.DataFrame(
+            {
+                "average_rank": ranks,
+                f"normalised_{metric}": normalised.mean(axis=0),
+                f"mean_{metric}": scores.mean(axis=0),
+            }
+        ).loc[ranks.index]
+        ranking.index.name = "model"
+        rank_by_task.to_csv(out_dir / "ranks_by_task.csv")
+        normalised.to_csv(out_dir / f"normalised_{metric}_by_task.csv")
+        scores.to_csv(out_dir / f"{metric}_used_for_ranking.csv")
+        n_flat = int(normalised.isna().all(axis=1).sum())
+        lines += [
+            f"Over the {len(scores)} task(s) where every model has a result. {treatment_line}"
+            + (
+                f" Left out: {', '.join(f'{t} ({why})' for t, why in treated.dropped.items())}."
+                if treated.dropped
+                else ""
+            ),
+            "",
+            "### Average rank",
+            "",
+            f"Rank 1 = best {metric} on a task; tied models share the average of their ranks. "
+            f"Normalised {metric}: per task (score − worst) / (best − worst) over the models, "
+            "1 = best, averaged over tasks"
+            + (f" ({n_flat} task(s) where all models tie are left out of it)" if n_flat else "")
+            + ".",
+            "",
+            tables.write_table(ranking, out_dir, "average_rank"),
+        ]
+        fried = stats.friedman(scores)
+        lines += _friedman_section(fried, ranks, scores, s.alpha, out_dir, hib)
+        reference, how = resolve_reference(s.reference, list(scores.columns), ranks)
+        wtl = stats.win_tie_loss(scores, reference, tolerance=s.tie_tolerance, higher_is_better=hib)
+        lines += [
+            f"### Win / tie / loss of {reference}",
+            "",
+            f"{how}. Per task, {reference} wins when its {metric} beats the other model's by "
+            f"more than {s.tie_tolerance:g}, loses when it trails by more, else ties. "
+            f"mean_delta: mean over tasks of {reference} − other (> 0 favours {reference}); "
+            "wilcoxon_p: two-sided Wilcoxon signed-rank test over tasks.",
+            "",
+            tables.write_table(wtl, out_dir, "win_tie_loss"),
+        ]
+
+    # -- fidelity and time ------------------------------------------------------------------
+    lines += _fidelity_section(keyed, long, summary, models, metric, s, out_dir)
+    time = tables.time_table(keyed)
+    lines += ["## Time per run (seconds)", ""]
+    if time.empty:
+        lines += ["_(no timings logged)_", ""]
+    else:
+        lines += [
+            "Mean wall-clock seconds per finished run (fit includes any hyperparameter search; "
+            "explain = the model's own explain(); fidelity = computing the fidelity metrics), "
+            "and the total in hours. Measured under the sweep's load: compare within a sweep.",
+            "",
+            tables.write_table(time, out_dir, "time", floatfmt=".3f"),
+        ]
+
+    # -- explanation picture ----------------------------------------------------------------
+    lines += _explanation_section(explanations, s, out_dir)
+
+    # -- missing and failed -----------------------------------------------------------------
+    lines += _missing_section(keyed, treated, out_dir)
+
+    status = status_counts(keyed) if not keyed.empty else pd.DataFrame()
+    lines += ["## Runs per model", "", tables.write_table(status, out_dir, "status")]
+
+    if comparison is not None:
+        lines += _compare_section(summary, comparison, metric, s, out_dir)
+
+    page = "\n".join(lines)
+    (out_dir / "README.md").write_text(page + "\n" + MARKER + "\n")
+    return page
+
+
+#: Last line of a report's README: marks the folder as ours to rewrite.
+MARKER = "<!-- written by mesobench.aggregate: files here are replaced on regeneration -->"
+
+
+def _clear_previous_report(out_dir: Path) -> None:
+    """Remove the files of the previous report in ``out_dir`` (only if it wrote them).
+
+    A table or plot that cannot be made any more (a model left, fidelity no longer logged) must
+    not linger beside the new report. Only a folder whose README carries :data:`MARKER` is
+    cleared, and only its top-level md / csv / tex / png files.
+    """
+    readme = out_dir / "README.md"
+    if not readme.exists() or MARKER not in readme.read_text():
+        return
+    for pattern in ("*.md", "*.csv", "*.tex", "*.png"):
+        for old in out_dir.glob(pattern):
+            old.unlink()
+
+
+def _every_metric_page(long: pd.DataFrame, cell_table: pd.DataFrame) -> str:
+    parts = ["# Every metric: mean ± std over folds, per task", ""]
+    for metric in sorted(long["metric"].unique()) if not long.empty else []:
+        part = long[long["metric"].eq(metric)]
+        parts += [f"## {metric}", "", tables.markdown_table(tables.wide_mean_std(part))]
+    return "\n".join(parts)
+
+
+def _friedman_section(
+    fried: stats.Friedman,
+    ranks: pd.Series,
+    scores: pd.DataFrame,
+    alpha: float,
+    out_dir: Path,
+    hib: bool,
+) -> list[str]:
+    k, n = scores.shape[1], scores.shape[0]
+    lines = ["### Friedman test and Nemenyi critical difference", ""]
+    cd = stats.critical_difference(k, n, alpha) if k >= 2 and n >= 1 else math.nan
+    row = {
+        "models (k)": k,
+        "tasks (N)": n,
+        "friedman_chi2": fried.statistic,
+        "friedman_p": fried.pvalue,
+        "iman_davenport_F": fried.iman_davenport,
+        "iman_davenport_p": fried.iman_davenport_pvalue,
+        "alpha": alpha,
+        "nemenyi_q": stats.nemenyi_q(k, alpha) if k >= 2 else math.nan,
+        "critical_difference": cd,
+    }
+    frame = pd.DataFrame([row]).astype(float)
+    frame[["models (k)", "tasks (N)"]] = frame[["models (k)", "tasks (N)"]].astype(int)
+    text = tables.write_table(frame, out_dir, "friedman", index=False)
+    if fried.reason and fried.statistic is None:
+        lines += [f"Friedman test not computed: {fried.reason}.", ""]
+    else:
+        verdict = (
+            "the models' ranks differ significantly"
+            if fried.pvalue is not None and fried.pvalue < alpha
+            else "no significant difference among the models"
+        )
+        lines += [
+            f"Friedman χ² = {fried.statistic:.3f} (p = {fried.pvalue:.3g}); Iman–Davenport "
+            f"F = {fried.iman_davenport:.3f} (p = {fried.iman_davenport_pvalue:.3g}): "
+            f"{verdict} at α = {alpha:g}." + (f" ({fried.reason}.)" if fried.reason else ""),
+            "",
+        ]
+    lines += [text]
+    if np.isfinite(cd):
+        plots.cd_diagram(ranks, cd, out_dir / "cd_diagram.png", title=f"Nemenyi, α = {alpha:g}")
+        lines += [
+            f"Nemenyi CD = q_α √(k(k+1)/6N) = {cd:.3f}: two models whose average ranks differ by "
+            "more are significantly different; models joined by a bar are not. "
+            + (f"With N = {n} task(s) the test has little power. " if n < 10 else ""),
+            "",
+            "![critical-difference diagram](cd_diagram.png)",
+            "",
+        ]
+    return lines
+
+
+def _fidelity_section(
+    keyed: pd.DataFrame,
+    long: pd.DataFrame,
+    summary: pd.DataFrame,
+    models: list[str],
+    metric: str,
+    s: ReportSettings,
+    out_dir: Path,
+) -> list[str]:
+    lines = ["## Explanation fidelity", ""]
+    fidelity = tables.fidelity_table(long, models)
+    if fidelity.empty:
+        return lines + [
+            "_No run in this selection logged fidelity metrics (`fidelity/*`): no model with "
+            "local attributions, or runs older than the fidelity metrics._",
+            "",
+        ]
+    fidelity_long = long[long["metric"].str.startswith("fidelity/")]
+    fidelity_long.to_csv(out_dir / "fidelity_by_task.csv", index=False)
+    lines += [
+        "Mean over tasks of the per-task mean (lower is better for every column). — : not "
+        "logged for that model — the LFR infidelity needs a local linear model (IMN-like "
+        "models); Yeh infidelity and deletion need some attribution (TreeSHAP, gradient × "
+        "input); a model with no attributions has none. Raw infidelities are in squared output units and dominated "
+        "by tasks with large outputs; the scaled ones (1 = no better than a constant "
+        "explanation) and deletion_auc (< 0 = faithful order) compare across tasks. Definitions: "
+        "`mesobench.metrics.fidelity`; per task: `fidelity_by_task.csv`.",
+        "",
+        tables.write_table(fidelity, out_dir, "fidelity"),
+    ]
+    infidelity = s.infidelity or default_infidelity(long)
+    if infidelity is None or infidelity not in set(long["metric"]):
+        return lines + [f"_No `{s.infidelity}` logged: no {metric}-vs-infidelity plot._", ""]
+    x = long[long["metric"].eq(infidelity)][["task", "model", "mean"]]
+    both = summary[["task", "model", "mean"]].merge(x, on=["task", "model"], suffixes=("", "_x"))
+    both = both.rename(columns={"mean": "score", "mean_x": "infidelity"})
+    without = sorted(set(models) - set(both["model"]))
+    name = f"{metric}_vs_infidelity.png"
+    plots.score_vs_infidelity(both, metric, infidelity, out_dir / name, without)
+    lines += [
+        f"{metric} against `{infidelity}` per model (large points: means over tasks; faint: "
+        "per task)." + (f" Not shown (no attributions): {', '.join(without)}." if without else ""),
+        "",
+        f"![{metric} vs infidelity]({name})",
+        "",
+    ]
+    return lines
+
+
+def _explanation_section(
+    explanations: ExplanationInput | None, s: ReportSettings, out_dir: Path
+) -> list[str]:
+    lines = ["## One instance explained", ""]
+    if explanations is None:
+        return lines + ["_Explanation picture not requested (`explain.enabled=false`)._", ""]
+    for family in explanations.absent:
+        label = EXPLAIN_FAMILIES.get(family, family)
+        lines.append(
+            f"- {label}: no finished run with a local-weights sample in this selection; "
+            "its panel is left out."
+        )
+    if not explanations.samples:
+        return lines + ["", "_No model in this report logged local explanations._", ""]
+    picture = plots.explanation_picture(
+        explanations.samples,
+        out_dir / "explanation.png",
+        row=explanations.row,
+        klass=explanations.klass,
+        top_k=s.explain_top_k,
+    )
+    for note in picture.notes:
+        lines.append(f"- {note}")
+    if picture.path is None:
+        return lines + ["", "_No explanation picture could be drawn._", ""]
+    what = f"test row {picture.row}" + (f", class {picture.klass}" if picture.klass else "")
+    models = ", ".join(explanations.samples)
+    lines += [
+        "",
+        f"Local linear models of {models} for {what} ({explanations.source}): the weight "
+        "each model gives each (preprocessed) feature for this one instance, largest first. "
+        "For NIMO, the second row shows its global β next to the instance's modulated "
+        "β_j(1 + g_j(x)), each feature's interaction strength, and the interaction map "
+        "g_j(x) over the sampled test rows.",
+        "",
+        "![one instance explained](explanation.png)",
+        "",
+    ]
+    return lines
+
+
+def _missing_section(keyed: pd.DataFrame, treated, out_dir: Path) -> list[str]:
+    lines = ["## Missing and failed runs", ""]
+    failed = failures(keyed) if not keyed.empty else pd.DataFrame()
+    failed.to_csv(out_dir / "failures.csv", index=False)
+    incomplete = treated.incomplete
+    tables.write_table(incomplete, out_dir, "missing", index=False)
+    if incomplete.empty and failed.empty:
+        return lines + ["None: every expected run finished with a result.", ""]
+    lines += [
+        f"Treatment: `missing: {treated.treatment}` — {TREATMENTS[treated.treatment]}. The "
+        "per-task table above shows only what finished; the treatment applies to the "
+        "cross-task statistics. Change it in `conf/aggregate.yaml` or with `missing=…`.",
+        "",
+    ]
+    if treated.dropped:
+        lines += [
+            "Tasks left out of the cross-task statistics: "
+            + "; ".join(f"{t} ({why})" for t, why in treated.dropped.items())
+            + ".",
+            "",
+        ]
+    if not incomplete.empty:
+        lines += [
+            "Incomplete cells (finished of expected runs, what happened to the others, and "
+            "their treatment):",
+            "",
+            tables.markdown_table(incomplete, index=False),
+        ]
+    if not failed.empty:
+        shown = failed.assign(error=failed["error"].map(_short_error))
+        lines += [
+            f"Runs that did not finish ({len(failed)}; full errors in `failures.csv` and each "
+            "run's `error.txt` artifact):",
+            "",
+            tables.markdown_table(shown.drop(columns=["run_id"]), index=False),
+        ]
+    return lines
+
+
+def _short_error(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        return "no error recorded"
+    text = " ".join(value.split())
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _compare_section(
+    summary: pd.DataFrame,
+    comparison: Comparison,
+    metric: str,
+    s: ReportSettings,
+    out_dir: Path,
+) -> list[str]:
+    a, b = comparison.labels
+    other = latest_per_key(comparison.runs)
+    if metric not in other:
+        other = other.assign(**{metric: float("nan")})
+    other_summary = fold_summary(other, metric)
+    table = tables.compare_table(summary, other_summary, (a, b))
+    lines = [
+        f"## Comparison: {a} vs {b}",
+        "",
+        f"Per task and model, the mean {metric} over finished runs of each sweep and the "
+        f"difference {b} − {a} (— : no finished run in that sweep).",
+        "",
+        tables.write_table(table, out_dir, "compare"),
+    ]
+    hib = s.direction()
+    for label, frame in ((a, summary), (b, other_summary)):
+        means = frame.pivot(index="task", columns="model", values="mean") if len(frame) else None
+        if means is not None and means.shape[1] >= 2 and not means.dropna().empty:
+            ranks = stats.average_rank(means.dropna(), hib)
+            shown = ", ".join(f"{m} {r:.2f}" for m, r in ranks.items())
+            lines += [f"- average rank in {label} ({len(means.dropna())} task(s)): {shown}"]
+    return lines + [""]
+
+
+__all__ = [
+    "Comparison",
+    "ExplanationInput",
+    "ReportSettings",
+    "choose_explanation_runs",
+    "metric_columns",
+    "resolve_reference",
+    "write_report",
+]

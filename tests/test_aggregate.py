@@ -1,0 +1,144 @@
+"""The aggregator against a real (throw-away) MLflow store filled with hand-made runs."""
+
+import json
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
+
+from mesobench import aggregate
+from mesobench.paths import conf_dir
+from mesobench.tracking import RUN_KEY_TAG, Tracker
+
+FEATURES = ["f0", "f1", "f2"]
+# per (model, task): AUROC of fold 0 and fold 1 in sweep "A"
+SCORES = {
+    ("imn", "t1"): (0.90, 0.92),
+    ("imn", "t2"): (0.80, None),  # fold 1 FAILED
+    ("nimo", "t1"): (0.85, 0.87),
+    ("nimo", "t2"): (0.82, 0.84),
+    ("xgboost", "t1"): (0.88, 0.88),
+    ("xgboost", "t2"): (0.70, 0.72),
+}
+
+
+def _make_run(client, exp_id, model, task, fold, auroc, sweep, device="cpu"):
+    tags = {
+        RUN_KEY_TAG: f"{sweep}-{model}-{task}-{fold}",
+        "model": model,
+        "task": task,
+        "fold": str(fold),
+        "seed": "0",
+        "suite": "unit",
+        "sweep_id": sweep,
+        "config_hash": f"hash-{model}",
+        "device": device,
+    }
+    run = client.create_run(exp_id, tags=tags)
+    run_id = run.info.run_id
+    if auroc is None:
+        client.set_tag(run_id, "error", "DivergenceError: loss is NaN at epoch 7")
+        client.set_tag(run_id, "error_type", "DivergenceError")
+        client.set_terminated(run_id, "FAILED")
+        return
+    metrics = {"auroc": auroc, "fit_seconds": 2.0, "predict_seconds": 0.1}
+    if model != "xgboost":
+        metrics |= {"explain_seconds": 0.01, "fidelity/lfr_scaled_infidelity": 0.5 - auroc / 4}
+        sample = pd.DataFrame(
+            {"row": [0, 4], **{f: [0.1 * i, -0.2 * i] for i, f in enumerate(FEATURES)}}
+        ).assign(intercept=0.0)
+        client.log_text(run_id, sample.to_csv(index=False), aggregate.WEIGHTS_ARTIFACT)
+    if model == "nimo":
+        description = {"coef": [0.5, -1.0, 0.2], "interaction_strength": [0.1, 0.9, 0.0]}
+        client.log_text(run_id, json.dumps(description), aggregate.DESCRIPTION_ARTIFACT)
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, value)
+    client.set_terminated(run_id, "FINISHED")
+
+
+@pytest.fixture
+def filled(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "mesobench", str(tmp_path / "artifacts"))
+    client = tracker.client
+    for (model, task), values in SCORES.items():
+        for fold, auroc in enumerate(values):
+            _make_run(client, tracker.experiment_id, model, task, fold, auroc, "A")
+    for task, values in (("t1", (0.91, 0.93)), ("t2", (0.75, 0.77))):
+        for fold, auroc in enumerate(values):
+            _make_run(client, tracker.experiment_id, "xgboost", task, fold, auroc, "B", "cuda")
+    return tmp_path, uri
+
+
+def _cfg(tmp_path, uri, *overrides):
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return compose(
+            config_name="aggregate",
+            overrides=[
+                f"tracking.uri={uri}",
+                f"tracking.artifact_location={tmp_path / 'artifacts'}",
+                f"out_dir={tmp_path / 'report'}",
+                *overrides,
+            ],
+        )
+
+
+def test_the_report_of_a_store_with_a_failed_run_and_a_summary_run(filled):
+    tmp_path, uri = filled
+    page = aggregate.aggregate(_cfg(tmp_path, uri, "filters.sweep_id=A", "missing=worst"))
+    out = tmp_path / "report"
+    # the failed run is named, with its error and its treatment
+    missing = pd.read_csv(out / "missing.csv")
+    (row,) = missing.to_dict("records")
+    assert (row["task"], row["model"]) == ("t2", "imn")
+    assert "DivergenceError: loss is NaN" in row["problems"]
+    assert "imputed with the worst result (0.7200)" in row["treatment"]
+    assert "DivergenceError" in page.split("## Missing and failed runs")[1]
+    # ranks with imn's t2 fold 1 imputed by xgboost's 0.72: t1 imn .91 nimo .86 xgb .88
+    # → 1, 3, 2; t2 imn .76 nimo .83 xgb .71 → 2, 1, 3
+    ranks = pd.read_csv(out / "average_rank.csv").set_index("model")["average_rank"]
+    assert ranks.to_dict() == pytest.approx({"imn": 1.5, "nimo": 2.0, "xgboost": 2.5})
+    wtl = pd.read_csv(out / "win_tie_loss.csv").set_index("model")
+    assert wtl.loc["nimo", ["wins", "losses"]].tolist() == [1, 1]
+    assert wtl.loc["xgboost", ["wins", "losses"]].tolist() == [2, 0]
+    assert "reference: imn" in page
+    # the explanation picture came from the logged artifacts, with NIMO's interaction panels
+    assert (out / "explanation.png").stat().st_size > 1000
+    assert "LFR-IMN: no finished run" in page
+    assert "For NIMO, the second row" in page
+    # the files are on a summary run, which is never read back as a benchmark run
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("mesobench")
+    (summary,) = client.search_runs([exp.experiment_id], "tags.`mesobench.summary` = 'true'")
+    logged = {a.path for a in client.list_artifacts(summary.info.run_id)}
+    assert {"README.md", "average_rank.csv", "cd_diagram.png", "explanation.png"} <= logged
+    assert summary.data.metrics["rank/imn"] == pytest.approx(1.5)
+    runs = aggregate.load_runs(uri, "mesobench")
+    assert summary.info.run_id not in set(runs["run_id"])
+    assert len(runs) == len(SCORES) * 2 + 4
+
+
+def test_tag_filters_and_compare_two_sweeps(filled):
+    tmp_path, uri = filled
+    only_cuda = aggregate.load_runs(uri, "mesobench", tags={"device": "cuda"})
+    assert set(only_cuda["sweep_id"]) == {"B"}
+    either = aggregate.load_runs(uri, "mesobench", tags={"device": ["cuda", "cpu"]})
+    assert len(either) == len(SCORES) * 2 + 4
+
+    cfg = _cfg(
+        tmp_path,
+        uri,
+        "filters.sweep_id=A",
+        "compare.sweep_id=B",
+        "filters.models=[xgboost]",
+        "summary_run=false",
+        "explain.enabled=false",
+    )
+    page = aggregate.aggregate(cfg)
+    table = pd.read_csv(tmp_path / "report" / "compare.csv").set_index(["task", "model"])
+    assert table.loc[("t1", "xgboost"), "A"] == pytest.approx(0.88)
+    assert table.loc[("t1", "xgboost"), "B"] == pytest.approx(0.92)
+    assert table.loc[("t2", "xgboost"), "Δ (B − A)"] == pytest.approx(0.05)
+    assert "## Comparison: A vs B" in page
+    assert "selection: sweep_id=A; models=xgboost" in page

@@ -1,0 +1,225 @@
+"""Missing / failed runs and their treatment, the plots, and the report folder as a whole."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.image import imread
+
+from mesobench.report import cells, document, plots, treat_missing
+
+COLS = ["run_key", "model", "task", "fold", "seed", "status", "start_time", "auroc", "error"]
+
+# Three models, two tasks, two folds; c fails fold 1 of t2 (DivergenceError).
+# t1: a .9/.9 b .8/.8 c .7/.7      t2: a .6/.8 b .7/.7 c .9/FAILED
+ROWS = [
+    ("a-t1-0", "a", "t1", 0, 0, "FINISHED", 1, 0.9, None),
+    ("a-t1-1", "a", "t1", 1, 0, "FINISHED", 1, 0.9, None),
+    ("b-t1-0", "b", "t1", 0, 0, "FINISHED", 1, 0.8, None),
+    ("b-t1-1", "b", "t1", 1, 0, "FINISHED", 1, 0.8, None),
+    ("c-t1-0", "c", "t1", 0, 0, "FINISHED", 1, 0.7, None),
+    ("c-t1-1", "c", "t1", 1, 0, "FINISHED", 1, 0.7, None),
+    ("a-t2-0", "a", "t2", 0, 0, "FINISHED", 1, 0.6, None),
+    ("a-t2-1", "a", "t2", 1, 0, "FINISHED", 1, 0.8, None),
+    ("b-t2-0", "b", "t2", 0, 0, "FINISHED", 1, 0.7, None),
+    ("b-t2-1", "b", "t2", 1, 0, "FINISHED", 1, 0.7, None),
+    ("c-t2-0", "c", "t2", 0, 0, "FINISHED", 1, 0.9, None),
+    ("c-t2-1", "c", "t2", 1, 0, "FAILED", 1, np.nan, "DivergenceError: loss is NaN at epoch 3"),
+]
+
+
+def _runs(rows=ROWS):
+    return pd.DataFrame(rows, columns=COLS).assign(run_id=lambda d: d["run_key"] + "-id")
+
+
+def test_cells_name_every_missing_run_and_its_reason():
+    table = cells(_runs(), "auroc", models=["a", "b", "c", "ghost"]).set_index(["task", "model"])
+    assert table.loc[("t2", "c"), "finished"] == 1
+    assert table.loc[("t2", "c"), "expected"] == 2
+    assert "fold 1: FAILED (DivergenceError: loss is NaN" in table.loc[("t2", "c"), "problems"]
+    assert table.loc[("t1", "ghost"), "problems"] == "folds 0, 1: no run"
+    assert table.loc[("t1", "a"), "complete"]
+
+
+def test_drop_task_removes_the_incomplete_task_and_says_so():
+    treated = treat_missing(_runs(), "auroc", "drop_task")
+    assert list(treated.scores.index) == ["t1"]
+    assert treated.dropped == {"t2": "incomplete: c"}
+    (row,) = treated.incomplete.to_dict("records")
+    assert (row["task"], row["model"]) == ("t2", "c")
+    assert "dropped" in row["treatment"]
+
+
+def test_worst_imputes_the_missing_fold_with_the_worst_result_of_that_fold():
+    treated = treat_missing(_runs(), "auroc", "worst")
+    # c's missing t2 fold 1 becomes min(a .8, b .7) = .7 → c's t2 mean (.9 + .7) / 2
+    assert treated.scores.loc["t2", "c"] == pytest.approx(0.8)
+    assert treated.scores.loc["t2", "a"] == pytest.approx(0.7)
+    assert treated.dropped == {}
+    assert "imputed with the worst result (0.7000)" in treated.incomplete.iloc[0]["treatment"]
+
+
+def test_worst_for_a_lower_is_better_metric_takes_the_largest():
+    treated = treat_missing(_runs(), "auroc", "worst", higher_is_better=False)
+    assert treated.scores.loc["t2", "c"] == pytest.approx((0.9 + 0.8) / 2)
+
+
+def test_available_uses_finished_runs_and_drops_a_task_with_an_empty_cell():
+    treated = treat_missing(_runs(), "auroc", "available")
+    assert treated.scores.loc["t2", "c"] == pytest.approx(0.9)
+    assert "1 finished run(s) only" in treated.incomplete.iloc[0]["treatment"]
+    with_ghost = treat_missing(_runs(), "auroc", "available", models=["a", "b", "c", "ghost"])
+    assert with_ghost.scores.empty
+    assert set(with_ghost.dropped) == {"t1", "t2"}
+
+
+def test_an_unknown_treatment_is_refused():
+    with pytest.raises(ValueError, match="drop_task"):
+        treat_missing(_runs(), "auroc", "ignore")
+
+
+def _assert_png(path):
+    assert path.exists() and path.stat().st_size > 1000
+    image = imread(path)
+    assert image.shape[0] > 50 and image.shape[1] > 50
+    assert image.std() > 0.01  # something was drawn, not a blank canvas
+
+
+def test_cd_diagram_renders(tmp_path):
+    ranks = pd.Series({"imn": 1.4, "xgboost": 2.1, "catboost": 2.3, "logreg": 4.2})
+    _assert_png(plots.cd_diagram(ranks, 1.2, tmp_path / "cd.png"))
+
+
+def test_per_task_and_infidelity_plots_render(tmp_path):
+    summary = pd.DataFrame(
+        {
+            "task": ["t1", "t1", "t2", "t2"],
+            "model": ["a", "b", "a", "b"],
+            "mean": [0.9, 0.8, 0.7, 0.75],
+            "std": [0.01, np.nan, 0.02, 0.03],
+        }
+    )
+    _assert_png(plots.per_task_scores(summary, "auroc", tmp_path / "tasks.png"))
+    both = summary.rename(columns={"mean": "score"}).assign(infidelity=[0.1, 0.5, 0.2, 0.4])
+    path = plots.score_vs_infidelity(both, "auroc", "lfr_scaled", tmp_path / "x.png", ["rf"])
+    _assert_png(path)
+
+
+def _sample(rng, features, rows, scale=1.0):
+    frame = pd.DataFrame(rng.normal(scale=scale, size=(len(rows), len(features))), columns=features)
+    frame.insert(0, "row", rows)
+    frame["intercept"] = 0.1
+    return frame
+
+
+def test_explanation_picture_with_nimo_interaction_map(tmp_path):
+    rng = np.random.default_rng(0)
+    features = [f"x{j}" for j in range(6)]
+    rows = [3, 8, 11, 20]
+    beta = np.array([1.0, -0.5, 0.0, 2.0, 0.3, -1.0])
+    nimo_weights = _sample(rng, features, rows)
+    nimo_weights[features] = beta * (1 + 0.2 * rng.normal(size=(len(rows), len(features))))
+    samples = {
+        "imn": plots.ExplanationSample(_sample(rng, features, rows)),
+        "lfr_imn": plots.ExplanationSample(_sample(rng, features, rows[1:])),
+        "nimo": plots.ExplanationSample(
+            nimo_weights,
+            {"coef": beta.tolist(), "interaction_strength": rng.uniform(size=6).tolist()},
+        ),
+    }
+    picture = plots.explanation_picture(samples, tmp_path / "explain.png", top_k=4)
+    assert picture.row == 8  # the first test row every sample holds
+    assert picture.interactions == "nimo"
+    _assert_png(picture.path)
+
+
+def test_explanation_picture_multiclass_picks_a_class_and_skips_misaligned_nimo(tmp_path):
+    rng = np.random.default_rng(1)
+    features = ["a", "b", "c"]
+    frame = pd.concat([_sample(rng, features, [0, 1]).assign(**{"class": k}) for k in "xy"])
+    description = {"coef": [[1, 2], [3, 4]], "interaction_strength": [1, 1], "classes": ["x", "y"]}
+    picture = plots.explanation_picture(
+        {
+            "imn": plots.ExplanationSample(frame),
+            "nimo": plots.ExplanationSample(frame, description),
+        },
+        tmp_path / "e.png",
+        klass="y",
+    )
+    assert picture.klass == "y"
+    assert picture.interactions is None
+    assert any("interaction panels skipped" in n for n in picture.notes)
+    _assert_png(picture.path)
+
+
+def test_choose_explanation_runs_takes_one_run_per_family_on_a_shared_fold():
+    runs = pd.DataFrame(
+        {
+            "run_id": ["r1", "r2", "r3", "r4"],
+            "model": ["imn_fast", "nimo", "nimo", "xgboost"],
+            "task": ["t1", "t1", "t2", "t1"],
+            "fold": [1, 1, 0, 1],
+            "seed": [0, 0, 0, 0],
+            "status": "FINISHED",
+            "start_time": 1,
+            "explain_seconds": [0.1, 0.1, 0.1, np.nan],
+        }
+    )
+    run_ids, source, absent = document.choose_explanation_runs(runs, ["imn", "lfr_imn", "nimo"])
+    assert run_ids == {"imn_fast": "r1", "nimo": "r2"}
+    assert source == "task t1, fold 1, seed 0"
+    assert absent == ["lfr_imn"]
+
+
+def test_the_report_lists_a_failed_run_with_its_treatment(tmp_path):
+    runs = _runs().assign(fit_seconds=1.5, predict_seconds=0.1)
+    runs.loc[runs["model"].eq("a"), "fidelity/lfr_scaled_infidelity"] = 0.3
+    runs.loc[runs["model"].eq("b"), "fidelity/lfr_scaled_infidelity"] = 0.6
+    settings = document.ReportSettings(missing="worst", reference="a")
+    page = document.write_report(runs, tmp_path, "test report", "python -m x", settings)
+
+    section = page.split("## Missing and failed runs")[1]
+    assert "DivergenceError: loss is NaN" in section
+    assert "`missing: worst`" in section
+    assert "imputed with the worst result (0.7000)" in section
+    # t1: a 1, b 2, c 3; t2 with c imputed to .8 and a = b = .7: c 1, a 2.5, b 2.5
+    ranks = pd.read_csv(tmp_path / "average_rank.csv").set_index("model")["average_rank"]
+    assert ranks.to_dict() == pytest.approx({"a": 1.75, "b": 2.25, "c": 2.0})
+    wtl = pd.read_csv(tmp_path / "win_tie_loss.csv").set_index("model")
+    assert wtl.loc["b", ["wins", "ties", "losses"]].tolist() == [1, 1, 0]
+    assert wtl.loc["c", ["wins", "ties", "losses"]].tolist() == [1, 0, 1]
+    for name in ("auroc_by_task", "average_rank", "win_tie_loss", "friedman", "missing", "time"):
+        for ext in ("md", "csv", "tex"):
+            assert (tmp_path / f"{name}.{ext}").stat().st_size > 0, f"{name}.{ext}"
+    assert "\\begin{tabular}" in (tmp_path / "average_rank.tex").read_text()
+    for png in ("cd_diagram.png", "auroc_by_task.png", "auroc_vs_infidelity.png"):
+        _assert_png(tmp_path / png)
+    fidelity = pd.read_csv(tmp_path / "fidelity.csv").set_index("model")
+    assert np.isnan(fidelity.loc["c", "lfr_scaled_infidelity"])  # shown as — in markdown
+    assert "| c | 0 | — |" in (tmp_path / "fidelity.md").read_text()
+    assert "python -m x" in page
+
+
+def test_the_default_treatment_drops_the_task_and_the_report_says_so(tmp_path):
+    page = document.write_report(_runs(), tmp_path, "t", settings=document.ReportSettings())
+    assert "Left out: t2 (incomplete: c)" in page
+    assert "`missing: drop_task`" in page
+    # one task left: Friedman needs 2
+    assert "needs at least 2 tasks" in page
+    assert "reference: a (imn is not in this report; the best average rank)" in page
+
+
+def test_the_reference_falls_back_to_its_family():
+    ranks = pd.Series({"xgboost": 1.0, "imn_fast": 2.0})
+    assert document.resolve_reference("imn", ["imn_fast", "xgboost"], ranks)[0] == "imn_fast"
+    assert document.resolve_reference("imn", ["imn", "imn_fast"], ranks)[0] == "imn"
+
+
+def test_regenerating_a_report_removes_files_it_no_longer_writes(tmp_path):
+    runs = _runs().assign(**{"fidelity/deletion_auc": -0.2})
+    document.write_report(runs, tmp_path, "t")
+    assert (tmp_path / "fidelity.md").exists()
+    (tmp_path / "notes.txt").write_text("kept: not a report file type")
+    document.write_report(_runs(), tmp_path, "t")
+    assert not (tmp_path / "fidelity.md").exists()
+    assert (tmp_path / "notes.txt").exists()
+    assert (tmp_path / "README.md").read_text().rstrip().endswith(document.MARKER)

@@ -1,0 +1,113 @@
+"""Cross-task statistics on hand-made score matrices whose answers are worked out by hand."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import chi2
+
+from mesobench.report import stats
+
+# 4 tasks × 3 models, no ties. Ranks per task (1 = best AUROC):
+#   t1: a 1, b 2, c 3   t2: a 2, b 1, c 3   t3: a 1, b 3, c 2   t4: a 1, b 2, c 3
+# average ranks: a 1.25, b 2.0, c 2.75
+SCORES = pd.DataFrame(
+    {"a": [0.9, 0.8, 0.9, 0.95], "b": [0.8, 0.9, 0.7, 0.85], "c": [0.7, 0.7, 0.8, 0.75]},
+    index=pd.Index(["t1", "t2", "t3", "t4"], name="task"),
+)
+
+
+def test_average_rank_of_a_known_matrix_best_first():
+    ranks = stats.average_rank(SCORES)
+    assert list(ranks.index) == ["a", "b", "c"]
+    assert ranks.to_dict() == pytest.approx({"a": 1.25, "b": 2.0, "c": 2.75})
+
+
+def test_ranks_average_ties_and_follow_the_metric_direction():
+    scores = pd.DataFrame({"a": [0.8], "b": [0.8], "c": [0.9]}, index=["t"])
+    assert stats.rank_matrix(scores).iloc[0].tolist() == [2.5, 2.5, 1.0]
+    # lower is better (e.g. log loss): c's 0.9 is now the worst
+    assert stats.rank_matrix(scores, higher_is_better=False).iloc[0].tolist() == [1.5, 1.5, 3.0]
+
+
+def test_friedman_statistic_matches_the_textbook_formula():
+    n, k = SCORES.shape
+    r = np.array([1.25, 2.0, 2.75])
+    by_hand = 12 * n / (k * (k + 1)) * (np.sum(r**2) - k * (k + 1) ** 2 / 4)
+    assert by_hand == pytest.approx(4.5)
+    result = stats.friedman(SCORES)
+    assert result.statistic == pytest.approx(4.5)
+    assert result.pvalue == pytest.approx(chi2.sf(4.5, k - 1))  # = exp(-2.25) for 2 dof
+    assert result.pvalue == pytest.approx(math.exp(-2.25))
+    # Iman–Davenport: (N−1)χ² / (N(k−1) − χ²) = 3 · 4.5 / (8 − 4.5)
+    assert result.iman_davenport == pytest.approx(13.5 / 3.5)
+
+
+def test_friedman_corrects_for_ties():
+    scores = SCORES.copy()
+    scores.loc["t2"] = [0.8, 0.8, 0.7]  # a and b tie on t2: ranks 1.5, 1.5, 3
+    n, k = scores.shape
+    r = np.array([(1 + 1.5 + 1 + 1) / 4, (2 + 1.5 + 3 + 2) / 4, (3 + 3 + 2 + 3) / 4])
+    raw = 12 * n / (k * (k + 1)) * (np.sum(r**2) - k * (k + 1) ** 2 / 4)
+    correction = 1 - (2**3 - 2) / (n * k * (k**2 - 1))  # one tie group of size 2
+    assert stats.friedman(scores).statistic == pytest.approx(raw / correction)
+
+
+def test_friedman_says_why_it_cannot_be_computed():
+    assert stats.friedman(SCORES[["a", "b"]]).statistic is None
+    assert "3 models" in stats.friedman(SCORES[["a", "b"]]).reason
+    assert "2 tasks" in stats.friedman(SCORES.iloc[:1]).reason
+
+
+@pytest.mark.parametrize(
+    ("k", "q"), [(2, 1.960), (3, 2.343), (4, 2.569), (5, 2.728), (6, 2.850), (10, 3.164)]
+)
+def test_nemenyi_critical_values_match_demsar_2006(k, q):
+    assert stats.nemenyi_q(k, 0.05) == pytest.approx(q, abs=1e-3)  # table: 3 decimals
+
+
+def test_nemenyi_alpha_010_matches_demsar_2006():
+    assert stats.nemenyi_q(5, 0.10) == pytest.approx(2.459, abs=1e-3)
+
+
+def test_critical_difference_formula():
+    # k = 5, N = 8: 2.728 · √(5·6 / 48)
+    assert stats.critical_difference(5, 8) == pytest.approx(2.7278 * math.sqrt(30 / 48), abs=1e-3)
+
+
+def test_cliques_join_models_within_the_critical_difference():
+    ranks = pd.Series({"a": 1.0, "b": 1.5, "c": 2.4, "d": 4.0})
+    # cd 1.5: {a, b, c} (2.4 − 1.0 < 1.5), {c, d}? 4.0 − 2.4 = 1.6 ≥ 1.5 → no; {b, c} ⊂ {a, b, c}
+    assert stats.cliques(ranks, 1.5) == [["a", "b", "c"]]
+    assert stats.cliques(ranks, 1.7) == [["a", "b", "c"], ["c", "d"]]
+    assert stats.cliques(ranks, 0.1) == []
+
+
+def test_win_tie_loss_against_a_reference():
+    scores = pd.DataFrame(
+        {"ref": [0.90, 0.80, 0.70, 0.60], "x": [0.85, 0.80, 0.75, 0.6005]},
+        index=["t1", "t2", "t3", "t4"],
+    )
+    exact = stats.win_tie_loss(scores, "ref").loc["x"]
+    assert (exact["wins"], exact["ties"], exact["losses"]) == (1, 1, 2)
+    tolerant = stats.win_tie_loss(scores, "ref", tolerance=0.001).loc["x"]
+    assert (tolerant["wins"], tolerant["ties"], tolerant["losses"]) == (1, 2, 1)
+    assert tolerant["mean_delta"] == pytest.approx((0.05 + 0 - 0.05 - 0.0005) / 4)
+    # lower-is-better: the same numbers are now losses for the reference where it is higher
+    flipped = stats.win_tie_loss(scores, "ref", higher_is_better=False).loc["x"]
+    assert (flipped["wins"], flipped["losses"]) == (2, 1)
+
+
+def test_win_tie_loss_needs_the_reference_in_the_table():
+    with pytest.raises(KeyError, match="imn"):
+        stats.win_tie_loss(SCORES, "imn")
+
+
+def test_normalised_scores_span_zero_to_one_per_task_and_skip_flat_tasks():
+    scores = pd.DataFrame({"a": [0.9, 0.5], "b": [0.8, 0.5], "c": [0.7, 0.5]}, index=["t1", "t2"])
+    norm = stats.normalised_scores(scores)
+    assert norm.loc["t1"].tolist() == pytest.approx([1.0, 0.5, 0.0])
+    assert norm.loc["t2"].isna().all()  # every model ties: no information
+    lower = stats.normalised_scores(scores, higher_is_better=False)
+    assert lower.loc["t1"].tolist() == pytest.approx([0.0, 0.5, 1.0])
