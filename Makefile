@@ -1,5 +1,5 @@
 # mesobench — the two commands a newcomer needs:
-#   make benchmark    run the quick suite (cached CC18 tasks, 3 folds, all baselines) + report
+#   make benchmark    run the quick suite (cached CC18 tasks, 3 folds, every model) + report
 #   make test         run the test suite
 #   make report       regenerate results/<suite>/ from mlflow.db without training anything
 # Both create .venv/ and install everything on first use.
@@ -14,7 +14,7 @@ TORCH_SPEC ?= torch==2.13.0
 # is made in .cache/openml (openml-python writes beside its data; never point it at a read-only copy).
 OPENML_CACHE_SRC ?= ../shared/openml-cache
 SUITE ?= quick
-MODELS ?= logreg,random_forest,xgboost,catboost,tabresnet
+MODELS ?= logreg,random_forest,xgboost,catboost,tabresnet,imn_fast,lfr_imn_fast,nimo
 JOBS ?= 2
 ARGS ?=
 PYTEST_ARGS ?=

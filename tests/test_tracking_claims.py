@@ -107,3 +107,25 @@ def test_a_new_sqlite_store_is_complete_or_absent(tmp_path):
     Tracker(f"sqlite:///{db}", "mesobench")
     assert db.exists()
     assert not list(db.parent.glob(".m.db.init-*"))  # the scratch copy was moved into place
+
+
+def test_an_experiment_created_concurrently_by_another_worker_is_reused():
+    """Server mode has no file lock: losing the creation race must read the winner's id."""
+    from types import SimpleNamespace
+
+    from mlflow.exceptions import MlflowException
+
+    from mesobench.tracking import _experiment_id
+
+    class RacingClient:
+        def __init__(self):
+            self.lookups = 0
+
+        def get_experiment_by_name(self, name):
+            self.lookups += 1
+            return None if self.lookups == 1 else SimpleNamespace(experiment_id="7")
+
+        def create_experiment(self, name, artifact_location=None):
+            raise MlflowException(f"Experiment '{name}' already exists.")
+
+    assert _experiment_id(RacingClient(), "mesobench", None) == "7"

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import psutil
 from filelock import FileLock
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mesobench.paths import repo_root
@@ -199,6 +200,25 @@ class Claim:
     reason: str = ""
 
 
+def _experiment_id(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """The experiment's id, creating it if needed.
+
+    With a tracking server there is no shared file lock, so two workers of a sweep can both
+    see no experiment and both try to create it: the loser reads the winner's experiment.
+    """
+    exp = retrying(client.get_experiment_by_name, name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return retrying(client.create_experiment, name, artifact_location=artifact_location)
+    except MlflowException as exc:
+        exp = retrying(client.get_experiment_by_name, name)
+        if exp is None:
+            raise
+        log.debug("experiment %r was created concurrently (%s)", name, exc.error_code)
+        return exp.experiment_id
+
+
 class Tracker:
     """A connection to one MLflow experiment; every write retries SQLite contention."""
 
@@ -220,13 +240,7 @@ class Tracker:
             if db is not None and not db.exists():
                 _create_sqlite_store(db)
             self.client = MlflowClient(tracking_uri=uri)
-            exp = retrying(self.client.get_experiment_by_name, experiment)
-            if exp is None:
-                self.experiment_id = retrying(
-                    self.client.create_experiment, experiment, artifact_location=artifact_location
-                )
-            else:
-                self.experiment_id = exp.experiment_id
+            self.experiment_id = _experiment_id(self.client, experiment, artifact_location)
             if db is not None and sqlite_wal:
                 _enable_wal(db)
 
