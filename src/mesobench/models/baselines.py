@@ -37,7 +37,6 @@ import pandas as pd
 import xgboost
 from sklearn import ensemble, linear_model
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     check_array,
     check_consistent_length,
@@ -47,10 +46,9 @@ from sklearn.utils.validation import (
 )
 from threadpoolctl import threadpool_limits
 
-from mesobench.errors import DataError
 from mesobench.models.device import resolve_device
 from mesobench.models.explanation import Explanation
-from mesobench.models.training import encode_eval_labels, seed_from
+from mesobench.models.training import encode_class_labels, encode_eval_labels, seed_from
 
 # --------------------------------------------------------------------------------------------
 # Shared fit / predict logic
@@ -90,13 +88,7 @@ class _WrappedClassifier(ClassifierMixin, _Wrapper):
 
     def _fit(self, X, y, eval_set):
         X, y = self._validate_Xy(X, y)
-        check_classification_targets(y)
-        self.classes_, y_codes = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise DataError(
-                f"The training labels contain a single class ({self.classes_[0]!r}); "
-                "a classifier needs at least two."
-            )
+        self.classes_, y_codes = encode_class_labels(y)
         if eval_set is not None:
             X_val, y_val = eval_set
             X_val = self._validate_X(X_val, reset=False)

@@ -25,28 +25,27 @@ LFR-IMN add their terms by overriding it.
 from __future__ import annotations
 
 import copy
-import warnings
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from mesobench.errors import ConfigError, DataError
+from mesobench.errors import ConfigError
 from mesobench.models.device import resolve_device
 from mesobench.models.explanation import Explanation
 from mesobench.models.tabresnet import ovr_macro_auroc
 from mesobench.models.training import (
-    encode_eval_labels,
+    encode_class_labels,
     predict_in_batches,
     seed_everything,
     seed_from,
     to_tensor,
     torch_threads,
     train,
+    validation_for_auroc,
 )
 from mesobench.models.trunk import MLPTrunk, TabResNetTrunk
 
@@ -408,21 +407,17 @@ class IMNClassifier(ClassifierMixin, _IMNBase):
     def fit(self, X, y, eval_set=None):
         """Fit on ``(X, y)``; ``eval_set=(X_val, y_val)`` is used only for early stopping."""
         X, y = validate_data(self, X, y, dtype=np.float32, ensure_min_samples=2)
-        check_classification_targets(y)
         self.device_ = resolve_device(self.device)
-        self.classes_, y_idx = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise DataError(
-                f"The training labels contain a single class ({self.classes_[0]!r}); "
-                "a classifier needs at least two."
-            )
+        self.classes_, y_idx = encode_class_labels(y)
         binary = len(self.classes_) == 2
         self.n_outputs_ = 1 if binary else len(self.classes_)
         target = torch.as_tensor(y_idx, dtype=torch.float32 if binary else torch.long)
 
         val_score = None
         validation = (
-            self._validate_eval_set(eval_set) if self._early_stopping_requested(eval_set) else None
+            validation_for_auroc(self, eval_set, np.float32)
+            if self._early_stopping_requested(eval_set)
+            else None
         )
         if validation is not None:
             X_val, y_val_idx = validation
@@ -439,20 +434,6 @@ class IMNClassifier(ClassifierMixin, _IMNBase):
         if self.n_outputs_ == 1:
             return F.binary_cross_entropy_with_logits(logits.squeeze(1), yb)
         return F.cross_entropy(logits, yb)
-
-    def _validate_eval_set(self, eval_set):
-        """``(X_val, label codes)``, or None when AUROC is undefined on it (then no early stopping)."""
-        X_val, y_val = eval_set
-        X_val = validate_data(self, X_val, reset=False, dtype=np.float32)
-        keep, codes = encode_eval_labels(self.classes_, y_val)
-        if len(np.unique(codes)) < 2:
-            warnings.warn(
-                "eval_set holds fewer than two of the training classes, so validation AUROC is "
-                "undefined: training runs all epochs without early stopping.",
-                stacklevel=3,
-            )
-            return None
-        return X_val[keep], codes
 
     def decision_function(self, X) -> np.ndarray:
         """Ensemble logits: shape (n,) for binary (positive class), (n, C) for multiclass."""

@@ -13,27 +13,24 @@ gradient × input.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from mesobench.errors import DataError
 from mesobench.models.device import resolve_device
 from mesobench.models.training import (
-    encode_eval_labels,
+    encode_class_labels,
     predict_in_batches,
     seed_everything,
     seed_from,
     to_tensor,
     torch_threads,
     train,
+    validation_for_auroc,
 )
 from mesobench.models.trunk import TabResNetTrunk
 
@@ -244,14 +241,8 @@ class TabResNetClassifier(ClassifierMixin, _TabResNetBase):
 
     def fit(self, X, y, eval_set=None):
         X, y = validate_data(self, X, y, dtype=np.float32, ensure_min_samples=2)
-        check_classification_targets(y)
         self.device_ = resolve_device(self.device)
-        self.classes_, y_idx = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise DataError(
-                f"The training labels contain a single class ({self.classes_[0]!r}); "
-                "a classifier needs at least two."
-            )
+        self.classes_, y_idx = encode_class_labels(y)
         binary = len(self.classes_) == 2
         if binary:
             target = torch.as_tensor(y_idx, dtype=torch.float32)
@@ -265,7 +256,9 @@ class TabResNetClassifier(ClassifierMixin, _TabResNetBase):
                 return F.cross_entropy(module(xb), yb)
 
         val_score = None
-        validation = self._validate_eval_set(eval_set) if eval_set is not None else None
+        validation = (
+            validation_for_auroc(self, eval_set, np.float32) if eval_set is not None else None
+        )
         if validation is not None:
             X_val, y_val_idx = validation
             X_val_t = to_tensor(X_val, self.device_)
@@ -277,20 +270,6 @@ class TabResNetClassifier(ClassifierMixin, _TabResNetBase):
         out_features = 1 if binary else len(self.classes_)
         self._fit_module(X, target, out_features, loss_fn, val_score)
         return self
-
-    def _validate_eval_set(self, eval_set):
-        """``(X_val, label codes)``, or None when AUROC is undefined on it (then no early stopping)."""
-        X_val, y_val = eval_set
-        X_val = validate_data(self, X_val, reset=False, dtype=np.float32)
-        keep, codes = encode_eval_labels(self.classes_, y_val)
-        if len(np.unique(codes)) < 2:
-            warnings.warn(
-                "eval_set holds fewer than two of the training classes, so validation AUROC is "
-                "undefined: training runs all epochs without early stopping.",
-                stacklevel=3,
-            )
-            return None
-        return X_val[keep], codes
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, shape (n, n_classes), columns in ``classes_`` order."""

@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import validate_data
 from torch import Tensor, nn
 
 from mesobench.errors import ConfigError, DataError, DivergenceError
@@ -60,6 +62,39 @@ def seed_from(random_state) -> int:
     if isinstance(random_state, (int, np.integer)):
         return int(random_state)
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def encode_class_labels(y) -> tuple[np.ndarray, np.ndarray]:
+    """``(classes, codes)`` of training labels, with a clear error when only one class is present.
+
+    Shared by every classifier so that a fold where a class is absent fails the same way.
+    """
+    check_classification_targets(y)
+    classes, codes = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise DataError(
+            f"The training labels contain a single class ({classes[0]!r}); "
+            "a classifier needs at least two."
+        )
+    return classes, codes
+
+
+def validation_for_auroc(estimator, eval_set, dtype) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(X_val, label codes)`` for early stopping on AUROC, or None where AUROC is undefined.
+
+    ``estimator`` is fitted far enough to validate X (``n_features_in_``) and has ``classes_``.
+    """
+    X_val, y_val = eval_set
+    X_val = validate_data(estimator, X_val, reset=False, dtype=dtype)
+    keep, codes = encode_eval_labels(estimator.classes_, y_val)
+    if len(np.unique(codes)) < 2:
+        warnings.warn(
+            "eval_set holds fewer than two of the training classes, so validation AUROC is "
+            "undefined: training runs all epochs without early stopping.",
+            stacklevel=3,
+        )
+        return None
+    return X_val[keep], codes
 
 
 def encode_eval_labels(classes: np.ndarray, y_val) -> tuple[np.ndarray, np.ndarray]:
