@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from mesobench.errors import MesobenchError
 from mesobench.paths import conf_dir, register_resolvers
 from mesobench.report import document, latest_per_key, plots
+from mesobench.report.runs import RUN_TAGS
 from mesobench.tracking import RUN_KEY_TAG, Tracker, retrying
 
 log = logging.getLogger("mesobench.aggregate")
@@ -40,18 +41,6 @@ register_resolvers()
 #: Tag marking a run that holds a report (not a benchmark run).
 SUMMARY_TAG = "mesobench.summary"
 
-_TAGS = [
-    "model",
-    "task",
-    "fold",
-    "seed",
-    "sweep_id",
-    "suite",
-    "config_hash",
-    "error",
-    "error_type",
-    "device",
-]
 
 WEIGHTS_ARTIFACT = "explanations/local_weights_sample.csv"
 DESCRIPTION_ARTIFACT = "model/description.json"
@@ -112,14 +101,14 @@ def load_runs(
                     "status": run.info.status,
                     "start_time": run.info.start_time,
                     "run_key": run_tags.get(RUN_KEY_TAG, run.info.run_id),
-                    **{t: run_tags.get(t) for t in _TAGS},
+                    **{t: run_tags.get(t) for t in RUN_TAGS},
                     **run.data.metrics,
                 }
             )
         token = page.token
         if not token:
             break
-    runs = pd.DataFrame(rows, columns=["run_id", "status", "start_time", "run_key", *_TAGS])
+    runs = pd.DataFrame(rows, columns=["run_id", "status", "start_time", "run_key", *RUN_TAGS])
     if rows:
         runs = pd.DataFrame(rows)
     if models:

@@ -71,6 +71,7 @@ Explanations are always in the units of the ``X`` given and satisfy the identity
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -528,6 +529,24 @@ class _NIMOBase(BaseEstimator):
         return out
 
 
+def _common_doc(score: str) -> str:
+    """The shared parameter docs, with the defaults read from the signature so they cannot drift."""
+    defaults = {
+        name: param.default
+        for name, param in inspect.signature(_NIMOBase.__init__).parameters.items()
+    }
+    return _COMMON_DOC.format(
+        ridge=defaults["ridge"],
+        sparsity=defaults["sparsity"],
+        group_penalty=defaults["group_penalty"],
+        epochs=defaults["epochs"],
+        lr=defaults["lr"],
+        batch_size=defaults["batch_size"],
+        patience=defaults["early_stopping_patience"],
+        score=score,
+    )
+
+
 def _refit_rows(n: int, per_row: int, seed: int) -> Tensor | None:
     """Row subset for the β refit when B_u of all rows would exceed ``_REFIT_MAX_ELEMENTS``."""
     cap = max(1, _REFIT_MAX_ELEMENTS // max(per_row, 1))
@@ -544,16 +563,7 @@ class NIMORegressor(RegressorMixin, _NIMOBase):
     (``coef_``, ``intercept_`` and ``explain`` are in y's units). β is the adaptive-ridge closed
     form, recomputed in every step with gradients through the solve.
     ``fit(X, y, eval_set=(X_val, y_val))`` early-stops on the validation −MSE.
-""" + _COMMON_DOC.format(
-        ridge="0.016",
-        sparsity="1e-3",
-        group_penalty="0.01",
-        epochs="200",
-        lr="5e-3",
-        batch_size="256",
-        patience="20",
-        score="−MSE",
-    )
+""" + _common_doc(score="−MSE")
 
     n_outputs_ = 1
 
@@ -612,16 +622,7 @@ class NIMOClassifier(ClassifierMixin, _NIMOBase):
     ``decision_function`` gives the logit(s) that ``explain`` reproduces exactly.
     ``fit(X, y, eval_set=(X_val, y_val))`` early-stops on the validation AUROC (one-vs-rest
     macro for multiclass).
-""" + _COMMON_DOC.format(
-        ridge="0.016",
-        sparsity="1e-3",
-        group_penalty="0.01",
-        epochs="200",
-        lr="5e-3",
-        batch_size="256",
-        patience="20",
-        score="AUROC",
-    )
+""" + _common_doc(score="AUROC")
 
     _amplitude = 2.0
 

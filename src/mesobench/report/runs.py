@@ -32,12 +32,8 @@ TREATMENTS = {
 #: Metrics where lower is better (everything else: higher is better).
 LOWER_IS_BETTER = {"mse", "rmse", "mae", "log_loss"}
 
-#: Run columns that are bookkeeping, not metrics.
-NON_METRICS = {
-    "run_id",
-    "status",
-    "start_time",
-    "run_key",
+#: The runner's tags that the aggregator reads back as run columns.
+RUN_TAGS = (
     "model",
     "task",
     "fold",
@@ -48,7 +44,10 @@ NON_METRICS = {
     "error",
     "error_type",
     "device",
-}
+)
+
+#: Run columns that are bookkeeping, not metrics.
+NON_METRICS = {"run_id", "status", "start_time", "run_key", *RUN_TAGS}
 
 
 def higher_is_better(metric: str) -> bool:
