@@ -60,14 +60,18 @@ MODELS = ["nimo", "lasso", "mlp", "imn", "lfr_imn"]
 
 # NIMO training recipe and validation grid. Regression: no training noise (it cost accuracy on
 # every synthetic regression task we tried), full batch, cosine schedule, group penalty on the
-# grid. Classification: the benchmark defaults with noise on / off and two group penalties.
+# grid. Classification: the benchmark defaults with noise on / off and group penalties above
+# the benchmark default (0.01): at λ_g = 0.01 the shared net fits the 200 near-deterministic
+# labels perfectly (C2: 100 % training accuracy, 6 of 10 features irrelevant) and
+# generalises poorly; a stronger group penalty on fc1's columns restrains the modulation
+# (5 replicates: C2 accuracy 0.72 → 0.83, C1 0.85 → 0.86).
 NIMO_BASE = {
     "regression": {"lr": 3e-3, "epochs": 2000, "early_stopping_patience": 400, "noise_std": 0.0},
     "binary": {"lr": 5e-3, "epochs": 1000, "early_stopping_patience": 200},
 }
 NIMO_GRID = {
     "regression": [{"group_penalty": g} for g in (0.003, 0.01, 0.03)],
-    "binary": [{"group_penalty": g, "noise_std": s} for g in (0.01, 0.03) for s in (0.0, 0.2)],
+    "binary": [{"group_penalty": g, "noise_std": s} for g in (0.03, 0.1, 0.3) for s in (0.0, 0.2)],
 }
 
 # Published figures (SPEC §3): test MSE (ICLR version) and accuracy (workshop version).

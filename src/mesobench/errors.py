@@ -26,3 +26,11 @@ class TaskNotAvailableError(MesobenchError):
 
 class DivergenceError(MesobenchError):
     """Training produced a non-finite loss; the run is recorded as FAILED with this reason."""
+
+
+class InvalidParameterError(ConfigError, ValueError):
+    """An estimator's constructor parameter has an invalid value (checked at ``fit``).
+
+    Also a ``ValueError``, as scikit-learn's own parameter errors are, so both ``except
+    ValueError`` and the runner's handling of :class:`MesobenchError` catch it.
+    """

@@ -59,7 +59,12 @@ def explain_failure(exc: BaseException) -> str:
 def evaluate(job: Job) -> tuple[Any, str]:
     """Run the protocol for ``job``; returns (FoldOutcome, resolved device)."""
     from mesobench.data import load_fold
-    from mesobench.estimators import build_estimator
+    from mesobench.estimators import (
+        DeviceSettings,
+        build_estimator,
+        scaled_batch_size,
+        settings_notes,
+    )
     from mesobench.models import resolve_device
     from mesobench.pipeline import evaluate_fold
 
@@ -72,8 +77,14 @@ def evaluate(job: Job) -> tuple[Any, str]:
         openml_cache_dir=plain["data"]["openml_cache_dir"],
         offline=str(plain["data"]["offline"]).lower(),
     )
+    settings = DeviceSettings.from_config(plain.get("device"))
     estimator = build_estimator(
-        plain["model"], data.task.kind, seed=job.seed, device=device, threads=job.threads
+        plain["model"],
+        data.task.kind,
+        seed=job.seed,
+        device=device,
+        threads=job.threads,
+        settings=settings,
     )
     outcome = evaluate_fold(
         data,
@@ -87,7 +98,12 @@ def evaluate(job: Job) -> tuple[Any, str]:
         fidelity_cfg=plain["fidelity"],
         gamma_search_cfg=plain.get("gamma_search"),
         cuda=device.startswith("cuda"),
+        save_model=bool((plain.get("artifacts") or {}).get("save_model", False)),
     )
+    outcome.notes[:0] = settings_notes(plain["model"], estimator, settings)
+    batch_size = scaled_batch_size(plain["model"], settings)
+    if settings.batch_size_scale != 1 and batch_size is not None:
+        outcome.params["batch_size_effective"] = batch_size
     return outcome, device
 
 

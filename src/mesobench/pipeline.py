@@ -3,14 +3,18 @@
 Data flows one way: raw fold → validation split (training fold only) → preprocessing fitted on
 the fitting part only → (optional hyperparameter search, then optional γ search, on the
 validation part) → fit → predict on the test fold → metrics → explanations, for models that
-have ``explain``. Timings and peak memory are measured around fit (searches included), predict
+have ``explain`` → optionally the fitted model's files (:mod:`mesobench.models.persistence`,
+pickle-free). Timings and peak memory are measured around fit (searches included), predict
 and explain separately.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +36,7 @@ class FoldOutcome:
     notes: list[str] = field(default_factory=list)  # things a reader of the run should know
     artifacts: dict[str, Any] = field(default_factory=dict)  # file name → DataFrame | dict
     step_metrics: dict[str, list[float]] = field(default_factory=dict)  # metric → per step
+    files: dict[str, bytes] = field(default_factory=dict)  # artifact path → raw bytes (model/...)
 
 
 def align_proba(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
@@ -101,6 +106,25 @@ def validation_infidelity(
     )["infidelity"]
 
 
+def saved_model_files(estimator: Any, feature_names: list[str]) -> tuple[dict[str, bytes], str]:
+    """``(files, note)``: the fitted model saved pickle-free, as artifact path → bytes.
+
+    Paths are ``model/<file>`` (:func:`mesobench.models.persistence.save_model`) plus
+    ``model/feature_names.json``, the names of the preprocessed columns the model consumes. A
+    model with no pickle-free format gives no files and a note saying so ("" otherwise).
+    """
+    from mesobench.models import persistence
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="mesobench-model-") as tmp:
+            names = persistence.save_model(estimator, tmp)
+            files = {f"model/{name}": Path(tmp, name).read_bytes() for name in names}
+    except persistence.UnsupportedModelError as exc:
+        return {}, f"model not saved: {exc}"
+    files["model/feature_names.json"] = json.dumps([str(n) for n in feature_names]).encode()
+    return files, ""
+
+
 def evaluate_fold(
     data: FoldData,
     estimator: Any,
@@ -114,6 +138,7 @@ def evaluate_fold(
     fidelity_cfg: dict[str, Any] | None = None,
     gamma_search_cfg: dict[str, Any] | None = None,
     cuda: bool = False,
+    save_model: bool = False,
 ) -> FoldOutcome:
     """Run the protocol on one fold.
 
@@ -122,6 +147,8 @@ def evaluate_fold(
     hyperparameter search or the γ search (``gamma_search_cfg["enabled"]``, see
     :mod:`mesobench.gamma_search`) needs it; otherwise the model trains on the whole training
     fold. With both searches, HPO runs first and the γ search varies γ of its best trial.
+    ``save_model``: return the final model's files (:func:`saved_model_files`) in
+    ``FoldOutcome.files``, or a note where the model has no pickle-free format.
     """
     kind, n_classes = data.task.kind, data.n_classes
     hpo_cfg = hpo_cfg or {}
@@ -276,6 +303,11 @@ def evaluate_fold(
         notes.extend(result.notes)
     if hasattr(estimator, "describe"):
         artifacts["model/description.json"] = estimator.describe()
+    files: dict[str, bytes] = {}
+    if save_model:
+        files, note = saved_model_files(estimator, prep.feature_names_out_)
+        if note:
+            notes.append(note)
 
     params.update(
         n_fit=len(y_fit),
@@ -285,5 +317,10 @@ def evaluate_fold(
         n_features_model=prep.n_features_out_,
     )
     return FoldOutcome(
-        metrics=metrics, params=params, notes=notes, artifacts=artifacts, step_metrics=step_metrics
+        metrics=metrics,
+        params=params,
+        notes=notes,
+        artifacts=artifacts,
+        step_metrics=step_metrics,
+        files=files,
     )

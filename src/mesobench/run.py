@@ -22,6 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from mesobench.estimators import DeviceSettings
 from mesobench.paths import conf_dir, register_resolvers
 
 log = logging.getLogger("mesobench.run")
@@ -72,6 +73,7 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
     fold, seed = int(cfg.fold), int(cfg.seed)
     guards = plain["guards"]
     label = f"{model_name} on {task_name} fold {fold} seed {seed}"
+    settings = DeviceSettings.from_config(plain["device"])  # a bad value fails before any run
 
     tracker = tracking.Tracker(
         cfg.tracking.uri,
@@ -89,6 +91,7 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
         device=cfg.device.name,
         hpo_cfg=plain["hpo"],
         gamma_search_cfg=plain.get("gamma_search"),
+        device_settings=settings.non_default(),
     )
     threads = resolve_threads(cfg.threads)
     tags = {
@@ -101,7 +104,9 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
         "seed": seed,
         "suite": cfg.suite_name or "",
         "sweep_id": resolve_sweep_id(cfg),
-        "config_hash": tracking.config_hash(model_cfg, plain["preprocessing"]),
+        "config_hash": tracking.config_hash(
+            model_cfg, plain["preprocessing"], settings.non_default()
+        ),
         "git_commit": tracking.git_commit(),
         "device": cfg.device.name,
     }
@@ -157,6 +162,8 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
             tracker.log_text(run_id, obj.to_csv(index=False), path)
         else:
             tracker.log_dict(run_id, obj, path)
+    for path, data in outcome.files.items():  # artifacts.save_model: the model, pickle-free
+        tracker.log_bytes(run_id, data, path)
     tracker.end(run_id, "FINISHED")
     headline = outcome.metrics.get("auroc", outcome.metrics.get("mse"))
     log.info(

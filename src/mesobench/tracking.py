@@ -4,9 +4,10 @@ The runner talks to MLflow only through :class:`Tracker`, built on ``MlflowClien
 "active run"), so that many jobs in one worker process never mix their runs up.
 
 A run is identified by its *run key*: a hash of everything that changes its result (model
-config, preprocessing, validation protocol, task, fold, seed, device) and of nothing that does
-not (tracking URI, cache paths, thread count, sweep/suite labels). A key that already FINISHED
-is skipped, which makes every sweep resumable.
+config, preprocessing, validation protocol, task, fold, seed, device, and the device config's
+GPU settings where they differ from their defaults) and of nothing that does not (tracking URI,
+cache paths, thread count, sweep/suite labels). A key that already FINISHED is skipped, which
+makes every sweep resumable.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import random
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -55,9 +57,19 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(_canonical(obj).encode()).hexdigest()[:length]
 
 
-def config_hash(model_cfg: Mapping, preprocessing_cfg: Mapping) -> str:
-    """Identifies a model configuration (its hyperparameters and input pipeline)."""
-    return stable_hash({"model": model_cfg, "preprocessing": preprocessing_cfg})
+def config_hash(
+    model_cfg: Mapping, preprocessing_cfg: Mapping, device_settings: Mapping | None = None
+) -> str:
+    """Identifies a model configuration (its hyperparameters and input pipeline).
+
+    Non-default GPU settings (bf16, compile, a scaled batch size) count as part of the
+    configuration, so the aggregator tells such runs apart from fp32 ones (``model@hash``)
+    instead of averaging them together; with the defaults the hash is what it always was.
+    """
+    identity: dict[str, Any] = {"model": model_cfg, "preprocessing": preprocessing_cfg}
+    if device_settings:
+        identity["device_settings"] = dict(device_settings)
+    return stable_hash(identity)
 
 
 def run_key(
@@ -71,7 +83,14 @@ def run_key(
     device: str,
     hpo_cfg: Mapping | None = None,
     gamma_search_cfg: Mapping | None = None,
+    device_settings: Mapping | None = None,
 ) -> str:
+    """The identity of a run: a hash of everything that changes its result.
+
+    ``device_settings``: the device config's GPU settings that differ from their defaults
+    (:meth:`mesobench.estimators.DeviceSettings.non_default`); they enter the key only when
+    some are set, so runs with the defaults keep the key they had before these settings existed.
+    """
     identity = {
         "config": config_hash(model_cfg, preprocessing_cfg),
         "validation": validation_cfg,
@@ -84,6 +103,8 @@ def run_key(
         identity["hpo"] = hpo_cfg
     if gamma_search_cfg and gamma_search_cfg.get("enabled"):  # likewise the γ search
         identity["gamma_search"] = gamma_search_cfg
+    if device_settings:  # likewise bf16 / compile / a scaled batch size
+        identity["device_settings"] = dict(device_settings)
     return stable_hash(identity, length=32)
 
 
@@ -356,6 +377,15 @@ class Tracker:
 
     def log_dict(self, run_id: str, obj: Any, artifact_file: str) -> None:
         retrying(self.client.log_dict, run_id, obj, artifact_file)
+
+    def log_bytes(self, run_id: str, data: bytes, artifact_file: str) -> None:
+        """Log raw bytes as the artifact ``artifact_file`` (e.g. ``model/weights.pt``)."""
+        path = Path(artifact_file)
+        with tempfile.TemporaryDirectory(prefix="mesobench-artifact-") as tmp:
+            local = Path(tmp) / path.name
+            local.write_bytes(data)
+            artifact_path = None if str(path.parent) == "." else path.parent.as_posix()
+            retrying(self.client.log_artifact, run_id, str(local), artifact_path)
 
     def end(self, run_id: str, status: str) -> None:
         retrying(self.client.set_terminated, run_id, status=status)

@@ -12,6 +12,10 @@ Every wrapper
   ``predict_proba`` columns in that order (the library model is trained on codes 0..C-1);
 * keeps the fitted library model in ``model_``.
 
+Saving (:mod:`mesobench.models.persistence`): XGBoost in its own binary format (``model.ubj``),
+CatBoost in its own (``model.cbm``), logistic regression as its coefficients (JSON in the
+manifest); the random forests have no pickle-free format and are not saved.
+
 Local attributions, for the fidelity metrics (:mod:`mesobench.metrics.fidelity`): logistic
 regression has ``explain(X)`` (its coefficients as a local linear model on every row) and
 ``decision_function``; XGBoost and CatBoost have ``contributions(X) -> (values, bias)``, the
@@ -48,6 +52,7 @@ from threadpoolctl import threadpool_limits
 
 from mesobench.models.device import resolve_device
 from mesobench.models.explanation import Explanation
+from mesobench.models.persistence import ModelState, Persistable, native_bytes
 from mesobench.models.training import encode_class_labels, encode_eval_labels, seed_from
 
 # --------------------------------------------------------------------------------------------
@@ -151,7 +156,7 @@ def _split_contributions(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------------------------
 
 
-class LogisticRegressionClassifier(_WrappedClassifier):
+class LogisticRegressionClassifier(Persistable, _WrappedClassifier):
     """L2-regularised (multinomial) logistic regression, scikit-learn's lbfgs solver.
 
     Parameters
@@ -178,12 +183,38 @@ class LogisticRegressionClassifier(_WrappedClassifier):
         self.device = device
         self.n_jobs = n_jobs
 
-    def _fit_model(self, X, y, eval_set):
-        model = linear_model.LogisticRegression(
+    def _new_model(self) -> linear_model.LogisticRegression:
+        return linear_model.LogisticRegression(
             C=self.C, solver="lbfgs", max_iter=self.max_iter, random_state=self.random_state
         )
+
+    def _fit_model(self, X, y, eval_set):
         with threadpool_limits(limits=self.n_jobs):
-            return model.fit(X, y)
+            return self._new_model().fit(X, y)
+
+    def _persist_state(self) -> ModelState:
+        """The fitted coefficients, as plain attributes (no weight file)."""
+        model = self.model_
+        return ModelState(
+            attributes={
+                **self._fitted_attributes(),
+                "model_coef_": model.coef_,
+                "model_intercept_": model.intercept_,
+                "model_classes_": model.classes_,
+                "model_n_iter_": model.n_iter_,
+            }
+        )
+
+    def _restore_state(self, state: ModelState, device: str) -> None:
+        """scikit-learn's model with the saved coefficients: it predicts from exactly these."""
+        self._restore_attributes(state.attributes)
+        model = self._new_model()
+        model.coef_ = state.attributes["model_coef_"]
+        model.intercept_ = state.attributes["model_intercept_"]
+        model.classes_ = state.attributes["model_classes_"]
+        model.n_iter_ = state.attributes["model_n_iter_"]
+        model.n_features_in_ = self.n_features_in_
+        self.model_ = model
 
     def decision_function(self, X) -> np.ndarray:
         """Logits ``X · coef + intercept``: shape (n,) for binary (positive class), (n, C) else."""
@@ -333,8 +364,9 @@ _XGB_DOC = """
 """
 
 
-class _XGBoostParams(_Wrapper):
+class _XGBoostParams(Persistable, _Wrapper):
     _native_input = True
+    _library_class: type  # xgboost.XGBClassifier / XGBRegressor
 
     def __init__(
         self,
@@ -368,8 +400,8 @@ class _XGBoostParams(_Wrapper):
         """Fit on (X, y), early-stopping on ``eval_set=(X_val, y_val)`` when given; returns self."""
         return self._fit(X, y, eval_set)
 
-    def _fit_xgb(self, model_class, X, y, eval_set):
-        model = model_class(
+    def _fit_model(self, X, y, eval_set):
+        model = self._library_class(
             n_estimators=self.n_estimators,
             learning_rate=self.learning_rate,
             max_depth=self.max_depth,
@@ -386,6 +418,20 @@ class _XGBoostParams(_Wrapper):
             random_state=seed_from(self.random_state),
         )
         return model.fit(X, y, eval_set=[eval_set] if eval_set is not None else None, verbose=False)
+
+    def _persist_state(self) -> ModelState:
+        """The booster in XGBoost's own binary format (UBJSON), with its scikit-learn settings."""
+        return ModelState(
+            attributes=self._fitted_attributes(),
+            files={"model.ubj": native_bytes(self.model_.save_model, "model.ubj")},
+        )
+
+    def _restore_state(self, state: ModelState, device: str) -> None:
+        self._restore_attributes(state.attributes)
+        model = self._library_class()
+        model.load_model(bytearray(state.files["model.ubj"]))
+        model.set_params(device=resolve_device(device), n_jobs=self.n_jobs)
+        self.model_ = model
 
     def _iteration_range(self) -> tuple[int, int]:
         """Trees used by ``predict``: up to the best round after early stopping, else all."""
@@ -414,9 +460,7 @@ class _XGBoostParams(_Wrapper):
 
 class XGBoostClassifier(_XGBoostParams, _WrappedClassifier):
     __doc__ = "XGBoost gradient-boosted trees classifier.\n" + _XGB_DOC
-
-    def _fit_model(self, X, y, eval_set):
-        return self._fit_xgb(xgboost.XGBClassifier, X, y, eval_set)
+    _library_class = xgboost.XGBClassifier
 
     def decision_function(self, X) -> np.ndarray:
         """Margin (raw score before the link): (n,) log-odds for binary, (n, C) multiclass."""
@@ -427,9 +471,7 @@ class XGBoostClassifier(_XGBoostParams, _WrappedClassifier):
 
 class XGBoostRegressor(_XGBoostParams, _WrappedRegressor):
     __doc__ = "XGBoost gradient-boosted trees regressor.\n" + _XGB_DOC
-
-    def _fit_model(self, X, y, eval_set):
-        return self._fit_xgb(xgboost.XGBRegressor, X, y, eval_set)
+    _library_class = xgboost.XGBRegressor
 
 
 # --------------------------------------------------------------------------------------------
@@ -486,8 +528,9 @@ def _catboost_frame(X) -> tuple[object, list]:
     return X, categorical
 
 
-class _CatBoostParams(_Wrapper):
+class _CatBoostParams(Persistable, _Wrapper):
     _native_input = True
+    _library_class: type  # catboost.CatBoostClassifier / CatBoostRegressor
 
     def __init__(
         self,
@@ -513,12 +556,12 @@ class _CatBoostParams(_Wrapper):
         """Fit on (X, y), early-stopping on ``eval_set=(X_val, y_val)`` when given; returns self."""
         return self._fit(X, y, eval_set)
 
-    def _fit_catboost(self, model_class, X, y, eval_set, **loss):
+    def _fit_catboost(self, X, y, eval_set, **loss):
         device = resolve_device(self.device)
         gpu = {}
         if device.startswith("cuda"):
             gpu = {"task_type": "GPU", "devices": device.partition(":")[2] or "0"}
-        model = model_class(
+        model = self._library_class(
             iterations=self.iterations,
             learning_rate=self.learning_rate,
             depth=self.depth,
@@ -543,6 +586,22 @@ class _CatBoostParams(_Wrapper):
     def _catboost_input(self, X):
         return _catboost_frame(X)[0]
 
+    def _persist_state(self) -> ModelState:
+        """The model in CatBoost's own binary format (``.cbm``)."""
+
+        def write(path):
+            self.model_.save_model(str(path), format="cbm")
+
+        return ModelState(
+            attributes=self._fitted_attributes(),
+            files={"model.cbm": native_bytes(write, "model.cbm")},
+        )
+
+    def _restore_state(self, state: ModelState, device: str) -> None:
+        """The saved model; it predicts on the CPU (CatBoost applies models on the CPU)."""
+        self._restore_attributes(state.attributes)
+        self.model_ = self._library_class().load_model(blob=state.files["model.cbm"])
+
     def contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
         """SHAP contributions, CatBoost's native ``ShapValues``, in raw-formula units.
 
@@ -563,10 +622,11 @@ class _CatBoostParams(_Wrapper):
 
 class CatBoostClassifier(_CatBoostParams, _WrappedClassifier):
     __doc__ = "CatBoost gradient-boosted trees classifier.\n" + _CATBOOST_DOC
+    _library_class = catboost.CatBoostClassifier
 
     def _fit_model(self, X, y, eval_set):
         loss = "Logloss" if len(self.classes_) == 2 else "MultiClass"
-        return self._fit_catboost(catboost.CatBoostClassifier, X, y, eval_set, loss_function=loss)
+        return self._fit_catboost(X, y, eval_set, loss_function=loss)
 
     def _predict_proba(self, X):
         return self.model_.predict_proba(self._catboost_input(X))
@@ -581,9 +641,10 @@ class CatBoostClassifier(_CatBoostParams, _WrappedClassifier):
 
 class CatBoostRegressor(_CatBoostParams, _WrappedRegressor):
     __doc__ = "CatBoost gradient-boosted trees regressor.\n" + _CATBOOST_DOC
+    _library_class = catboost.CatBoostRegressor
 
     def _fit_model(self, X, y, eval_set):
-        return self._fit_catboost(catboost.CatBoostRegressor, X, y, eval_set, loss_function="RMSE")
+        return self._fit_catboost(X, y, eval_set, loss_function="RMSE")
 
     def _predict(self, X):
         return self.model_.predict(self._catboost_input(X))

@@ -36,8 +36,11 @@ from torch.nn import functional as F
 from mesobench.errors import ConfigError
 from mesobench.models.device import resolve_device
 from mesobench.models.explanation import Explanation
+from mesobench.models.persistence import ModelState, Persistable
 from mesobench.models.tabresnet import ovr_macro_auroc
 from mesobench.models.training import (
+    TrainResult,
+    check_precision_compile,
     encode_class_labels,
     predict_in_batches,
     seed_everything,
@@ -188,6 +191,20 @@ _COMMON_DOC = """
     n_jobs : int or None, default None
         CPU threads for torch during ``fit``, ``predict*`` and ``explain``
         (``torch.set_num_threads``, restored afterwards); None keeps torch's setting.
+    precision : {"fp32", "bf16"}, default "fp32"
+        Training arithmetic (:func:`mesobench.models.training.train`). ``"bf16"``: the loss
+        forward pass runs under bfloat16 autocast (linear layers and matrix products in
+        bfloat16, on the CPU or a CUDA GPU with bf16 support); the task loss and the L1 term are
+        reduced in float32, and the weights, gradients and AdamW state stay float32. It mainly
+        pays off on GPUs with bf16 tensor cores; results differ from fp32 by rounding (a
+        checked tolerance, not bitwise). ``predict*``, ``explain`` and the early-stopping
+        score always run in float32, uncompiled, so reported metrics are full precision.
+        Invalid values raise ``ValueError`` at ``fit``.
+    compile : bool, default False
+        Compile the per-step loss (forward and backward) with ``torch.compile``, see
+        :func:`mesobench.models.training.train`. The first steps pay the compilation, so it
+        suits long trainings on a GPU; a failing compilation raises (no silent fallback).
+        Inference is not compiled.
     verbose : bool, default False
         True: one INFO log line per epoch; False: at most one every 10 s (module logger
         ``mesobench.models.training``).
@@ -208,11 +225,20 @@ _COMMON_DOC = """
 """
 
 
-class _IMNBase(BaseEstimator):
+class _IMNBase(Persistable, BaseEstimator):
     """Parameters, training, the loss and the snapshot ensemble shared by classifier and regressor.
 
     Subclasses set ``n_outputs_`` before :meth:`_fit_module` and implement :meth:`_task_loss`.
+    Saved by :mod:`mesobench.models.persistence`: one ``state_dict`` per snapshot in
+    ``weights.pt``, the plain fitted attributes in the manifest.
     """
+
+    _persisted_attributes = (
+        *Persistable._persisted_attributes,
+        "n_outputs_",
+        "y_mean_",
+        "y_scale_",
+    )
 
     def __init__(
         self,
@@ -233,6 +259,8 @@ class _IMNBase(BaseEstimator):
         random_state=None,
         device: str = "cpu",
         n_jobs: int | None = None,
+        precision: str = "fp32",
+        compile: bool = False,
         verbose: bool = False,
     ) -> None:
         self.hidden_size = hidden_size
@@ -252,6 +280,8 @@ class _IMNBase(BaseEstimator):
         self.random_state = random_state
         self.device = device
         self.n_jobs = n_jobs
+        self.precision = precision
+        self.compile = compile
         self.verbose = verbose
 
     # ---- the objective (override to extend, e.g. LFR-IMN) ------------------------------------
@@ -269,8 +299,8 @@ class _IMNBase(BaseEstimator):
             fidelity = ((local_linear_output(x_nb, w) - f_nb) ** 2).mean()
             return self._task_loss(logits, yb) + self._weight_penalty(w) + gamma * fidelity
         """
-        logits, weights = module(xb)
-        return self._task_loss(logits, yb) + self._weight_penalty(weights)
+        logits, weights = module(xb)  # bfloat16 under precision="bf16": reduce in float32
+        return self._task_loss(logits.float(), yb) + self._weight_penalty(weights.float())
 
     def _task_loss(self, logits: Tensor, yb: Tensor) -> Tensor:
         raise NotImplementedError
@@ -284,16 +314,10 @@ class _IMNBase(BaseEstimator):
 
     def _fit_module(self, X: np.ndarray, target: Tensor, val_score) -> None:
         """Build the hypernetwork on ``device_`` and train it; ``val_score(module)`` or None."""
+        check_precision_compile(self.precision, self.compile)
         seed = seed_from(self.random_state)
         seed_everything(seed)
-        self.module_ = HyperNetwork(
-            X.shape[1],
-            self.n_outputs_,
-            self.hidden_size,
-            self.n_blocks,
-            self.dropout,
-            self.backbone,
-        ).to(self.device_)
+        self.module_ = self._build_module(X.shape[1])
         early_stopping = val_score is not None and self.early_stopping_patience is not None
         snapshots = _SnapshotEnsemble()
         with torch_threads(self.n_jobs):
@@ -313,6 +337,8 @@ class _IMNBase(BaseEstimator):
                 seed=seed,
                 log_every_s=0.0 if self.verbose else 10.0,
                 on_cycle_end=snapshots if self.snapshot_ensemble and not early_stopping else None,
+                precision=self.precision,
+                compile=self.compile,
             )
         self.snapshots_ = [self.module_]
         if snapshots.states:
@@ -322,6 +348,17 @@ class _IMNBase(BaseEstimator):
                 member.load_state_dict(state)
                 self.snapshots_.append(member.eval())
         self.module_.eval()
+
+    def _build_module(self, n_features: int) -> HyperNetwork:
+        """The (untrained) hypernetwork of these settings on ``device_``; fit and load build it here."""
+        return HyperNetwork(
+            n_features,
+            self.n_outputs_,
+            self.hidden_size,
+            self.n_blocks,
+            self.dropout,
+            self.backbone,
+        ).to(self.device_)
 
     def _training_inputs(self, X: Tensor) -> Tensor:
         """The per-row tensor the trainer slices into batches for :meth:`_loss` (here X itself).
@@ -334,6 +371,32 @@ class _IMNBase(BaseEstimator):
 
     def _early_stopping_requested(self, eval_set) -> bool:
         return eval_set is not None and self.early_stopping_patience is not None
+
+    # ---- persistence (mesobench.models.persistence) ---------------------------------------------
+
+    def _persist_state(self) -> ModelState:
+        """The trained hypernetwork and, when they are separate models, the snapshots."""
+        single = len(self.snapshots_) == 1 and self.snapshots_[0] is self.module_
+        return ModelState(
+            attributes={**self._fitted_attributes(), "train_result_": self.train_result_.to_dict()},
+            tensors={
+                "module": self.module_.state_dict(),
+                "snapshots": [] if single else [m.state_dict() for m in self.snapshots_],
+            },
+        )
+
+    def _restore_state(self, state: ModelState, device: str) -> None:
+        self._restore_attributes(state.attributes)
+        self.train_result_ = TrainResult.from_dict(state.attributes["train_result_"])
+        self.device_ = resolve_device(device)
+        self.module_ = self._load_module(state.tensors["module"])
+        snapshots = state.tensors["snapshots"]
+        self.snapshots_ = [self._load_module(s) for s in snapshots] if snapshots else [self.module_]
+
+    def _load_module(self, state_dict: dict[str, Tensor]) -> HyperNetwork:
+        module = self._build_module(self.n_features_in_)
+        module.load_state_dict(state_dict)
+        return module.eval()
 
     # ---- inference ----------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from mesobench.models.imn import (
     IMNRegressor,
     local_linear_output,
 )
+from mesobench.models.persistence import ModelState
 
 NEIGHBORHOODS = ("gaussian", "smote")
 _CDIST_ELEMENTS = 1 << 24  # distance-matrix entries per chunk (64 MiB in float32)
@@ -99,6 +100,8 @@ class _LFRMixin:
         random_state=None,
         device: str = "cpu",
         n_jobs: int | None = None,
+        precision: str = "fp32",
+        compile: bool = False,
         verbose: bool = False,
     ) -> None:
         super().__init__(
@@ -119,6 +122,8 @@ class _LFRMixin:
             random_state=random_state,
             device=device,
             n_jobs=n_jobs,
+            precision=precision,
+            compile=compile,
             verbose=verbose,
         )
         self.gamma = gamma
@@ -152,6 +157,11 @@ class _LFRMixin:
         self.neighbor_index_ = nearest_neighbor_index(X)
         return torch.cat([X, X[self.neighbor_index_]], dim=1)
 
+    def _restore_state(self, state: ModelState, device: str) -> None:
+        """As IMN; ``neighbor_index_`` is training-only and not saved (None after loading)."""
+        super()._restore_state(state, device)
+        self.neighbor_index_ = None
+
     def _neighbors(self, xb: Tensor, n_features: int) -> tuple[Tensor, Tensor]:
         """``(x, x')`` for a training batch: the anchors and one neighbour per anchor."""
         if self._uses_smote():
@@ -167,7 +177,8 @@ class _LFRMixin:
         x, x_nb = self._neighbors(xb, module.in_features)
         n = x.shape[0]
         z, w = module(torch.cat([x, x_nb]))
-        logits, w_x, f_nb = z[:n], w[:n], z[n:]
+        # float32 from here on (a no-op in fp32; under bf16 autocast w is bfloat16)
+        logits, w_x, f_nb = z[:n].float(), w[:n].float(), z[n:].float()
         fidelity = (local_linear_output(x_nb, w_x) - f_nb).square().mean()
         return self._task_loss(logits, yb) + self._weight_penalty(w_x) + self.gamma * fidelity
 
@@ -192,7 +203,8 @@ _LFR_DOC = """
         σ of the Gaussian neighbourhood, in the units of the (standardised) inputs.
 
     Extra attribute: ``neighbor_index_`` (int64 tensor (n,) on ``device_``, SMOTE only, else
-    None): the nearest-other-row index of every training row.
+    None): the nearest-other-row index of every training row (training-only: not saved by
+    :func:`mesobench.models.persistence.save_model`, None in a loaded model).
 """
 
 

@@ -84,9 +84,13 @@ from torch.utils.checkpoint import checkpoint
 
 from mesobench.models.device import resolve_device
 from mesobench.models.explanation import Explanation
+from mesobench.models.persistence import ModelState, Persistable
 from mesobench.models.tabresnet import ovr_macro_auroc
 from mesobench.models.training import (
+    TrainResult,
+    check_precision_compile,
     encode_class_labels,
+    full_precision,
     seed_everything,
     seed_from,
     to_tensor,
@@ -95,6 +99,7 @@ from mesobench.models.training import (
     validation_for_auroc,
 )
 
+_TWO_PI = 2.0 * math.pi
 _PAIRS_PER_CHUNK = 1 << 17
 """(row, feature) pairs per network chunk: bounds the (rows, d, hidden) activations.
 
@@ -125,13 +130,19 @@ def ridge_solve(Z: Tensor, w: Tensor, rhs: Tensor, ridge: float) -> Tensor:
 
     Z: (C, m, p) with column 0 the intercept; w: (C, m); rhs: (C, p), already divided by m.
     R = diag(0, 1, ..., 1): the intercept is unpenalised (it gets 1e-8·λ for safety only).
+    Autocast is off inside and bfloat16 / float16 inputs are cast up to float32 first, so the
+    Gram matrix is never formed in low precision (``precision="bf16"``); the result is float32
+    (or float64 for float64 inputs).
     """
-    m, p = Z.shape[1], Z.shape[2]
-    gram = (Z * w[:, :, None]).transpose(1, 2) @ Z / m
-    penalty = torch.full((p,), float(ridge), dtype=torch.float64, device=Z.device)
-    penalty[0] = 1e-8 * float(ridge)
-    lhs = gram.double() + torch.diag(penalty)
-    return torch.linalg.solve(lhs, rhs.double()[:, :, None])[:, :, 0].to(Z.dtype)
+    out_dtype = torch.promote_types(Z.dtype, torch.float32)
+    with full_precision(Z.device.type):
+        Z, w, rhs = Z.to(out_dtype), w.to(out_dtype), rhs.to(out_dtype)
+        m, p = Z.shape[1], Z.shape[2]
+        gram = (Z * w[:, :, None]).transpose(1, 2) @ Z / m
+        penalty = torch.full((p,), float(ridge), dtype=torch.float64, device=Z.device)
+        penalty[0] = 1e-8 * float(ridge)
+        lhs = gram.double() + torch.diag(penalty)
+        return torch.linalg.solve(lhs, rhs.double()[:, :, None])[:, :, 0].to(out_dtype)
 
 
 def augmented_design(B: Tensor, c: Tensor) -> Tensor:
@@ -210,17 +221,21 @@ class NIMONetwork(nn.Module):
     def _net(self, pre1: Tensor, t2: Tensor, t3: Tensor) -> Tensor:
         """tanh(net) from fc1's pre-activation (..., d, h): the layers above fc1, batched."""
         h, s = self.fc1.out_features, self.fc2.out_features
-        if self.training and self.noise_std > 0:
-            pre1 = pre1 + self.noise_std * torch.randn_like(pre1)
+        if self.training and self.noise_std > 0:  # one fused pass over the (..., d, h) tensor
+            pre1 = torch.add(pre1, torch.randn_like(pre1), alpha=self.noise_std)
         z1 = torch.tanh(pre1)  # (..., d, h)
-        z2 = torch.sin(2.0 * math.pi * (F.linear(z1, self.fc2.weight[:, :h]) + t2))
+        # sin(2π(W2 z1 + t2)) with 2π folded into the small weight and code term: one pass less
+        # over the largest tensor, (..., d, s), forward and backward
+        z2 = torch.sin(F.linear(z1, _TWO_PI * self.fc2.weight[:, :h]) + _TWO_PI * t2)
         out = F.linear(z2, self.fc3.weight[:, :s]) + F.linear(z1, self.fc3.weight[:, s : s + h])
         return torch.tanh(out + t3)  # (..., d, C)
 
     def _modulation(self, x: Tensor, t1: Tensor, t2: Tensor, t3: Tensor, net0: Tensor) -> Tensor:
         """g for rows x (m, d), shape (m, d, C): fc1 on x with x_j zeroed, for all j at once."""
         W1x = self.feature_columns()  # (h, d)
-        pre1 = (x @ W1x.T)[:, None, :] - x[:, :, None] * W1x.T[None, :, :] + t1  # (m, d, h)
+        # W1 x − x_j W1[:, j] + t1_j for every j: one broadcast add and one fused multiply-add
+        base = (x @ W1x.T)[:, None, :] + t1  # (m, d, h)
+        pre1 = torch.addcmul(base, x[:, :, None], W1x.T[None, :, :], value=-1.0)
         return self.amplitude * self.scale * (self._net(pre1, t2, t3) - net0)
 
     def _design_rows(self, x: Tensor, t1: Tensor, t2: Tensor, t3: Tensor, net0: Tensor) -> Tensor:
@@ -303,6 +318,23 @@ _COMMON_DOC = """
         (:func:`mesobench.models.device.resolve_device`).
     n_jobs : int or None, default None
         CPU threads for torch in ``fit``, ``predict*`` and ``explain``; None keeps torch's setting.
+    precision : {{"fp32", "bf16"}}, default "fp32"
+        Training arithmetic (:func:`mesobench.models.training.train`). ``"bf16"``: only the
+        modulation network (fc1–fc3, the bulk of the compute) runs under bfloat16 autocast;
+        B_u is cast up and the closed-form β solve (adaptive ridge / IRLS, autocast off,
+        float32 inputs, float64 solve), the output ``β_0 + B_u β``, the loss and the penalties
+        are float32, as are the weights, gradients and the Adam state. It mainly pays off on
+        GPUs with bf16 tensor cores. Results differ from fp32 by rounding, and NIMO's training
+        amplifies it: after many epochs a bf16 fit is about as far from the fp32 one as a fit
+        with another seed (metrics within seed noise; measured on a small task). The final β
+        refit, ``predict*``, ``explain`` and the early-stopping score always run in float32,
+        uncompiled, so reported metrics and β are full precision. Invalid values raise
+        ``ValueError`` at ``fit``.
+    compile : bool, default False
+        Compile the per-step loss (network, β solve, loss; forward and backward) with
+        ``torch.compile``, see :func:`mesobench.models.training.train`. The first steps pay
+        the compilation, so it suits long trainings on a GPU; a failing compilation raises (no
+        silent fallback). Inference and the β refit are not compiled.
     verbose : bool, default False
         True: one INFO log line per epoch (logger ``mesobench.models.training``).
 
@@ -327,14 +359,25 @@ _COMMON_DOC = """
 """
 
 
-class _NIMOBase(BaseEstimator):
+class _NIMOBase(Persistable, BaseEstimator):
     """Parameters, the training objective, the β refit and inference shared by both tasks.
 
     Subclasses set ``n_outputs_`` and ``_amplitude`` and implement :meth:`_solve_beta`,
-    :meth:`_task_loss` and :meth:`_refit_beta`.
+    :meth:`_task_loss` and :meth:`_refit_beta`. Saved by :mod:`mesobench.models.persistence`:
+    the network's ``state_dict`` (β included, as the buffer ``beta``) in ``weights.pt``; β,
+    β_0 and the interaction strengths also as plain attributes in the manifest.
     """
 
     _amplitude = 1.0
+    _persisted_attributes = (
+        *Persistable._persisted_attributes,
+        "n_outputs_",
+        "y_mean_",
+        "y_scale_",
+        "coef_",
+        "intercept_",
+        "interaction_strength_",
+    )
 
     def __init__(
         self,
@@ -355,6 +398,8 @@ class _NIMOBase(BaseEstimator):
         random_state=None,
         device: str = "cpu",
         n_jobs: int | None = None,
+        precision: str = "fp32",
+        compile: bool = False,
         verbose: bool = False,
     ) -> None:
         self.hidden_size = hidden_size
@@ -374,19 +419,27 @@ class _NIMOBase(BaseEstimator):
         self.random_state = random_state
         self.device = device
         self.n_jobs = n_jobs
+        self.precision = precision
+        self.compile = compile
         self.verbose = verbose
 
     # ---- the objective ------------------------------------------------------------------------
 
     def _loss(self, module: NIMONetwork, xb: Tensor, yb: Tensor) -> Tensor:
-        """One step: B_u, the closed-form β through the solve, task loss + penalties."""
+        """One step: B_u, the closed-form β through the solve, task loss + penalties.
+
+        Under ``precision="bf16"`` only ``design`` (the network) runs in bfloat16: everything
+        after it (β solve, output, loss) runs with autocast off on float32 B_u.
+        """
         B = module.design(xb)
-        beta = self._solve_beta(module, B, yb)
-        with torch.no_grad():
-            module.beta.copy_(beta)  # warm start of the next step, and β for validation
-        out = linear_predictor(B, beta)
-        penalty = module.penalty(self.sparsity, self.delta, self.group_penalty)
-        return self._task_loss(out, yb) + penalty
+        with full_precision(B.device.type):
+            B = B.float()
+            beta = self._solve_beta(module, B, yb)
+            with torch.no_grad():
+                module.beta.copy_(beta)  # warm start of the next step, and β for validation
+            out = linear_predictor(B, beta)
+            penalty = module.penalty(self.sparsity, self.delta, self.group_penalty)
+            return self._task_loss(out, yb) + penalty
 
     def _solve_beta(self, module: NIMONetwork, B: Tensor, yb: Tensor) -> Tensor:
         raise NotImplementedError
@@ -401,12 +454,11 @@ class _NIMOBase(BaseEstimator):
 
     def _fit_module(self, X: np.ndarray, target: Tensor, val_score) -> None:
         """Build the network, train it, then refit β on the training rows (eval mode)."""
+        check_precision_compile(self.precision, self.compile)
         seed = seed_from(self.random_state)
         seed_everything(seed)
         n, d = X.shape
-        self.module_ = NIMONetwork(
-            d, self.n_outputs_, self.hidden_size, self.sine_size, self.noise_std, self._amplitude
-        ).to(self.device_)
+        self.module_ = self._build_module(d)
         X_t, y_t = to_tensor(X, self.device_), target.to(self.device_)
         early_stopping = val_score is not None and self.early_stopping_patience is not None
         with torch_threads(self.n_jobs):
@@ -425,6 +477,8 @@ class _NIMOBase(BaseEstimator):
                 patience=self.early_stopping_patience if early_stopping else None,
                 seed=seed,
                 log_every_s=0.0 if self.verbose else 10.0,
+                precision=self.precision,
+                compile=self.compile,
             )
             self.module_.eval()
             rows = _refit_rows(n, d * self.n_outputs_, seed)
@@ -432,6 +486,31 @@ class _NIMOBase(BaseEstimator):
             with torch.no_grad():
                 self._refit_beta(self._design(X_r), y_r)
         self._set_public_attributes()
+
+    def _build_module(self, n_features: int) -> NIMONetwork:
+        """The (untrained) network of these settings on ``device_``; fit and load build it here."""
+        return NIMONetwork(
+            n_features,
+            self.n_outputs_,
+            self.hidden_size,
+            self.sine_size,
+            self.noise_std,
+            self._amplitude,
+        ).to(self.device_)
+
+    def _persist_state(self) -> ModelState:
+        return ModelState(
+            attributes={**self._fitted_attributes(), "train_result_": self.train_result_.to_dict()},
+            tensors={"module": self.module_.state_dict()},
+        )
+
+    def _restore_state(self, state: ModelState, device: str) -> None:
+        self._restore_attributes(state.attributes)
+        self.train_result_ = TrainResult.from_dict(state.attributes["train_result_"])
+        self.device_ = resolve_device(device)
+        self.module_ = self._build_module(self.n_features_in_)
+        self.module_.load_state_dict(state.tensors["module"])
+        self.module_.eval()
 
     def _design(self, X_t: Tensor) -> Tensor:
         """B_u of all rows in eval mode, without autograd (chunked inside ``design``)."""

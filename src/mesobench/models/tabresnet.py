@@ -22,7 +22,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mesobench.models.device import resolve_device
+from mesobench.models.persistence import ModelState, Persistable
 from mesobench.models.training import (
+    TrainResult,
+    check_precision_compile,
     encode_class_labels,
     predict_in_batches,
     seed_everything,
@@ -112,6 +115,19 @@ _COMMON_DOC = """
         CPU threads for torch during ``fit`` and ``predict*`` (``torch.set_num_threads``, restored
         afterwards); None keeps torch's setting (all cores). Bitwise reproducibility on the CPU
         holds for a fixed ``n_jobs``.
+    precision : {"fp32", "bf16"}, default "fp32"
+        Training arithmetic (:func:`mesobench.models.training.train`). ``"bf16"``: the loss
+        forward pass runs under bfloat16 autocast (linear layers in bfloat16, on the CPU or a
+        CUDA GPU with bf16 support); the loss is reduced in float32 (the logits are cast up),
+        and the weights, gradients and AdamW state stay float32. It mainly pays off on GPUs with
+        bf16 tensor cores; results differ from fp32 by rounding. ``predict*``,
+        ``input_gradients`` and the early-stopping score always run in float32, uncompiled, so
+        reported metrics are full precision. Invalid values raise ``ValueError`` at ``fit``.
+    compile : bool, default False
+        Compile the per-step loss (forward and backward) with ``torch.compile``, see
+        :func:`mesobench.models.training.train`. The first steps pay the compilation, so it
+        suits long trainings on a GPU; a failing compilation raises (no silent fallback).
+        Inference is not compiled.
     verbose : bool, default False
         True: one INFO log line per epoch; False: at most one every 10 s (module logger
         ``mesobench.models.training``).
@@ -124,13 +140,26 @@ _COMMON_DOC = """
         The resolved device.
     n_features_in_ : int
         Number of input features.
+    n_outputs_ : int
+        Outputs of the head: 1 (binary classification, regression) or the number of classes.
     train_result_ : mesobench.models.training.TrainResult
         Epochs run, best epoch, loss and validation histories.
 """
 
 
-class _TabResNetBase(BaseEstimator):
-    """Parameters, ``__init__`` and training shared by the classifier and the regressor."""
+class _TabResNetBase(Persistable, BaseEstimator):
+    """Parameters, ``__init__`` and training shared by the classifier and the regressor.
+
+    Saved by :mod:`mesobench.models.persistence`: the network's ``state_dict`` in
+    ``weights.pt``, the plain fitted attributes in the manifest.
+    """
+
+    _persisted_attributes = (
+        *Persistable._persisted_attributes,
+        "n_outputs_",
+        "y_mean_",
+        "y_scale_",
+    )
 
     def __init__(
         self,
@@ -147,6 +176,8 @@ class _TabResNetBase(BaseEstimator):
         random_state=None,
         device: str = "cpu",
         n_jobs: int | None = None,
+        precision: str = "fp32",
+        compile: bool = False,
         verbose: bool = False,
     ) -> None:
         self.hidden_size = hidden_size
@@ -162,15 +193,17 @@ class _TabResNetBase(BaseEstimator):
         self.random_state = random_state
         self.device = device
         self.n_jobs = n_jobs
+        self.precision = precision
+        self.compile = compile
         self.verbose = verbose
 
     def _fit_module(self, X: np.ndarray, target: Tensor, out_features: int, loss_fn, val_score):
         """Build the network on ``device_`` and train it; ``val_score(module)`` or None."""
+        check_precision_compile(self.precision, self.compile)
         seed = seed_from(self.random_state)
         seed_everything(seed)
-        self.module_ = TabResNet(
-            X.shape[1], out_features, self.hidden_size, self.n_blocks, self.dropout
-        ).to(self.device_)
+        self.n_outputs_ = out_features
+        self.module_ = self._build_module(X.shape[1])
         with torch_threads(self.n_jobs):
             self.train_result_ = train(
                 self.module_,
@@ -187,7 +220,29 @@ class _TabResNetBase(BaseEstimator):
                 patience=self.early_stopping_patience if val_score is not None else None,
                 seed=seed,
                 log_every_s=0.0 if self.verbose else 10.0,
+                precision=self.precision,
+                compile=self.compile,
             )
+
+    def _build_module(self, n_features: int) -> TabResNet:
+        """The (untrained) network of these settings on ``device_``; fit and load build it here."""
+        return TabResNet(
+            n_features, self.n_outputs_, self.hidden_size, self.n_blocks, self.dropout
+        ).to(self.device_)
+
+    def _persist_state(self) -> ModelState:
+        return ModelState(
+            attributes={**self._fitted_attributes(), "train_result_": self.train_result_.to_dict()},
+            tensors={"module": self.module_.state_dict()},
+        )
+
+    def _restore_state(self, state: ModelState, device: str) -> None:
+        self._restore_attributes(state.attributes)
+        self.train_result_ = TrainResult.from_dict(state.attributes["train_result_"])
+        self.device_ = resolve_device(device)
+        self.module_ = self._build_module(self.n_features_in_)
+        self.module_.load_state_dict(state.tensors["module"])
+        self.module_.eval()
 
     def _forward(self, X) -> Tensor:
         """Network output for already-validated rows, on the device."""
@@ -248,12 +303,12 @@ class TabResNetClassifier(ClassifierMixin, _TabResNetBase):
             target = torch.as_tensor(y_idx, dtype=torch.float32)
 
             def loss_fn(module, xb, yb):
-                return F.binary_cross_entropy_with_logits(module(xb).squeeze(1), yb)
+                return F.binary_cross_entropy_with_logits(module(xb).squeeze(1).float(), yb)
         else:
             target = torch.as_tensor(y_idx, dtype=torch.long)
 
             def loss_fn(module, xb, yb):
-                return F.cross_entropy(module(xb), yb)
+                return F.cross_entropy(module(xb).float(), yb)
 
         val_score = None
         validation = (
@@ -329,7 +384,7 @@ class TabResNetRegressor(RegressorMixin, _TabResNetBase):
         target = torch.as_tensor((y - self.y_mean_) / self.y_scale_, dtype=torch.float32)
 
         def loss_fn(module, xb, yb):
-            return F.mse_loss(module(xb).squeeze(1), yb)
+            return F.mse_loss(module(xb).squeeze(1).float(), yb)
 
         val_score = None
         if eval_set is not None:
