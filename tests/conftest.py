@@ -70,3 +70,35 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def run_key_of(cfg, device_settings=None) -> str:
+    """The run key the runner computes for a composed config (``tracking.run_key``)."""
+    from omegaconf import OmegaConf
+
+    from mesobench import tracking
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    return tracking.run_key(
+        model_cfg=plain["model"],
+        preprocessing_cfg=plain["preprocessing"],
+        validation_cfg=plain["validation"],
+        task_cfg=plain["task"],
+        fold=cfg.fold,
+        seed=cfg.seed,
+        device=cfg.device.name,
+        hpo_cfg=plain["hpo"],
+        gamma_search_cfg=plain.get("gamma_search"),
+        device_settings=device_settings,
+    )
+
+
+def binary_interaction_task():
+    """A seeded logistic problem with an interaction: 400 training and 200 test rows, 5 features."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 5)).astype(np.float32)
+    logit = X @ np.array([1.5, -1.0, 0.5, 0.0, 0.0]) + 0.5 * X[:, 0] * X[:, 1]
+    y = (rng.random(600) < 1 / (1 + np.exp(-logit))).astype(int)
+    return X[:400], y[:400], X[400:], y[400:]

@@ -6,6 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from conftest import run_key_of
 from mesobench import tracking
 from mesobench.errors import ConfigError
 from mesobench.estimators import build_estimator
@@ -55,28 +56,16 @@ def test_folds_override_changes_the_suite():
     assert cfg.hydra.sweeper.params.fold == "range(0,10)"
 
 
-def _key(cfg):
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    return tracking.run_key(
-        model_cfg=plain["model"],
-        preprocessing_cfg=plain["preprocessing"],
-        validation_cfg=plain["validation"],
-        task_cfg=plain["task"],
-        fold=cfg.fold,
-        seed=cfg.seed,
-        device=cfg.device.name,
-        hpo_cfg=plain["hpo"],
-    )
-
-
 def test_run_key_ignores_where_results_go_but_not_what_is_computed():
-    base = _key(_compose("model=xgboost"))
-    assert base == _key(_compose("model=xgboost", "tracking.uri=sqlite:////x.db", "threads=7"))
-    assert base != _key(_compose("model=xgboost", "model.params.learning_rate=0.3"))
-    assert base != _key(_compose("model=xgboost", "fold=1"))
-    assert base != _key(_compose("model=xgboost", "seed=1"))
-    assert base != _key(_compose("model=xgboost", "task=diabetes"))
-    assert base != _key(_compose("model=xgboost", "hpo.n_trials=5"))
+    base = run_key_of(_compose("model=xgboost"))
+    assert base == run_key_of(
+        _compose("model=xgboost", "tracking.uri=sqlite:////x.db", "threads=7")
+    )
+    assert base != run_key_of(_compose("model=xgboost", "model.params.learning_rate=0.3"))
+    assert base != run_key_of(_compose("model=xgboost", "fold=1"))
+    assert base != run_key_of(_compose("model=xgboost", "seed=1"))
+    assert base != run_key_of(_compose("model=xgboost", "task=diabetes"))
+    assert base != run_key_of(_compose("model=xgboost", "hpo.n_trials=5"))
 
 
 def test_flatten_joins_nested_keys():

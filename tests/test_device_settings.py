@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn import functional as F
 
-from conftest import runner
+from conftest import binary_interaction_task, run_key_of, runner
 from mesobench import estimators, tracking
 from mesobench.errors import ConfigError, InvalidParameterError
 from mesobench.estimators import DeviceSettings, build_estimator, settings_notes
@@ -116,21 +116,8 @@ def test_the_runner_refuses_a_bad_setting_before_any_run(tmp_path, store):
 
 def _key(cfg, *, with_settings: bool = True):
     plain = OmegaConf.to_container(cfg, resolve=True)
-    extra = {}
-    if with_settings:
-        extra["device_settings"] = DeviceSettings.from_config(plain["device"]).non_default()
-    return tracking.run_key(
-        model_cfg=plain["model"],
-        preprocessing_cfg=plain["preprocessing"],
-        validation_cfg=plain["validation"],
-        task_cfg=plain["task"],
-        fold=cfg.fold,
-        seed=cfg.seed,
-        device=cfg.device.name,
-        hpo_cfg=plain["hpo"],
-        gamma_search_cfg=plain.get("gamma_search"),
-        **extra,
-    )
+    settings = DeviceSettings.from_config(plain["device"]).non_default() if with_settings else None
+    return run_key_of(cfg, settings)
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
@@ -321,15 +308,6 @@ def test_bf16_autocasts_the_forward_pass_and_keeps_fp32_master_weights(precision
     assert not torch.is_autocast_enabled("cpu")  # nothing leaks out of the trainer
 
 
-def _binary_task():
-    """A logistic problem with an interaction; 400 training and 200 test rows, 5 features."""
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(600, 5)).astype(np.float32)
-    logit = X @ np.array([1.5, -1.0, 0.5, 0.0, 0.0]) + 0.5 * X[:, 0] * X[:, 1]
-    y = (rng.random(600) < 1 / (1 + np.exp(-logit))).astype(int)
-    return X[:400], y[:400], X[400:], y[400:]
-
-
 # Measured on this task (5 epochs, CPU, 1 thread), max |p_bf16 − p_fp32| over the test rows for
 # seeds 0–3: IMN 0.006–0.010, LFR-IMN 0.009–0.014, NIMO 0.004–0.025, TabResNet 0.0008 (seed 0);
 # AUROC differences ≤ 0.0035. Changing only the seed (fp32 both) moves the probabilities by
@@ -345,7 +323,7 @@ BF16_AUROC_TOL = 0.01
     "cls", [IMNClassifier, LFRIMNClassifier, NIMOClassifier, TabResNetClassifier]
 )
 def test_bf16_training_predicts_close_to_fp32(cls):
-    Xtr, ytr, Xte, yte = _binary_task()
+    Xtr, ytr, Xte, yte = binary_interaction_task()
     kwargs = dict(epochs=5, warmup_epochs=1, batch_size=128, random_state=0, n_jobs=1)
     if cls is NIMOClassifier:
         kwargs["early_stopping_patience"] = None
@@ -358,7 +336,7 @@ def test_bf16_training_predicts_close_to_fp32(cls):
 
 
 def test_bf16_training_is_reproducible():
-    Xtr, ytr, Xte, _ = _binary_task()
+    Xtr, ytr, Xte, _ = binary_interaction_task()
     kwargs = dict(epochs=2, warmup_epochs=1, precision="bf16", random_state=0, n_jobs=1)
     a = IMNClassifier(**kwargs).fit(Xtr, ytr).predict_proba(Xte)
     b = IMNClassifier(**kwargs).fit(Xtr, ytr).predict_proba(Xte)
@@ -366,7 +344,7 @@ def test_bf16_training_is_reproducible():
 
 
 def test_nimo_regressor_bf16_is_close_to_fp32():
-    Xtr, _, Xte, _ = _binary_task()
+    Xtr, _, Xte, _ = binary_interaction_task()
     ytr = Xtr @ np.array([1.5, -1.0, 0.5, 0.0, 0.0]) + 0.5 * Xtr[:, 0] * Xtr[:, 1]
     kwargs = dict(epochs=5, warmup_epochs=1, batch_size=128, early_stopping_patience=None)
     fits = [
@@ -395,7 +373,7 @@ def test_nimo_solves_beta_in_full_precision_under_bf16(monkeypatch):
 
     monkeypatch.setattr(nimo, "ridge_solve", spy_solve)
     monkeypatch.setattr(nimo.NIMONetwork, "design", spy_design)
-    Xtr, ytr, _, _ = _binary_task()
+    Xtr, ytr, _, _ = binary_interaction_task()
     model = NIMOClassifier(
         epochs=2, warmup_epochs=1, batch_size=128, early_stopping_patience=None, precision="bf16"
     ).fit(Xtr, ytr)

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from sklearn.datasets import make_classification, make_regression
 
-from mesobench import tracking
+from conftest import run_key_of
 from mesobench.data import Preprocessor, load_fold
 from mesobench.models import (
     CatBoostClassifier,
@@ -246,25 +246,10 @@ def _compose(*overrides: str):
         return compose("config", overrides=list(overrides))
 
 
-def _run_key(cfg) -> str:
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    return tracking.run_key(
-        model_cfg=plain["model"],
-        preprocessing_cfg=plain["preprocessing"],
-        validation_cfg=plain["validation"],
-        task_cfg=plain["task"],
-        fold=cfg.fold,
-        seed=cfg.seed,
-        device=cfg.device.name,
-        hpo_cfg=plain["hpo"],
-        gamma_search_cfg=plain.get("gamma_search"),
-    )
-
-
-def test_the_switch_is_off_by_default_and_not_part_of_the_run_key():
+def test_the_switch_is_off_by_default_and_not_part_of_therun_key_of():
     base = _compose("model=imn_fast")
     assert base.artifacts.save_model is False
-    assert _run_key(base) == _run_key(_compose("model=imn_fast", "artifacts.save_model=true"))
+    assert run_key_of(base) == run_key_of(_compose("model=imn_fast", "artifacts.save_model=true"))
 
 
 def test_a_run_with_save_model_logs_a_model_that_reproduces_its_predictions(tmp_path):

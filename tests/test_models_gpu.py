@@ -9,6 +9,7 @@ import torch
 from sklearn.datasets import make_classification
 from sklearn.metrics import roc_auc_score
 
+from conftest import binary_interaction_task
 from mesobench.models import (
     CatBoostClassifier,
     IMNClassifier,
@@ -62,19 +63,11 @@ def test_catboost_trains_on_gpu():
 # ---- GPU settings (conf/device/*.yaml: precision, compile); CPU versions: test_device_settings.py
 
 
-def _binary_task():
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(600, 5)).astype(np.float32)
-    logit = X @ np.array([1.5, -1.0, 0.5, 0.0, 0.0]) + 0.5 * X[:, 0] * X[:, 1]
-    y = (rng.random(600) < 1 / (1 + np.exp(-logit))).astype(int)
-    return X[:400], y[:400], X[400:], y[400:]
-
-
 @pytest.mark.parametrize("cls", [IMNClassifier, NIMOClassifier, TabResNetClassifier])
 def test_bf16_training_on_cuda_predicts_close_to_fp32(cls):
     if not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bfloat16 support")
-    Xtr, ytr, Xte, yte = _binary_task()
+    Xtr, ytr, Xte, yte = binary_interaction_task()
     kwargs = dict(epochs=5, warmup_epochs=1, batch_size=128, random_state=0, device="cuda")
     if cls is NIMOClassifier:
         kwargs["early_stopping_patience"] = None
@@ -110,7 +103,7 @@ def test_bf16_autocast_is_active_on_cuda():
 def test_compiled_training_on_cuda(precision):
     if precision == "bf16" and not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bfloat16 support")
-    Xtr, ytr, Xte, yte = _binary_task()
+    Xtr, ytr, Xte, yte = binary_interaction_task()
     kwargs = dict(epochs=5, warmup_epochs=1, batch_size=128, dropout=0.0, random_state=0)
     eager = IMNClassifier(**kwargs, device="cuda", precision=precision).fit(Xtr, ytr)
     compiled = IMNClassifier(**kwargs, device="cuda", precision=precision, compile=True)
@@ -123,7 +116,7 @@ def test_compiled_training_on_cuda(precision):
 
 
 def test_compiled_nimo_on_cuda():
-    Xtr, ytr, Xte, _ = _binary_task()
+    Xtr, ytr, Xte, _ = binary_interaction_task()
     model = NIMOClassifier(
         epochs=3, warmup_epochs=1, early_stopping_patience=None, device="cuda", compile=True
     ).fit(Xtr, ytr)

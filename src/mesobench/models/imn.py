@@ -25,6 +25,7 @@ LFR-IMN add their terms by overriding it.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,10 +37,9 @@ from torch.nn import functional as F
 from mesobench.errors import ConfigError
 from mesobench.models.device import resolve_device
 from mesobench.models.explanation import Explanation
-from mesobench.models.persistence import ModelState, Persistable
+from mesobench.models.persistence import TorchPersistable
 from mesobench.models.tabresnet import ovr_macro_auroc
 from mesobench.models.training import (
-    TrainResult,
     check_precision_compile,
     encode_class_labels,
     predict_in_batches,
@@ -225,7 +225,7 @@ _COMMON_DOC = """
 """
 
 
-class _IMNBase(Persistable, BaseEstimator):
+class _IMNBase(TorchPersistable, BaseEstimator):
     """Parameters, training, the loss and the snapshot ensemble shared by classifier and regressor.
 
     Subclasses set ``n_outputs_`` before :meth:`_fit_module` and implement :meth:`_task_loss`.
@@ -234,7 +234,7 @@ class _IMNBase(Persistable, BaseEstimator):
     """
 
     _persisted_attributes = (
-        *Persistable._persisted_attributes,
+        *TorchPersistable._persisted_attributes,
         "n_outputs_",
         "y_mean_",
         "y_scale_",
@@ -374,29 +374,14 @@ class _IMNBase(Persistable, BaseEstimator):
 
     # ---- persistence (mesobench.models.persistence) ---------------------------------------------
 
-    def _persist_state(self) -> ModelState:
-        """The trained hypernetwork and, when they are separate models, the snapshots."""
+    def _extra_tensors(self) -> dict[str, Any]:
+        """The snapshots of the ensemble, when they are separate networks."""
         single = len(self.snapshots_) == 1 and self.snapshots_[0] is self.module_
-        return ModelState(
-            attributes={**self._fitted_attributes(), "train_result_": self.train_result_.to_dict()},
-            tensors={
-                "module": self.module_.state_dict(),
-                "snapshots": [] if single else [m.state_dict() for m in self.snapshots_],
-            },
-        )
+        return {"snapshots": [] if single else [m.state_dict() for m in self.snapshots_]}
 
-    def _restore_state(self, state: ModelState, device: str) -> None:
-        self._restore_attributes(state.attributes)
-        self.train_result_ = TrainResult.from_dict(state.attributes["train_result_"])
-        self.device_ = resolve_device(device)
-        self.module_ = self._load_module(state.tensors["module"])
-        snapshots = state.tensors["snapshots"]
+    def _restore_extra_tensors(self, tensors: dict[str, Any]) -> None:
+        snapshots = tensors["snapshots"]
         self.snapshots_ = [self._load_module(s) for s in snapshots] if snapshots else [self.module_]
-
-    def _load_module(self, state_dict: dict[str, Tensor]) -> HyperNetwork:
-        module = self._build_module(self.n_features_in_)
-        module.load_state_dict(state_dict)
-        return module.eval()
 
     # ---- inference ----------------------------------------------------------------------------
 

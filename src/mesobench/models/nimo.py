@@ -84,10 +84,9 @@ from torch.utils.checkpoint import checkpoint
 
 from mesobench.models.device import resolve_device
 from mesobench.models.explanation import Explanation
-from mesobench.models.persistence import ModelState, Persistable
+from mesobench.models.persistence import TorchPersistable
 from mesobench.models.tabresnet import ovr_macro_auroc
 from mesobench.models.training import (
-    TrainResult,
     check_precision_compile,
     encode_class_labels,
     full_precision,
@@ -359,7 +358,7 @@ _COMMON_DOC = """
 """
 
 
-class _NIMOBase(Persistable, BaseEstimator):
+class _NIMOBase(TorchPersistable, BaseEstimator):
     """Parameters, the training objective, the β refit and inference shared by both tasks.
 
     Subclasses set ``n_outputs_`` and ``_amplitude`` and implement :meth:`_solve_beta`,
@@ -370,7 +369,7 @@ class _NIMOBase(Persistable, BaseEstimator):
 
     _amplitude = 1.0
     _persisted_attributes = (
-        *Persistable._persisted_attributes,
+        *TorchPersistable._persisted_attributes,
         "n_outputs_",
         "y_mean_",
         "y_scale_",
@@ -497,20 +496,6 @@ class _NIMOBase(Persistable, BaseEstimator):
             self.noise_std,
             self._amplitude,
         ).to(self.device_)
-
-    def _persist_state(self) -> ModelState:
-        return ModelState(
-            attributes={**self._fitted_attributes(), "train_result_": self.train_result_.to_dict()},
-            tensors={"module": self.module_.state_dict()},
-        )
-
-    def _restore_state(self, state: ModelState, device: str) -> None:
-        self._restore_attributes(state.attributes)
-        self.train_result_ = TrainResult.from_dict(state.attributes["train_result_"])
-        self.device_ = resolve_device(device)
-        self.module_ = self._build_module(self.n_features_in_)
-        self.module_.load_state_dict(state.tensors["module"])
-        self.module_.eval()
 
     def _design(self, X_t: Tensor) -> Tensor:
         """B_u of all rows in eval mode, without autograd (chunked inside ``design``)."""

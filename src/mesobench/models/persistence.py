@@ -73,7 +73,8 @@ class ModelState:
 class Persistable:
     """Mixin of the estimators that :func:`save_model` supports.
 
-    Subclasses implement :meth:`_persist_state` and :meth:`_restore_state`;
+    Subclasses implement :meth:`_persist_state` and :meth:`_restore_state` (the torch
+    models inherit both from :class:`TorchPersistable`);
     :meth:`_fitted_attributes` / :meth:`_restore_attributes` copy the plain fitted attributes named in
     ``_persisted_attributes`` (those the estimator has; e.g. ``feature_names_in_`` exists only
     when it was fitted on a DataFrame).
@@ -96,6 +97,46 @@ class Persistable:
         for name in self._persisted_attributes:
             if name in attributes:
                 setattr(self, name, attributes[name])
+
+
+class TorchPersistable(Persistable):
+    """:class:`Persistable` for the torch estimators: ``module_``, ``train_result_``, ``device_``.
+
+    The estimator builds its untrained network with ``_build_module(n_features)`` (the same
+    method ``fit`` uses, so a loaded model cannot differ in architecture); its weights are saved
+    as the ``state_dict`` ``"module"``. Estimators with more networks (IMN's snapshot ensemble)
+    add them with :meth:`_extra_tensors` / :meth:`_restore_extra_tensors`.
+    """
+
+    def _build_module(self, n_features: int) -> Any:
+        raise NotImplementedError
+
+    def _extra_tensors(self) -> dict[str, Any]:
+        return {}
+
+    def _restore_extra_tensors(self, tensors: dict[str, Any]) -> None:
+        """Called after ``module_`` is restored."""
+
+    def _persist_state(self) -> ModelState:
+        attributes = {**self._fitted_attributes(), "train_result_": self.train_result_.to_dict()}
+        tensors = {"module": self.module_.state_dict(), **self._extra_tensors()}
+        return ModelState(attributes=attributes, tensors=tensors)
+
+    def _restore_state(self, state: ModelState, device: str) -> None:
+        from mesobench.models.device import resolve_device
+        from mesobench.models.training import TrainResult
+
+        self._restore_attributes(state.attributes)
+        self.train_result_ = TrainResult.from_dict(state.attributes["train_result_"])
+        self.device_ = resolve_device(device)
+        self.module_ = self._load_module(state.tensors["module"])
+        self._restore_extra_tensors(state.tensors)
+
+    def _load_module(self, state_dict: dict[str, Any]) -> Any:
+        """A network of these settings on ``device_`` holding ``state_dict``, in eval mode."""
+        module = self._build_module(self.n_features_in_)
+        module.load_state_dict(state_dict)
+        return module.eval()
 
 
 def is_supported(estimator: Any) -> bool:

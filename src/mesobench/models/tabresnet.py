@@ -22,9 +22,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mesobench.models.device import resolve_device
-from mesobench.models.persistence import ModelState, Persistable
+from mesobench.models.persistence import TorchPersistable
 from mesobench.models.training import (
-    TrainResult,
     check_precision_compile,
     encode_class_labels,
     predict_in_batches,
@@ -147,7 +146,7 @@ _COMMON_DOC = """
 """
 
 
-class _TabResNetBase(Persistable, BaseEstimator):
+class _TabResNetBase(TorchPersistable, BaseEstimator):
     """Parameters, ``__init__`` and training shared by the classifier and the regressor.
 
     Saved by :mod:`mesobench.models.persistence`: the network's ``state_dict`` in
@@ -155,7 +154,7 @@ class _TabResNetBase(Persistable, BaseEstimator):
     """
 
     _persisted_attributes = (
-        *Persistable._persisted_attributes,
+        *TorchPersistable._persisted_attributes,
         "n_outputs_",
         "y_mean_",
         "y_scale_",
@@ -229,20 +228,6 @@ class _TabResNetBase(Persistable, BaseEstimator):
         return TabResNet(
             n_features, self.n_outputs_, self.hidden_size, self.n_blocks, self.dropout
         ).to(self.device_)
-
-    def _persist_state(self) -> ModelState:
-        return ModelState(
-            attributes={**self._fitted_attributes(), "train_result_": self.train_result_.to_dict()},
-            tensors={"module": self.module_.state_dict()},
-        )
-
-    def _restore_state(self, state: ModelState, device: str) -> None:
-        self._restore_attributes(state.attributes)
-        self.train_result_ = TrainResult.from_dict(state.attributes["train_result_"])
-        self.device_ = resolve_device(device)
-        self.module_ = self._build_module(self.n_features_in_)
-        self.module_.load_state_dict(state.tensors["module"])
-        self.module_.eval()
 
     def _forward(self, X) -> Tensor:
         """Network output for already-validated rows, on the device."""
