@@ -246,7 +246,7 @@ def _compose(*overrides: str):
         return compose("config", overrides=list(overrides))
 
 
-def test_the_switch_is_off_by_default_and_not_part_of_therun_key_of():
+def test_the_switch_is_off_by_default_and_not_part_of_the_run_key():
     base = _compose("model=imn_fast")
     assert base.artifacts.save_model is False
     assert run_key_of(base) == run_key_of(_compose("model=imn_fast", "artifacts.save_model=true"))
