@@ -71,3 +71,38 @@ def test_status_counts_per_model():
 def test_markdown_table_escapes_pipes():
     text = report.markdown_table(pd.DataFrame({"x": ["a|b"]}), index=False)
     assert "a\\|b" in text
+
+
+def test_fidelity_gaps_list_a_task_a_scoring_model_skipped_with_the_runs_reason():
+    runs = pd.DataFrame(
+        {
+            "task": ["kr", "kr", "letter", "letter", "kr"],
+            "model": ["xgb", "rf", "xgb", "rf", "imn"],
+            "status": ["FINISHED"] * 4 + ["FAILED"],
+            "notes": [
+                "fidelity: no numeric feature to perturb; Yeh / deletion skipped | other note",
+                "fidelity: random_forest has no attributions",
+                None,
+                None,
+                None,
+            ],
+        }
+    )
+    have = {("letter", "xgb"), ("letter", "imn")}
+    gaps = report.runs.fidelity_gaps(runs, have)
+    # rf logs no fidelity anywhere (a model without attributions, not a gap); imn's kr run failed
+    assert gaps.to_dict("records") == [
+        {
+            "task": "kr",
+            "model": "xgb",
+            "reason": "fidelity: no numeric feature to perturb; Yeh / deletion skipped",
+        }
+    ]
+
+
+def test_fidelity_gaps_without_a_note_say_so():
+    runs = pd.DataFrame(
+        {"task": ["a", "b"], "model": ["m", "m"], "status": ["FINISHED"] * 2, "notes": [None] * 2}
+    )
+    gaps = report.runs.fidelity_gaps(runs, {("a", "m")})
+    assert list(gaps["reason"]) == ["no fidelity metric logged and no note saying why"]

@@ -19,6 +19,7 @@ from mesobench.report.runs import (
     TREATMENTS,
     cells,
     failures,
+    fidelity_gaps,
     fold_summary,
     higher_is_better,
     latest_per_key,
@@ -437,6 +438,17 @@ def _fidelity_section(
         "",
         tables.write_table(fidelity, out_dir, "fidelity"),
     ]
+    have = set(map(tuple, fidelity_long[["task", "model"]].drop_duplicates().to_numpy()))
+    gaps = fidelity_gaps(keyed, have)
+    if not gaps.empty:
+        lines += [
+            "",
+            "Tasks left out of a model's fidelity means above (its runs finished, but logged no "
+            "fidelity metric there), with the reason its runs noted:",
+            "",
+            *(f"- {g.model} on {g.task}: {g.reason}" for g in gaps.itertuples()),
+        ]
+        gaps.to_csv(out_dir / "fidelity_gaps.csv", index=False)
     infidelity = s.infidelity or default_infidelity(long)
     if infidelity is None or infidelity not in set(long["metric"]):
         return lines + [f"_No `{s.infidelity}` logged: no {metric}-vs-infidelity plot._", ""]

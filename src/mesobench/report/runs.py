@@ -44,6 +44,7 @@ RUN_TAGS = (
     "error",
     "error_type",
     "device",
+    "notes",
 )
 
 #: Run columns that are bookkeeping, not metrics.
@@ -316,3 +317,26 @@ def treat_missing(
     ]
     incomplete = bad_cells[["task", "model", "finished", "expected", "problems", "treatment"]]
     return Treated(matrix, dropped, incomplete.reset_index(drop=True), treatment)
+
+
+def fidelity_gaps(runs: pd.DataFrame, metrics: set[tuple[str, str]]) -> pd.DataFrame:
+    """(task, model) cells where a model that logs fidelity metrics elsewhere logged none.
+
+    ``runs``: one row per run key (finished runs count); ``metrics``: the (task, model) pairs
+    that have some ``fidelity/*`` value. ``reason`` is what the runs' notes say about fidelity
+    (the runner notes why it skipped a metric, e.g. a task with no numeric feature to perturb).
+    """
+    done = runs[runs["status"].eq("FINISHED")]
+    scoring = {model for _, model in metrics}
+    rows = []
+    for (task, model), group in done.groupby(["task", "model"]):
+        if model not in scoring or (task, model) in metrics:
+            continue
+        reasons: list[str] = []
+        for text in group.get("notes", pd.Series(dtype=object)).dropna():
+            for part in str(text).split(" | "):
+                if part.startswith("fidelity:") and part not in reasons:
+                    reasons.append(part)
+        reason = "; ".join(reasons) or "no fidelity metric logged and no note saying why"
+        rows.append({"task": task, "model": model, "reason": reason})
+    return pd.DataFrame(rows, columns=["task", "model", "reason"])
