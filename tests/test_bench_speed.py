@@ -24,7 +24,9 @@ def _row(model, epoch_s, device="cpu", n=1000, f=100, c=2, status="ok"):
 
 
 def test_a_cell_measures_an_epoch_by_the_difference_of_two_fits():
-    args = bench.parse_args(["--epochs-short", "1", "--epochs-long", "2", "--min-seconds", "0.3"])
+    args = bench.parse_args(
+        ["--epochs-short", "1", "--epochs-long", "2", "--min-seconds", "0.3", "--repeats", "2"]
+    )
     row = bench.bench_cell("imn", 300, 6, 3, "cpu", 1, args)
     assert row["status"] == "ok"
     assert (row["model"], row["n"], row["F"], row["C"], row["device"]) == ("imn", 300, 6, 3, "cpu")
