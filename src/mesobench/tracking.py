@@ -88,11 +88,12 @@ def run_key(
     """The identity of a run: a hash of everything that changes its result.
 
     ``device_settings``: the device config's GPU settings that differ from their defaults
-    (:meth:`mesobench.estimators.DeviceSettings.non_default`); they enter the key only when
-    some are set, so runs with the defaults keep the key they had before these settings existed.
+    (:meth:`mesobench.estimators.DeviceSettings.non_default`); they enter the key through
+    :func:`config_hash`, only when some are set, so runs with the defaults keep the key they had
+    before these settings existed.
     """
     identity = {
-        "config": config_hash(model_cfg, preprocessing_cfg),
+        "config": config_hash(model_cfg, preprocessing_cfg, device_settings),
         "validation": validation_cfg,
         "task": task_cfg,
         "fold": fold,
@@ -103,8 +104,6 @@ def run_key(
         identity["hpo"] = hpo_cfg
     if gamma_search_cfg and gamma_search_cfg.get("enabled"):  # likewise the γ search
         identity["gamma_search"] = gamma_search_cfg
-    if device_settings:  # likewise bf16 / compile / a scaled batch size
-        identity["device_settings"] = dict(device_settings)
     return stable_hash(identity, length=32)
 
 
