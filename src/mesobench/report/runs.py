@@ -333,7 +333,7 @@ def fidelity_gaps(runs: pd.DataFrame, metrics: set[tuple[str, str]]) -> pd.DataF
         if model not in scoring or (task, model) in metrics:
             continue
         reasons: list[str] = []
-        for text in group.get("notes", pd.Series(dtype=object)).dropna():
+        for text in group["notes"].dropna():
             for part in str(text).split(" | "):
                 if part.startswith("fidelity:") and part not in reasons:
                     reasons.append(part)
