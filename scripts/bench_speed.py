@@ -17,7 +17,8 @@ measures:
 * **predict** (``predict_proba`` on min(n, 10k) rows) and **explain** time (``explain`` for
   IMN / LFR-IMN / NIMO, gradient × input for TabResNet; the same rows);
 * **peak memory**: resident set size above the process's level before the cell (cpu), or CUDA's
-  peak allocated memory (cuda).
+  peak allocated memory (cuda), during the first long fit (with ``--repeats``, the times are the
+  fastest of the repeated fits, the memory that of the first).
 
 A cell whose long fit is predicted (from the same model at the previous n, linearly in n) to
 take longer than ``--budget-s`` is skipped and reported as such, with the estimate, instead of
@@ -181,25 +182,31 @@ def bench_cell(name, n, f, c, device, threads, args) -> dict:
     long_epochs = args.epochs_long
 
     def fastest_fit(epochs: int):
-        """The quickest of ``--repeats`` identical fits: the least disturbed by other load."""
-        fits = [
-            fit_seconds(
+        """``(model, seconds, usage)``: the quickest of ``--repeats`` identical fits (the least
+        disturbed by other load) and the first fit's usage, whose memory peak is the one taken
+        from the clean baseline; slower fits' models are dropped before the next fit."""
+        best, seconds, first = None, np.inf, None
+        for _ in range(args.repeats):
+            model, usage = fit_seconds(
                 model_config(name, epochs, args), X, y, device, threads, args.seed, settings
             )
-            for _ in range(args.repeats)
-        ]
-        return min(fits, key=lambda fit: fit[1].seconds)
+            first = first or usage
+            if usage.seconds < seconds:
+                best, seconds = model, usage.seconds
+            model = None
+        return best, seconds, first
 
-    est, long = fastest_fit(long_epochs)
-    _, short = fastest_fit(args.epochs_short)
-    per_epoch = (long.seconds - short.seconds) / (long_epochs - args.epochs_short)
+    est, long_s, long = fastest_fit(long_epochs)
+    _, short_s, _ = fastest_fit(args.epochs_short)
+    per_epoch = (long_s - short_s) / (long_epochs - args.epochs_short)
     if per_epoch <= 0 or per_epoch * (long_epochs - args.epochs_short) < args.min_seconds:
         # a few epochs of a small shape take milliseconds: fit longer so timer noise is small
-        guess = max(long.seconds / long_epochs, 1e-3)
+        guess = max(long_s / long_epochs, 1e-3)
         extra = max(2 * (long_epochs - args.epochs_short), int(np.ceil(args.min_seconds / guess)))
         long_epochs = args.epochs_short + min(200, extra)
-        est, long = fastest_fit(long_epochs)
-        per_epoch = (long.seconds - short.seconds) / (long_epochs - args.epochs_short)
+        est = None  # not kept while the longer fit's memory is measured
+        est, long_s, long = fastest_fit(long_epochs)
+        per_epoch = (long_s - short_s) / (long_epochs - args.epochs_short)
     if per_epoch <= 0:
         raise RuntimeError(
             f"the {long_epochs}-epoch fit was not slower than the {args.epochs_short}-epoch one: "
@@ -222,7 +229,7 @@ def bench_cell(name, n, f, c, device, threads, args) -> dict:
         epoch_s=per_epoch,
         samples_per_s=n / per_epoch,
         epochs=long_epochs,
-        fit_s=long.seconds,
+        fit_s=long_s,
         predict_s=pred.seconds,
         explain_s=expl.seconds,
         peak_mb=peak,
@@ -401,7 +408,8 @@ def write_report(table: pd.DataFrame, args: argparse.Namespace, threads: int, pa
         f"{args.epochs_long - args.epochs_short}, each fit the fastest of {args.repeats}; "
         f"fit = the {args.epochs_long}-epoch fit, "
         f"everything included; predict / explain on min(n, {PREDICT_ROWS:,}) rows; peak memory "
-        "= RSS above the level before the cell (cpu) or CUDA peak allocated (cuda). Cells "
+        "= RSS above the level before the cell (cpu) or CUDA peak allocated (cuda) during the "
+        "first long fit. Cells "
         f"predicted to need more than {args.budget_s:g} s are skipped, with the estimate.",
         "",
         "## Targets",
