@@ -9,18 +9,22 @@ rule) and model (``conf/model/<name>.yaml`` as shipped, so the paper settings: I
 batch 64, NIMO and TabResNet at 256; only ``epochs`` is changed and early stopping is off), it
 measures:
 
-* **per-epoch time** and **samples/s per epoch**: two fits, ``--epochs-short`` and
-  ``--epochs-long`` epochs from the same seed; per epoch = (t_long − t_short) / (difference in
-  epochs). The difference removes what a fit pays once (setting up, neighbour search, NIMO's
-  final β refit, snapshot copies), so the figure is the steady-state cost of an epoch;
-* **fit time** of the ``--epochs-long`` fit (everything included);
+* **per-epoch time** and **samples/s per epoch**: one fit of ``--epochs`` epochs; per epoch =
+  the median of the training loop's own epoch wall times (``train_result_.epoch_seconds``)
+  after the first epoch, which pays one-off costs. What a fit pays once outside the epochs
+  (setting up, neighbour search, NIMO's final β refit, snapshot copies) is not in it, so the
+  figure is the steady-state cost of an epoch. (Not the difference of two fits of different
+  lengths: NIMO's β refit runs a data-dependent number of IRLS iterations, which biased that
+  difference by up to a quarter of an epoch.) When the measured epochs add up to less than
+  ``--min-seconds``, the fit is repeated with more epochs;
+* **fit time** of that fit (everything included);
 * **predict** (``predict_proba`` on min(n, 10k) rows) and **explain** time (``explain`` for
   IMN / LFR-IMN / NIMO, gradient × input for TabResNet; the same rows);
 * **peak memory**: resident set size above the process's level before the cell (cpu), or CUDA's
-  peak allocated memory (cuda), during the first long fit (with ``--repeats``, the times are the
-  fastest of the repeated fits, the memory that of the first).
+  peak allocated memory (cuda), during the first fit (with ``--repeats``, the fit is repeated
+  and the fastest kept: the smallest per-epoch median and fit time; the memory is the first's).
 
-A cell whose long fit is predicted (from the same model at the previous n, linearly in n) to
+A cell whose fit is predicted (from the same model at the previous n, linearly in n) to
 take longer than ``--budget-s`` is skipped and reported as such, with the estimate, instead of
 being run; nothing is extrapolated into the table. The page ends with the ratios the speed issue
 sets targets for (LFR-IMN / IMN ≤ 2.2 per epoch, NIMO / IMN ≤ 5 per epoch at F = 100, IMN at
@@ -72,13 +76,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="cpu, cuda, or auto = cpu plus cuda when torch sees a GPU (default: %(default)s)",
     )
-    p.add_argument("--epochs-short", type=int, default=1)
-    p.add_argument("--epochs-long", type=int, default=3)
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=4,
+        help="epochs per fit; the first is not timed as an epoch (default: %(default)s)",
+    )
     p.add_argument(
         "--budget-s",
         type=float,
         default=120.0,
-        help="skip a cell whose long fit is predicted to take longer (default: %(default)s)",
+        help="skip a cell whose fit is predicted to take longer (default: %(default)s)",
     )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     p.add_argument("--precision", default="fp32", help="device.precision: fp32 | bf16")
@@ -90,14 +98,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--min-seconds",
         type=float,
         default=2.0,
-        help="fit more epochs when the epoch difference takes less (default: %(default)s)",
+        help="fit more epochs when the timed epochs take less in all (default: %(default)s)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--repeats",
         type=int,
         default=1,
-        help="fit each epoch count this many times and keep the fastest (default: %(default)s)",
+        help="fit this many times and keep the fastest (default: %(default)s)",
     )
     p.add_argument(
         "--suite-uri",
@@ -172,6 +180,12 @@ def cell_row(name: str, n: int, f: int, c: int, device: str, **values) -> dict:
     return {"model": name, "device": device, "n": n, "F": f, "C": c, **values}
 
 
+def steady_epoch_seconds(est) -> float:
+    """Median wall time of the epochs after the first (``train_result_.epoch_seconds``)."""
+    seconds = est.train_result_.epoch_seconds
+    return float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
+
+
 def bench_cell(name, n, f, c, device, threads, args) -> dict:
     """Measure one cell (in a fresh process, see :func:`run_cell`)."""
     settings = device_settings(args)
@@ -179,46 +193,39 @@ def bench_cell(name, n, f, c, device, threads, args) -> dict:
     warm_X, warm_y = make_data(2 * f + 64, f, c, args.seed + 1)  # NIMO: over-determined
     fit_seconds(model_config(name, 1, args), warm_X, warm_y, device, threads, args.seed, settings)
     base_rss = psutil.Process().memory_info().rss / 2**20
-    long_epochs = args.epochs_long
 
     def fastest_fit(epochs: int):
-        """``(model, seconds, usage)``: the quickest of ``--repeats`` identical fits (the least
-        disturbed by other load) and the first fit's usage, whose memory peak is the one taken
-        from the clean baseline; slower fits' models are dropped before the next fit."""
-        best, seconds, first = None, np.inf, None
+        """``(model, fit seconds, epoch seconds, usage)``: the quickest of ``--repeats``
+        identical fits (the least disturbed by other load; fit and epoch time each their
+        smallest) and the first fit's usage, whose memory peak is the one taken from the clean
+        baseline; slower fits' models are dropped before the next fit."""
+        best, seconds, per_epoch, first = None, np.inf, np.inf, None
         for _ in range(args.repeats):
             model, usage = fit_seconds(
                 model_config(name, epochs, args), X, y, device, threads, args.seed, settings
             )
             first = first or usage
+            per_epoch = min(per_epoch, steady_epoch_seconds(model))
             if usage.seconds < seconds:
                 best, seconds = model, usage.seconds
             model = None
-        return best, seconds, first
+        return best, seconds, per_epoch, first
 
-    est, long_s, long = fastest_fit(long_epochs)
-    _, short_s, _ = fastest_fit(args.epochs_short)
-    per_epoch = (long_s - short_s) / (long_epochs - args.epochs_short)
-    if per_epoch <= 0 or per_epoch * (long_epochs - args.epochs_short) < args.min_seconds:
-        # a few epochs of a small shape take milliseconds: fit longer so timer noise is small
-        guess = max(long_s / long_epochs, 1e-3)
-        extra = max(2 * (long_epochs - args.epochs_short), int(np.ceil(args.min_seconds / guess)))
-        long_epochs = args.epochs_short + min(200, extra)
+    epochs = max(2, args.epochs)
+    est, fit_s, per_epoch, usage = fastest_fit(epochs)
+    if per_epoch * (epochs - 1) < args.min_seconds:
+        # a few epochs of a small shape take milliseconds: time more of them
+        more = max(2 * (epochs - 1), int(np.ceil(args.min_seconds / max(per_epoch, 1e-4))))
+        epochs = 1 + min(200, more)
         est = None  # not kept while the longer fit's memory is measured
-        est, long_s, long = fastest_fit(long_epochs)
-        per_epoch = (long_s - short_s) / (long_epochs - args.epochs_short)
-    if per_epoch <= 0:
-        raise RuntimeError(
-            f"the {long_epochs}-epoch fit was not slower than the {args.epochs_short}-epoch one: "
-            "timer noise exceeds the cost of the epochs; raise --min-seconds"
-        )
+        est, fit_s, per_epoch, usage = fastest_fit(epochs)
     rows = X[: min(n, PREDICT_ROWS)]
     cuda = device.startswith("cuda")
     with measure(cuda=cuda) as pred:
         est.predict_proba(rows)
     with measure(cuda=cuda) as expl:
         explain_call(est, rows)
-    peak = long.peak_cuda_mb if cuda else long.peak_rss_mb - base_rss
+    peak = usage.peak_cuda_mb if cuda else usage.peak_rss_mb - base_rss
     return cell_row(
         name,
         n,
@@ -228,8 +235,8 @@ def bench_cell(name, n, f, c, device, threads, args) -> dict:
         status="ok",
         epoch_s=per_epoch,
         samples_per_s=n / per_epoch,
-        epochs=long_epochs,
-        fit_s=long_s,
+        epochs=epochs,
+        fit_s=fit_s,
         predict_s=pred.seconds,
         explain_s=expl.seconds,
         peak_mb=peak,
@@ -403,13 +410,14 @@ def write_report(table: pd.DataFrame, args: argparse.Namespace, threads: int, pa
         f"{args.precision}, compile {bool(args.compile)}, batch_size_scale "
         f"{args.batch_size_scale}.",
         "",
-        f"Models as in `conf/model/<name>.yaml` (paper settings), epochs changed only. Per epoch ="
-        f" (fit({args.epochs_long} epochs) − fit({args.epochs_short} epoch(s))) / "
-        f"{args.epochs_long - args.epochs_short}, each fit the fastest of {args.repeats}; "
-        f"fit = the {args.epochs_long}-epoch fit, "
-        f"everything included; predict / explain on min(n, {PREDICT_ROWS:,}) rows; peak memory "
+        "Models as in `conf/model/<name>.yaml` (paper settings), epochs changed only. Per epoch "
+        f"= the median wall time of epochs 2..E of a fit of E = {args.epochs} epochs (more "
+        "when those take under "
+        f"{args.min_seconds:g} s; the table's `epochs`), as the training loop timed them; each "
+        f"cell the fastest of {args.repeats} fit(s); fit = that fit, everything included; "
+        f"predict / explain on min(n, {PREDICT_ROWS:,}) rows; peak memory "
         "= RSS above the level before the cell (cpu) or CUDA peak allocated (cuda) during the "
-        "first long fit. Cells "
+        "first fit. Cells "
         f"predicted to need more than {args.budget_s:g} s are skipped, with the estimate.",
         "",
         "## Targets",
@@ -461,8 +469,8 @@ def write_report(table: pd.DataFrame, args: argparse.Namespace, threads: int, pa
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.epochs_long <= args.epochs_short:
-        raise SystemExit("--epochs-long must be larger than --epochs-short")
+    if args.epochs < 2:
+        raise SystemExit("--epochs must be at least 2 (the first epoch is not timed as one)")
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     if args.cell:  # child process: measure one cell, print it as JSON

@@ -91,6 +91,9 @@ def test_training_lowers_the_loss():
     result = train(_mlp(), _bce, X, y, epochs=15, warmup_epochs=2, **FAST)
     assert result.epochs_run == 15 and len(result.losses) == 15
     assert result.losses[-1] < 0.5 * result.losses[0]
+    # one wall time per epoch, each a part of the whole
+    assert len(result.epoch_seconds) == 15 and min(result.epoch_seconds) > 0
+    assert sum(result.epoch_seconds) <= result.seconds
 
 
 def test_same_seed_gives_bitwise_identical_weights():

@@ -251,6 +251,10 @@ class TrainResult:
 
     ``best_epoch`` is the epoch whose weights the module holds on return: the epoch with the
     highest validation score when ``val_score`` was given, else the last epoch run.
+    ``epoch_seconds[k]`` is the wall time of epoch k + 1's optimisation steps, up to the
+    epoch's one host sync (so on a GPU it includes the queued kernels), without the validation
+    score. It measures training cost per epoch directly; the first epoch also pays one-off
+    costs (allocations, lazy initialisation, compilation).
     """
 
     epochs_run: int
@@ -261,6 +265,7 @@ class TrainResult:
     val_scores: list[float] = field(default_factory=list)
     cycle_end_epochs: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    epoch_seconds: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values (saved with a model by :mod:`mesobench.models.persistence`)."""
@@ -413,6 +418,7 @@ def train(
     started = last_log = time.perf_counter()
     step = 0
     for epoch in range(1, epochs + 1):
+        epoch_started = time.perf_counter()
         module.train()
         order = torch.randperm(n, generator=generator, device=X.device)
         loss_sum = torch.zeros((), device=X.device)
@@ -431,6 +437,7 @@ def train(
             step += 1
 
         epoch_loss = float(loss_sum) / steps_per_epoch  # the one host sync of the epoch
+        result.epoch_seconds.append(time.perf_counter() - epoch_started)
         if not math.isfinite(epoch_loss):
             raise DivergenceError(
                 f"Training diverged: the mean training loss of epoch {epoch}/{epochs} is "
