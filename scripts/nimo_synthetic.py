@@ -174,6 +174,13 @@ def _mesobench_model(name: str) -> Callable:
     return fit
 
 
+def task_config(task: str) -> dict:
+    """The task's config, ``conf/task/synthetic/<task>.yaml``, as a plain dict."""
+    return OmegaConf.to_container(
+        OmegaConf.load(REPO / "conf" / "task" / "synthetic" / f"{task}.yaml")
+    )
+
+
 class Oracle:
     """Predicts with the true noise-free f(x) of a synthetic task (the ceiling of every model)."""
 
@@ -200,9 +207,7 @@ def population_bayes_accuracy(task: str, n: int = 400_000, seed: int = 0) -> flo
     accuracy can exceed it (ε, of sd 0.1 on the logit, is ignored; it can only lower it). The
     standard error at n = 4·10⁵ is below 5e-4.
     """
-    cfg = OmegaConf.to_container(
-        OmegaConf.load(REPO / "conf" / "task" / "synthetic" / f"{task}.yaml")
-    )
+    cfg = task_config(task)
     truth = SyntheticTruth(cfg["generator"], float(cfg.get("noise", 0.1)))
     spec = get_generator(cfg["generator"])
     if spec.distribution != "uniform":
@@ -256,9 +261,7 @@ def marginal_effect_at_zero(model: Any, d: int, kind: str, h: float = 1e-3) -> n
 
 
 def evaluate(name: str, task: str, seed: int) -> dict:
-    cfg = OmegaConf.to_container(
-        OmegaConf.load(REPO / "conf" / "task" / "synthetic" / f"{task}.yaml")
-    )
+    cfg = task_config(task)
     data = load_fold(cfg, seed)
     for part in ("X_train", "X_val", "X_test"):
         setattr(data, part, np.asarray(getattr(data, part), dtype=np.float64))

@@ -150,7 +150,7 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
 
     tracker.log_params(run_id, {"resolved_device": device, **outcome.params})
     if outcome.notes:
-        tracker.set_tags(run_id, {"notes": " | ".join(outcome.notes)[:5000]})
+        tracker.set_tags(run_id, {"notes": tracking.NOTES_SEPARATOR.join(outcome.notes)[:5000]})
         for note in outcome.notes:
             log.warning("%s: %s", label, note)
     tracker.log_metrics(run_id, outcome.metrics)

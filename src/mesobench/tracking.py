@@ -46,6 +46,8 @@ PARAM_BATCH = 100
 METRIC_BATCH = 1000
 
 RUN_KEY_TAG = "mesobench.run_key"
+NOTES_SEPARATOR = " | "
+"""Joins a run's notes in its ``notes`` tag; the report splits on it to read them back."""
 T = TypeVar("T")
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from mesobench.tracking import NOTES_SEPARATOR
+
 #: What to do with incomplete cells in the cross-task statistics (``missing:`` in aggregate.yaml).
 TREATMENTS = {
     "drop_task": "the task is dropped from the cross-task statistics (ranks, Friedman test, "
@@ -334,7 +336,7 @@ def fidelity_gaps(runs: pd.DataFrame, metrics: set[tuple[str, str]]) -> pd.DataF
             continue
         reasons: list[str] = []
         for text in group["notes"].dropna():
-            for part in str(text).split(" | "):
+            for part in str(text).split(NOTES_SEPARATOR):
                 if part.startswith("fidelity:") and part not in reasons:
                     reasons.append(part)
         reason = "; ".join(reasons) or "no fidelity metric logged and no note saying why"
