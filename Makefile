@@ -2,6 +2,7 @@
 #   make benchmark    run the quick suite (cached CC18 tasks, 3 folds, every model) + report
 #   make test         run the test suite
 #   make report       regenerate results/<suite>/ from mlflow.db without training anything
+#   make parity       IMN on the diabetes folds against the IMN reference code's figures
 # Both create .venv/ and install everything on first use.
 
 PYTHON ?= python3
@@ -13,6 +14,8 @@ TORCH_SPEC ?= torch==2.13.0
 # Offline OpenML cache: if OPENML_CACHE_DIR is unset and OPENML_CACHE_SRC exists, a writable copy
 # is made in .cache/openml (openml-python writes beside its data; never point it at a read-only copy).
 OPENML_CACHE_SRC ?= ../shared/openml-cache
+# Figures of the reference implementations (fold by fold), compared with ours by `make parity`.
+REFERENCE_DIR ?= ../shared/reference
 SUITE ?= quick
 MODELS ?= logreg,random_forest,xgboost,catboost,tabresnet,imn_fast,lfr_imn_fast,nimo
 JOBS ?= 2
@@ -26,7 +29,7 @@ CACHE_PREREQ := $(CURDIR)/.cache/openml/.copied
 endif
 endif
 
-.PHONY: install test benchmark report aggregate ui server lint format clean
+.PHONY: install test benchmark report parity aggregate ui server lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	@echo "Creating $(VENV) and installing mesobench with its dependencies (a few minutes the first time)..."
@@ -54,6 +57,13 @@ benchmark: install $(CACHE_PREREQ)
 # Regenerate results/$(SUITE)/ from mlflow.db (no training): tables, plots, summary MLflow run.
 report: install
 	$(PY) -m mesobench.aggregate filters.suite=$(SUITE) report=$(SUITE)
+
+# IMN at the paper settings on the 10 diabetes folds, against the IMN reference code's figures
+# (results/imn_parity/; ARGS adds runner overrides, e.g. ARGS=model.params.optimizer=adamw).
+parity: install $(CACHE_PREREQ)
+	$(PY) -m mesobench.run -m suite=imn_parity hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) $(ARGS)
+	$(PY) -m mesobench.aggregate filters.suite=imn_parity report=imn_parity \
+		parity.reference=$(REFERENCE_DIR)/imn_reference_diabetes.csv
 
 aggregate: install
 	$(PY) -m mesobench.aggregate $(ARGS)

@@ -14,7 +14,10 @@ from torch.nn import functional as F
 from mesobench.errors import ConfigError, DivergenceError
 from mesobench.models.training import (
     LRSchedule,
+    ReferenceSchedule,
     default_t0_epochs,
+    flush_denormals,
+    make_optimizer,
     predict_in_batches,
     seed_everything,
     to_tensor,
@@ -80,6 +83,84 @@ def test_cycle_ends_are_the_last_steps_before_each_restart():
     for end in schedule.cycle_end_steps(48):
         assert schedule.factor(end) < schedule.factor(end - 1)  # the cycle's lowest rate
         assert schedule.factor(end + 1) == 1.0  # restart
+
+
+def test_reference_schedule_matches_the_imn_codes_torch_schedulers():
+    """LambdaLR(s / W) then CosineAnnealingWarmRestarts(T_0 = total // 7, 2), as the reference."""
+    steps_per_epoch, epochs, base = 11, 40, 0.01
+    total = steps_per_epoch * epochs
+    ours = ReferenceSchedule(steps_per_epoch, warmup_epochs=5, total_steps=total)
+    t0 = max((total * (2 - 1)) // (2**3 - 1), 1)
+    assert ours.t0_steps == t0
+    opt = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=base)
+    warm = 5 * steps_per_epoch
+    sched = torch.optim.lr_scheduler.SequentialLR(
+        opt,
+        [
+            torch.optim.lr_scheduler.LambdaLR(opt, lambda s: s / warm),
+            torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, t0, 2),
+        ],
+        milestones=[warm],
+    )
+    for step in range(total):
+        assert base * ours.factor(step) == pytest.approx(opt.param_groups[0]["lr"], abs=1e-12)
+        opt.step()
+        sched.step()
+    # the reference copies a snapshot when its 1-based iteration count is T_0, 3 T_0 or 7 T_0
+    assert ours.cycle_end_steps(total) == [t0 - 1, 3 * t0 - 1, 7 * t0 - 1]
+
+
+def test_reference_timing_takes_three_snapshots_before_the_end():
+    X, y = _data(n=64)
+    ends = []
+    result = train(
+        _mlp(),
+        _bce,
+        X,
+        y,
+        epochs=21,
+        cycle_timing="reference",
+        on_cycle_end=lambda k, m: ends.append(k),
+        **FAST,
+    )
+    assert ends == [0, 1, 2]
+    assert result.cycle_end_epochs[-1] <= 21
+
+
+# ---- optimiser -----------------------------------------------------------------------------
+
+
+def _one_step(name, weight_decay, grad_extra=0.0):
+    torch.manual_seed(0)
+    module = nn.Module()
+    module.p = nn.Parameter(torch.randn(6))
+    grad = torch.linspace(-1, 1, 6)
+    opt = make_optimizer(module, name, lr=0.1, weight_decay=weight_decay)
+    for _ in range(3):
+        opt.zero_grad()
+        module.p.grad = grad + grad_extra * module.p.detach()
+        opt.step()
+    return module.p.detach().clone()
+
+
+def test_adam_weight_decay_is_an_l2_term_added_to_the_gradient():
+    """Adam(wd) equals Adam(0) fed the gradient g + wd·θ: the reference's coupled L2."""
+    assert torch.allclose(_one_step("adam", 0.5), _one_step("adam", 0.0, grad_extra=0.5))
+    assert not torch.allclose(_one_step("adamw", 0.5), _one_step("adam", 0.5), atol=1e-4)
+
+
+def test_adam_and_adamw_are_the_same_update_without_weight_decay():
+    assert torch.allclose(_one_step("adam", 0.0), _one_step("adamw", 0.0))
+
+
+def test_flush_denormals_flushes_subnormals_inside_and_restores_ieee_after():
+    tiny = torch.tensor([1e-39])  # subnormal in float32
+    assert (tiny * 1.0).item() != 0.0
+    with flush_denormals(torch.device("cpu")):
+        flushed = (tiny * 1.0).item()
+    assert (tiny * 1.0).item() != 0.0
+    if torch.backends.cpu.get_cpu_capability() != "DEFAULT":  # x86 with SSE3: FTZ/DAZ exist
+        assert flushed == 0.0
 
 
 # ---- the training loop --------------------------------------------------------------------
@@ -261,7 +342,15 @@ def test_an_exploding_learning_rate_raises_divergence_error():
 
 
 @pytest.mark.parametrize(
-    "bad", [{"epochs": 0}, {"lr": 0.0}, {"batch_size": 0}, {"scheduler": "step"}]
+    "bad",
+    [
+        {"epochs": 0},
+        {"lr": 0.0},
+        {"batch_size": 0},
+        {"scheduler": "step"},
+        {"optimizer": "sgd"},
+        {"cycle_timing": "cycles"},
+    ],
 )
 def test_invalid_settings_are_config_errors(bad):
     X, y = _data()

@@ -25,12 +25,14 @@ from typing import Any
 import hydra
 import pandas as pd
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import to_absolute_path
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from mesobench.errors import MesobenchError
 from mesobench.paths import conf_dir, register_resolvers
 from mesobench.report import document, latest_per_key, plots
+from mesobench.report.parity import ParityReference, read_reference
 from mesobench.report.runs import RUN_TAGS
 from mesobench.tracking import RUN_KEY_TAG, Tracker, retrying
 
@@ -248,6 +250,25 @@ def settings_from(cfg: DictConfig) -> document.ReportSettings:
     )
 
 
+def parity_from(cfg: DictConfig) -> ParityReference | None:
+    """The ``parity:`` block as reference figures to compare with, or None when unset.
+
+    A relative ``parity.reference`` is taken from the directory the command was started in.
+    """
+    block = cfg.get("parity") or {}
+    if not block.get("reference"):
+        return None
+    path = Path(to_absolute_path(str(block.reference)))
+    return ParityReference(
+        figures=read_reference(path, cfg.metric),
+        source=str(block.reference),
+        label=str(block.get("label") or "reference code"),
+        models=_as_list(block.get("models")),
+        mean_tolerance=float(block.get("mean_tolerance", 0.01)),
+        fold_tolerance=float(block.get("fold_tolerance", 0.05)),
+    )
+
+
 def selection_text(cfg: DictConfig) -> str:
     """The filters in force, for the report's first line."""
     parts = []
@@ -264,6 +285,7 @@ def selection_text(cfg: DictConfig) -> str:
 def aggregate(cfg: DictConfig) -> str:
     filters = cfg.filters
     settings = settings_from(cfg)
+    parity = parity_from(cfg)  # a bad path fails before anything is read
     common = dict(
         models=settings.models,
         tasks=_as_list(filters.get("tasks")),
@@ -316,6 +338,7 @@ def aggregate(cfg: DictConfig) -> str:
         explanations=explanations,
         comparison=comparison,
         selection=selection,
+        parity=parity,
     )
     log.info("wrote %s", out_dir)
     if cfg.get("summary_run", True):

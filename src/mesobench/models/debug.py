@@ -110,6 +110,7 @@ class DivergingClassifier(ClassifierMixin, BaseEstimator):
             batch_size=self.batch_size,
             lr=self.lr,
             weight_decay=self.weight_decay,
+            optimizer="adamw",
             warmup_epochs=0,
             scheduler="constant",
             seed=seed,

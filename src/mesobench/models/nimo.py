@@ -315,7 +315,9 @@ _COMMON_DOC = """
         Rows per step. Raised to at least ``2·(d + 1)`` so the per-batch solve is
         over-determined, and cut to n (full batch) when larger.
     weight_decay : float, default 0.0
-        AdamW decoupled weight decay (0: plain Adam, as the paper).
+        Weight decay (0: plain Adam, as the paper; then both optimisers are the same update).
+    optimizer : {{"adam", "adamw"}}, default "adam"
+        Adam with L2 weight decay added to the gradient, or AdamW (decoupled decay).
     warmup_epochs : float, default 5
         Linear learning-rate warm-up.
     scheduler : {{"cosine_restarts", "constant"}}, default "cosine_restarts"
@@ -405,6 +407,7 @@ class _NIMOBase(TorchPersistable, BaseEstimator):
         lr: float = 5e-3,
         batch_size: int = 256,
         weight_decay: float = 0.0,
+        optimizer: str = "adam",
         warmup_epochs: float = 5,
         scheduler: str = "cosine_restarts",
         early_stopping_patience: int | None = 20,
@@ -426,6 +429,7 @@ class _NIMOBase(TorchPersistable, BaseEstimator):
         self.lr = lr
         self.batch_size = batch_size
         self.weight_decay = weight_decay
+        self.optimizer = optimizer
         self.warmup_epochs = warmup_epochs
         self.scheduler = scheduler
         self.early_stopping_patience = early_stopping_patience
@@ -484,6 +488,7 @@ class _NIMOBase(TorchPersistable, BaseEstimator):
                 batch_size=max(self.batch_size, 2 * (d + 1)),
                 lr=self.lr,
                 weight_decay=self.weight_decay,
+                optimizer=self.optimizer,
                 warmup_epochs=self.warmup_epochs,
                 scheduler=self.scheduler,
                 val_score=val_score if early_stopping else None,

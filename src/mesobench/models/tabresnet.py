@@ -87,13 +87,17 @@ _COMMON_DOC = """
         Maximum number of epochs. With the default warm-up and three cosine cycles (T_mult = 2)
         the cycles end at epochs ≈ 18.6, 45.7 and 100.
     lr : float, default 1e-3
-        AdamW base learning rate, the usual value for tabular ResNets with batch 256 (the IMN
+        Base learning rate, the usual value for tabular ResNets with batch 256 (the IMN
         paper's 0.01 is paired with batch 64 and 500 epochs, too slow for a CPU benchmark).
     batch_size : int, default 256
         Rows per step (cut to n when larger). 256 keeps an epoch of letter (20k rows) to a few
         dozen steps, so the quick suite runs on 2 CPU cores.
     weight_decay : float, default 1e-2
-        AdamW decoupled weight decay (SPEC §1 / IMN reference value).
+        Weight decay (SPEC §1 / IMN reference value): L2 added to the gradient with
+        ``optimizer="adam"``, decoupled with ``"adamw"``.
+    optimizer : {"adam", "adamw"}, default "adam"
+        ``torch.optim.Adam`` as the IMN reference code (which trains its TabResNet baseline
+        with the same optimiser as IMN), or AdamW (decoupled decay).
     warmup_epochs : float, default 5
         Linear learning-rate warm-up (SPEC §1).
     scheduler : {"cosine_restarts", "constant"}, default "cosine_restarts"
@@ -118,7 +122,7 @@ _COMMON_DOC = """
         Training arithmetic (:func:`mesobench.models.training.train`). ``"bf16"``: the loss
         forward pass runs under bfloat16 autocast (linear layers in bfloat16, on the CPU or a
         CUDA GPU with bf16 support); the loss is reduced in float32 (the logits are cast up),
-        and the weights, gradients and AdamW state stay float32. It mainly pays off on GPUs with
+        and the weights, gradients and optimiser state stay float32. It mainly pays off on GPUs with
         bf16 tensor cores; results differ from fp32 by rounding. ``predict*``,
         ``input_gradients`` and the early-stopping score always run in float32, uncompiled, so
         reported metrics are full precision. Invalid values raise ``ValueError`` at ``fit``.
@@ -169,6 +173,7 @@ class _TabResNetBase(TorchPersistable, BaseEstimator):
         lr: float = 1e-3,
         batch_size: int = 256,
         weight_decay: float = 1e-2,
+        optimizer: str = "adam",
         warmup_epochs: float = 5,
         scheduler: str = "cosine_restarts",
         early_stopping_patience: int | None = 20,
@@ -186,6 +191,7 @@ class _TabResNetBase(TorchPersistable, BaseEstimator):
         self.lr = lr
         self.batch_size = batch_size
         self.weight_decay = weight_decay
+        self.optimizer = optimizer
         self.warmup_epochs = warmup_epochs
         self.scheduler = scheduler
         self.early_stopping_patience = early_stopping_patience
@@ -213,6 +219,7 @@ class _TabResNetBase(TorchPersistable, BaseEstimator):
                 batch_size=self.batch_size,
                 lr=self.lr,
                 weight_decay=self.weight_decay,
+                optimizer=self.optimizer,
                 warmup_epochs=self.warmup_epochs,
                 scheduler=self.scheduler,
                 val_score=val_score,

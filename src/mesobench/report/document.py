@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mesobench.report import parity as parity_mod
 from mesobench.report import plots, stats, tables
 from mesobench.report.runs import (
     TREATMENTS,
@@ -173,8 +174,13 @@ def write_report(
     explanations: ExplanationInput | None = None,
     comparison: Comparison | None = None,
     selection: str = "",
+    parity: parity_mod.ParityReference | None = None,
 ) -> str:
-    """Write every table and plot of the report into ``out_dir``; return the README page."""
+    """Write every table and plot of the report into ``out_dir``; return the README page.
+
+    ``parity``: reference figures to compare the runs with, fold by fold (a section of its own,
+    :mod:`mesobench.report.parity`).
+    """
     s = settings or ReportSettings()
     metric, hib = s.metric, s.direction()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -202,6 +208,9 @@ def write_report(
         "(`*.csv`, `*.tex`) beside this page.",
         "",
     ]
+
+    if parity is not None:
+        lines += _parity_section(keyed, parity, metric, out_dir)
 
     # -- per task ---------------------------------------------------------------------------
     cell_table = cells(keyed, metric, models)
@@ -553,6 +562,50 @@ def _short_error(value: object) -> str:
         return "no error recorded"
     text = " ".join(value.split())
     return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _parity_section(
+    keyed: pd.DataFrame, ref: parity_mod.ParityReference, metric: str, out_dir: Path
+) -> list[str]:
+    """Ours vs the reference code's figures: a verdict per (model, task), then every fold."""
+    models = parity_mod.compared_models(keyed, ref)
+    by_fold = pd.concat(
+        [parity_mod.parity_by_fold(keyed, ref.figures, m, metric).assign(model=m) for m in models]
+        or [pd.DataFrame(columns=["task", "fold", "n_runs", "ours", "reference", "difference"])],
+        ignore_index=True,
+    )
+    summaries = [
+        parity_mod.parity_summary(
+            by_fold[by_fold["model"] == m], ref.mean_tolerance, ref.fold_tolerance
+        ).assign(model=m)
+        for m in models
+    ]
+    summary = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame()
+    lines = [
+        f"## Parity with the {ref.label}",
+        "",
+        f"Our {metric} against figures obtained by running the {ref.label} on the same folds "
+        f"(`{ref.source}`). Ours per fold = mean over the seeds of the finished runs; "
+        f"difference = ours − reference. Parity: |mean difference| ≤ {ref.mean_tolerance:g} "
+        f"and every fold within ±{ref.fold_tolerance:g}, on every fold of the figures. "
+        "Paired tests over folds: paired t-test and Wilcoxon signed-rank (two-sided).",
+        "",
+    ]
+    if summary.empty:
+        return lines + ["_(no model to compare)_", ""]
+    summary = summary.set_index(["model", "task"])
+    lines += [tables.write_table(summary, out_dir, "parity_summary"), ""]
+    folds = by_fold.set_index(["model", "task", "fold"])
+    lines += [
+        "Per fold:",
+        "",
+        tables.write_table(folds, out_dir, "parity_by_fold"),
+        "",
+    ]
+    if by_fold["ours"].notna().any():
+        plots.parity_scatter(by_fold, metric, ref.label, ref.fold_tolerance, out_dir / "parity.png")
+        lines += ["![parity per fold](parity.png)", ""]
+    return lines
 
 
 def _compare_section(

@@ -345,3 +345,29 @@ def _colours(models: list[str]) -> dict[str, tuple]:
 
     cmap = colormaps["tab10" if len(models) <= 10 else "tab20"]
     return {m: cmap(i % cmap.N) for i, m in enumerate(models)}
+
+
+def parity_scatter(by_fold: pd.DataFrame, metric: str, label: str, tolerance: float, path: Path):
+    """Ours against the reference, one point per (model, task, fold), on the diagonal = parity.
+
+    The grey band is ±``tolerance`` (the largest fold difference allowed), so a point outside
+    it is a fold that breaks parity; each model has its own marker colour.
+    """
+    both = by_fold.dropna(subset=["ours", "reference"])
+    fig = Figure(figsize=(5.2, 5))
+    ax = fig.add_subplot()
+    values = np.concatenate([both["ours"].to_numpy(float), both["reference"].to_numpy(float)])
+    lo, hi = (values.min(), values.max()) if len(values) else (0.0, 1.0)
+    pad = 0.05 * (hi - lo) + 1e-3
+    line = np.array([lo - pad, hi + pad])
+    ax.fill_between(line, line - tolerance, line + tolerance, color="0.9", label=f"±{tolerance:g}")
+    ax.plot(line, line, color="0.4", lw=1, ls="--")
+    for model, group in both.groupby("model", sort=True):
+        ax.scatter(group["reference"], group["ours"], s=22, label=model)
+    ax.set_xlim(*line)
+    ax.set_ylim(*line)
+    ax.set_xlabel(f"{label}: {metric}")
+    ax.set_ylabel(f"mesobench: {metric}")
+    ax.set_title("Parity per fold (diagonal = equal)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    return _save(fig, path)
