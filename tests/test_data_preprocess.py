@@ -94,6 +94,26 @@ def test_more_categories_than_the_cap_are_target_encoded(frame, y):
     assert not any(n.startswith("zip=") for n in pre.feature_names_out_)
 
 
+def test_reference_encoding_target_encodes_every_categorical_of_a_binary_task(frame, y):
+    pre = Preprocessor(categorical_encoding="reference").fit(frame, y)
+    assert "colour_te" in pre.feature_names_out_ and "zip_te" in pre.feature_names_out_
+    assert not any("=" in n for n in pre.feature_names_out_)  # no one-hot column left
+    out = pre.transform(frame)
+    assert out.shape[1] == pre.n_features_out_ and not np.isnan(out).any()
+
+
+def test_reference_encoding_keeps_one_hot_for_a_multiclass_task(frame):
+    y3 = np.arange(N) % 3
+    ours = Preprocessor().fit(frame, y3).feature_names_out_
+    assert Preprocessor(categorical_encoding="reference").fit(frame, y3).feature_names_out_ == ours
+    assert any(n.startswith("colour=") for n in ours)
+
+
+def test_an_unknown_categorical_encoding_is_a_config_error(frame, y):
+    with pytest.raises(ConfigError, match="categorical_encoding"):
+        Preprocessor(categorical_encoding="binary").fit(frame, y)
+
+
 def test_multiclass_target_encoding_gives_one_column_per_class(frame):
     y3 = np.arange(N) % 3
     pre = Preprocessor().fit(frame, y3)

@@ -139,6 +139,30 @@ def test_loss_adds_gamma_times_the_per_class_fidelity_gap_in_one_batched_pass(n_
     torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_separate_neighbour_pass_calls_the_network_twice_as_the_reference():
+    """Two passes: BatchNorm normalises x and x' each with its own batch statistics."""
+    torch.manual_seed(0)
+    net = _CountingNet(HyperNetwork(4, 1, 8, n_blocks=1, dropout=0.0))  # TabResNet: BatchNorm
+    model = LFRIMNClassifier(gamma=7.0, sigma=0.3, neighbor_pass="separate")
+    model.n_outputs_ = 1
+    xb, yb = torch.randn(16, 4), torch.randint(0, 2, (16,)).float()
+    torch.manual_seed(5)
+    separate = model._loss(net, xb, yb)
+    assert net.calls == [16, 16]
+    torch.manual_seed(5)
+    x_nb = xb + 0.3 * torch.randn_like(xb)
+    with torch.no_grad():
+        z, w = net.net(xb)
+        f_nb, _ = net.net(x_nb)
+        gap = local_linear_output(x_nb, w) - f_nb
+        expected = model._task_loss(z, yb) + model._weight_penalty(w) + 7.0 * gap.square().mean()
+    torch.testing.assert_close(separate.detach(), expected, rtol=1e-5, atol=1e-6)
+    torch.manual_seed(5)
+    joint = LFRIMNClassifier(gamma=7.0, sigma=0.3, neighbor_pass="joint")
+    joint.n_outputs_ = 1
+    assert not torch.isclose(joint._loss(net, xb, yb).detach(), expected)  # shared statistics
+
+
 def test_gradients_flow_through_the_local_model_and_the_neighbour_output():
     torch.manual_seed(0)
     net = HyperNetwork(3, 1, 8, n_blocks=1, dropout=0.0, backbone="mlp")
@@ -227,6 +251,7 @@ def test_not_fitted_error_before_fit(cls, method):
         ({"neighborhood": "knn"}, "neighborhood"),
         ({"sigma": 0.0}, "sigma"),
         ({"backbone": "transformer"}, "backbone"),
+        ({"neighbor_pass": "both"}, "neighbor_pass"),
     ],
 )
 def test_invalid_settings_fail_at_fit_with_the_parameter_named(params, named):

@@ -14,6 +14,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
 from mesobench.data.synthetic import generate
+from mesobench.errors import ConfigError
 from mesobench.models import NIMOClassifier, NIMORegressor
 from mesobench.models.nimo import NIMONetwork, positional_codes
 
@@ -173,6 +174,16 @@ def test_regression_beta_is_the_adaptive_ridge_closed_form_on_the_training_rows(
     penalty = np.diag([1e-8 * model.ridge] + [model.ridge] * 3)
     gamma = np.linalg.solve(Z.T @ Z / len(y) + penalty, Z.T @ y / len(y))
     np.testing.assert_allclose(model.coef_, c * gamma[1:] * model.y_scale_, rtol=1e-4, atol=1e-5)
+
+
+def test_per_batch_ridge_is_the_references_lambda_on_each_batch_gram_matrix():
+    X, y = _classification(2)
+    per_row = NIMOClassifier(ridge=0.5, random_state=0, **SMALL).fit(X, y)
+    assert per_row.ridge_per_row_ == 0.5
+    per_batch = NIMOClassifier(ridge=1.0, ridge_units="per_batch", random_state=0, **SMALL)
+    assert per_batch.fit(X, y).ridge_per_row_ == pytest.approx(1.0 / SMALL["batch_size"])
+    with pytest.raises(ConfigError, match="ridge_units"):
+        NIMOClassifier(ridge_units="per_epoch", **SMALL).fit(X, y)
 
 
 # ---- the scikit-learn contract -----------------------------------------------------------------

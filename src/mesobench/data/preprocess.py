@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 
 MODES = ("neural", "ordinal", "native")
 HIGH_CARDINALITY = ("target", "ordinal")
+CATEGORICAL_ENCODINGS = ("onehot", "reference")
+"""``onehot``: one-hot up to ``onehot_max_categories``, then ``high_cardinality``; ``reference``:
+as the IMN reference code, every categorical of a *binary* classification task is target
+encoded (multiclass and regression tasks as ``onehot``)."""
 _MISSING, _UNSEEN = -1, -2
 
 
@@ -98,6 +102,12 @@ class Preprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
             this many categories (default 10); encode larger ones per ``high_cardinality``.
         high_cardinality: ``"target"`` (target encoding, needs ``y``) or ``"ordinal"``
             (standardised ordinal codes), for ``"neural"`` mode.
+        categorical_encoding: ``"onehot"`` (default, the rule above) or ``"reference"``: the
+            IMN reference code's rule, target encoding of every categorical when ``y`` has two
+            classes (binary tasks), otherwise the rule above. (The reference leaves its target
+            encodings unscaled in [0, 1]; here they are standardised like every other input.
+            For multiclass tasks the reference's command-line default is ordinal codes, its
+            one-hot path and SPEC §1 one-hot; we one-hot.)
         random_state: Seed of the target encoder's cross-fitting.
 
     Attributes (after ``fit``):
@@ -121,6 +131,7 @@ class Preprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         max_unique_fraction: float = 0.9,
         onehot_max_categories: int = 10,
         high_cardinality: str = "target",
+        categorical_encoding: str = "onehot",
         random_state: int | None = 0,
     ) -> None:
         self.mode = mode
@@ -128,6 +139,7 @@ class Preprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         self.max_unique_fraction = max_unique_fraction
         self.onehot_max_categories = onehot_max_categories
         self.high_cardinality = high_cardinality
+        self.categorical_encoding = categorical_encoding
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fitting
@@ -151,6 +163,11 @@ class Preprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         if self.high_cardinality not in HIGH_CARDINALITY:
             raise ConfigError(
                 f"high_cardinality must be one of {HIGH_CARDINALITY}, got {self.high_cardinality!r}"
+            )
+        if self.categorical_encoding not in CATEGORICAL_ENCODINGS:
+            raise ConfigError(
+                f"categorical_encoding must be one of {CATEGORICAL_ENCODINGS}, "
+                f"got {self.categorical_encoding!r}"
             )
         for name in ("max_missing_fraction", "max_unique_fraction"):
             value = getattr(self, name)
@@ -249,6 +266,8 @@ class Preprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         return self._fit_layout_neural(X, y, num)
 
     def _encoding(self, col: Any) -> str:
+        if self._target_encode_all:
+            return "target"
         k = len(self.categories_[str(col)])
         if k <= int(self.onehot_max_categories):
             return "onehot"
@@ -276,6 +295,12 @@ class Preprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
 
     def _fit_layout_neural(self, X: pd.DataFrame, y: Any, num: np.ndarray) -> np.ndarray | None:
         self._num_mean, self._num_scale = _nan_standardise(num)
+        self._target_encode_all = bool(
+            self.categorical_encoding == "reference"
+            and self._cat_cols
+            and y is not None
+            and len(np.unique(np.asarray(y))) == 2
+        )
         onehot = [c for c in self._cat_cols if self._encoding(c) == "onehot"]
         target = [c for c in self._cat_cols if self._encoding(c) == "target"]
         ordinal = [c for c in self._cat_cols if self._encoding(c) == "ordinal"]

@@ -24,7 +24,9 @@ Neighbourhoods (one neighbour per row per step):
 
 Cost: x and x' go through the hypernetwork in **one** batched forward pass of 2|B| rows per step
 (so a TabResNet trunk's BatchNorm sees both in its batch statistics), about 1.5–2× the time of
-an IMN step. ``gamma = 0`` skips the neighbours altogether: the loss, the random streams and
+an IMN step. The reference code calls the network twice instead, so BatchNorm normalises x and
+x' with their own batch statistics (and updates its running statistics twice per step):
+``neighbor_pass="separate"`` does that. ``gamma = 0`` skips the neighbours altogether: the loss, the random streams and
 hence the fitted model are exactly IMN's under the same seed.
 """
 
@@ -44,6 +46,8 @@ from mesobench.models.imn import (
 from mesobench.models.persistence import ModelState
 
 NEIGHBORHOODS = ("gaussian", "smote")
+NEIGHBOR_PASSES = ("joint", "separate")
+"""How x and x' go through the hypernetwork: one batch of 2|B| rows, or two passes (reference)."""
 _CDIST_ELEMENTS = 1 << 24  # distance-matrix entries per chunk (64 MiB in float32)
 _DUPLICATE_RTOL = 3e-3  # ~10x float32 rounding of ||a||² + ||b||² − 2ab, relative to the norms
 
@@ -100,6 +104,7 @@ class _LFRMixin:
         gamma: float = 1.0,
         neighborhood: str = "gaussian",
         sigma: float = 0.1,
+        neighbor_pass: str = "joint",
         random_state=None,
         device: str = "cpu",
         n_jobs: int | None = None,
@@ -135,6 +140,7 @@ class _LFRMixin:
         self.gamma = gamma
         self.neighborhood = neighborhood
         self.sigma = sigma
+        self.neighbor_pass = neighbor_pass
 
     def _check_lfr_params(self) -> None:
         if not (isinstance(self.gamma, (int, float)) and self.gamma >= 0):
@@ -145,6 +151,11 @@ class _LFRMixin:
             )
         if self.neighborhood == "gaussian" and not self.sigma > 0:
             raise ConfigError(f"sigma={self.sigma!r} is invalid: expected > 0.")
+        if self.neighbor_pass not in NEIGHBOR_PASSES:
+            raise ConfigError(
+                f"neighbor_pass={self.neighbor_pass!r} is invalid: expected one of "
+                f"{NEIGHBOR_PASSES}."
+            )
 
     def _uses_smote(self) -> bool:
         return self.gamma > 0 and self.neighborhood == "smote"
@@ -182,9 +193,13 @@ class _LFRMixin:
             return super()._loss(module, xb, yb)
         x, x_nb = self._neighbors(xb, module.in_features)
         n = x.shape[0]
-        z, w = module(torch.cat([x, x_nb]))
+        if self.neighbor_pass == "separate":  # two calls, as the reference: BatchNorm per call
+            (z, w), (f_nb, _) = module(x), module(x_nb)
+        else:
+            z_all, w_all = module(torch.cat([x, x_nb]))
+            z, w, f_nb = z_all[:n], w_all[:n], z_all[n:]
         # float32 from here on (a no-op in fp32; under bf16 autocast w is bfloat16)
-        logits, w_x, f_nb = z[:n].float(), w[:n].float(), z[n:].float()
+        logits, w_x, f_nb = z.float(), w.float(), f_nb.float()
         fidelity = (local_linear_output(x_nb, w_x) - f_nb).square().mean()
         return self._task_loss(logits, yb) + self._weight_penalty(w_x) + self.gamma * fidelity
 
@@ -207,6 +222,10 @@ _LFR_DOC = """
         (the paper), see the module docstring.
     sigma : float, default 0.1
         σ of the Gaussian neighbourhood, in the units of the (standardised) inputs.
+    neighbor_pass : {"joint", "separate"}, default "joint"
+        ``"joint"``: x and x' in one forward pass of 2|B| rows (BatchNorm statistics over both;
+        one pass is faster). ``"separate"``: two passes as the LFR reference code (BatchNorm
+        normalises each on its own). Measured effect: results/lfr_audit.
 
     Extra attribute: ``neighbor_index_`` (int64 tensor (n,) on ``device_``, SMOTE only, else
     None): the nearest-other-row index of every training row (training-only: not saved by
