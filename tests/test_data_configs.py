@@ -12,6 +12,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from mesobench.data import load_fold
+from mesobench.data.synthetic import GENERATORS
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -43,9 +44,11 @@ def test_there_are_72_cc18_task_configs():
     assert len(OPENML_CONFIGS) == 72
 
 
-def test_there_are_nine_synthetic_task_configs():
+def test_every_synthetic_generator_has_a_task_config():
     names = {p.stem for p in SYNTHETIC_CONFIGS}
-    assert names == {"lfr_example", "toy", "r1", "r2", "r3", "linear", "c1", "c2", "c3"}
+    nimo = {"toy", "r1", "r2", "r3", "linear", "c1", "c2", "c3"}
+    lfr = {"lfr_example", "lfr_smooth3", "lfr_sine3", "lfr_tanh4", "lfr_quad3"}
+    assert names == nimo | lfr == set(GENERATORS)
 
 
 @pytest.mark.parametrize("path", OPENML_CONFIGS, ids=lambda p: p.stem)

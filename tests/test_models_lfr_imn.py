@@ -269,8 +269,21 @@ def test_fast_config_changes_only_the_budget_and_matches_imn_fast():
     changed = {k for k in paper.params if paper.params[k] != fast.params[k]}
     assert changed == {"epochs", "batch_size"} and set(fast.params) == set(paper.params)
     imn_fast = OmegaConf.load(REPO / "conf" / "model" / "imn_fast.yaml")
-    assert {k: fast.params[k] for k in imn_fast.params} == dict(imn_fast.params)
+    differs = {k for k in imn_fast.params if fast.params[k] != imn_fast.params[k]}
+    assert differs == LFR_DEFAULTS_DIFFER_FROM_IMN  # the LFR defaults, nothing else
     assert fast.params.backbone == "tabresnet"  # IMN's (unlisted) default
+
+
+LFR_DEFAULTS_DIFFER_FROM_IMN = {"dropout", "weight_decay", "weight_l1"}
+
+
+def test_configs_repeat_the_lfr_defaults_of_the_class():
+    paper = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" / "lfr_imn.yaml"))
+    defaults = LFRIMNRegressor().get_params()
+    assert {k: defaults[k] for k in paper["params"]} == paper["params"]
+    imn = IMNRegressor().get_params()
+    assert {k for k in imn if imn[k] != defaults[k]} == LFR_DEFAULTS_DIFFER_FROM_IMN
+    assert (defaults["gamma"], defaults["dropout"], defaults["weight_l1"]) == (100.0, 0.0, 0.01)
 
 
 def test_hpo_space_is_imns_and_leaves_gamma_to_the_gamma_search():

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mesobench.models.trunk import TabResNetTrunk
+from mesobench.models.trunk import TabResNetTrunk, TiedDropout, tied_dropout
 
 
 @pytest.fixture
@@ -80,3 +80,28 @@ def test_eval_mode_is_deterministic(trunk):
     trunk.eval()
     x = torch.randn(8, 7)
     assert torch.equal(trunk(x), trunk(x))
+
+
+def test_tied_dropout_is_plain_dropout_outside_the_context():
+    layer, plain = TiedDropout(0.3).train(), nn.Dropout(0.3).train()
+    x = torch.ones(8, 5)
+    torch.manual_seed(1)
+    ours = layer(x)
+    torch.manual_seed(1)
+    torch.testing.assert_close(ours, plain(x))  # same random stream, same mask
+
+
+def test_tied_dropout_gives_both_halves_of_the_batch_one_mask():
+    trunk = TabResNetTrunk(4, hidden_size=16, n_blocks=1, dropout=0.5).train()
+    layer = trunk.input_dropout
+    x = torch.randn(6, 16)
+    with tied_dropout(trunk):
+        out = layer(torch.cat([x, 2 * x]))
+    torch.testing.assert_close(out[6:], 2 * out[:6])  # the same units dropped for x and x'
+    assert (out[:6] == 0).any()
+    assert layer.copies == 1  # restored
+    # BatchNorm statistics aside, a trunk sees x and its copy through the same sub-network
+    x4 = torch.randn(6, 4)
+    with tied_dropout(trunk):
+        h = trunk(torch.cat([x4, x4]))
+    torch.testing.assert_close(h[:6], h[6:])

@@ -45,6 +45,9 @@ SUMMARY_TAG = "mesobench.summary"
 
 
 WEIGHTS_ARTIFACT = "explanations/local_weights_sample.csv"
+#: Run column with the params that identify a configuration, and the param prefixes kept in it.
+CONFIG_COLUMN = "configuration"
+CONFIG_PREFIXES = ("model.params.", "preprocessing.", "device.")
 DESCRIPTION_ARTIFACT = "model/description.json"
 
 
@@ -104,6 +107,7 @@ def load_runs(
                     "start_time": run.info.start_time,
                     "run_key": run_tags.get(RUN_KEY_TAG, run.info.run_id),
                     **{t: run_tags.get(t) for t in RUN_TAGS},
+                    CONFIG_COLUMN: _configuration(run.data.params),
                     **run.data.metrics,
                 }
             )
@@ -131,15 +135,50 @@ def _tags_match(run_tags: dict[str, str], wanted: dict[str, Any]) -> bool:
     return True
 
 
+def _configuration(params: dict[str, str]) -> str:
+    """The run params that make up its configuration (model, preprocessing, device), as JSON."""
+    chosen = {k: v for k, v in params.items() if k.startswith(CONFIG_PREFIXES)}
+    return json.dumps(chosen, sort_keys=True)
+
+
 def label_models(runs: pd.DataFrame) -> pd.DataFrame:
-    """Tell apart configurations of one model: ``xgboost@1a2b3c`` when several were run."""
+    """Tell apart configurations of one model by what differs: ``imn[optimizer=adamw]``.
+
+    When a model was run with several configurations (``config_hash``), each is named by its
+    settings that differ from the most common value among them (so the commonest settings keep
+    the plain name); where that does not give distinct names (no recorded params, ties), the
+    hash tells them apart instead: ``xgboost@1a2b3c``.
+    """
     if runs.empty:
         return runs
-    n_configs = runs.groupby("model")["config_hash"].transform("nunique")
-    suffix = "@" + runs["config_hash"].fillna("").str[:6]
     runs = runs.copy()
-    runs["model"] = runs["model"].where(n_configs <= 1, runs["model"] + suffix)
+    labels = {}
+    for model, group in runs.groupby("model"):
+        configs = group.drop_duplicates("config_hash").set_index("config_hash")
+        if len(configs) > 1:
+            labels.update(_variant_labels(model, configs.get(CONFIG_COLUMN)))
+    runs["model"] = [
+        labels.get((m, h), m) for m, h in zip(runs["model"], runs["config_hash"], strict=True)
+    ]
     return runs
+
+
+def _variant_labels(model: str, configs: pd.Series | None) -> dict[tuple[str, str], str]:
+    """``{(model, config_hash): label}`` for the configurations of one model."""
+    by_hash = {}
+    if configs is not None:
+        parsed = {h: json.loads(c) if isinstance(c, str) and c else {} for h, c in configs.items()}
+        keys = sorted(set().union(*parsed.values()))
+        modal = {
+            k: pd.Series([p.get(k) for p in parsed.values()]).mode(dropna=False)[0] for k in keys
+        }
+        for h, p in parsed.items():
+            diff = [f"{k.split('.')[-1]}={p.get(k)}" for k in keys if p.get(k) != modal[k]]
+            by_hash[h] = f"{model}[{','.join(diff)}]" if diff else model
+    hashes = list(configs.index) if configs is not None else []
+    if not by_hash or len(set(by_hash.values())) < len(by_hash):
+        return {(model, h): f"{model}@{str(h)[:6]}" for h in hashes}
+    return {(model, h): label for h, label in by_hash.items()}
 
 
 def load_explanations(

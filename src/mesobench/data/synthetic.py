@@ -11,6 +11,10 @@ Generators (x ~ U(−2, 2)^d unless noted, ε ~ N(0, noise²), noise = 0.1 in th
 name           d    kind          f(x)
 =============  ===  ============  ===============================================================
 lfr_example    2    regression    1 + x1 + x2 + x1·x2, x ~ N(0, I_2)  (LFR paper)
+lfr_smooth3    3    regression    x1 + 2x2 − x3 + x1·x2 + 0.5·x2·x3, x ~ N(0, I_3)
+lfr_sine3      3    regression    sin x1 + x2·cos x3, x ~ N(0, I_3)
+lfr_tanh4      4    regression    tanh(x1 + x2) + x3·x4 + 0.5·x4, x ~ N(0, I_4)
+lfr_quad3      3    regression    0.5·x1² − 0.5·x2² + x1·x3, x ~ N(0, I_3)
 toy            3    regression    3x1[1 + tanh(10x2)] − 3x2[1 + sin(−2x1)] + 0·x3
 r1             5    regression    3x1[1 + (2σ(x2x3) − 1)] − 2x2 + 2x3
 r2             10   regression    x1[1 + tanh(x2x3 + sin x4)] + 2x2[1 + sin(2x1)]
@@ -129,6 +133,26 @@ def _f_c3(x: torch.Tensor) -> torch.Tensor:
     return _r3_shape(x, -20.0, 20.0, 30.0, -10.0)
 
 
+def _f_lfr_smooth3(x: torch.Tensor) -> torch.Tensor:
+    x1, x2, x3 = x[:, 0], x[:, 1], x[:, 2]
+    return x1 + 2 * x2 - x3 + x1 * x2 + 0.5 * x2 * x3
+
+
+def _f_lfr_sine3(x: torch.Tensor) -> torch.Tensor:
+    x1, x2, x3 = x[:, 0], x[:, 1], x[:, 2]
+    return torch.sin(x1) + x2 * torch.cos(x3)
+
+
+def _f_lfr_tanh4(x: torch.Tensor) -> torch.Tensor:
+    x1, x2, x3, x4 = x[:, 0], x[:, 1], x[:, 2], x[:, 3]
+    return torch.tanh(x1 + x2) + x3 * x4 + 0.5 * x4
+
+
+def _f_lfr_quad3(x: torch.Tensor) -> torch.Tensor:
+    x1, x2, x3 = x[:, 0], x[:, 1], x[:, 2]
+    return 0.5 * x1**2 - 0.5 * x2**2 + x1 * x3
+
+
 @dataclass(frozen=True)
 class GeneratorSpec:
     """One synthetic generator: dimension, kind, input distribution and its function."""
@@ -144,6 +168,10 @@ GENERATORS: dict[str, GeneratorSpec] = {
     s.name: s
     for s in (
         GeneratorSpec("lfr_example", 2, "regression", _f_lfr_example, "normal"),
+        GeneratorSpec("lfr_smooth3", 3, "regression", _f_lfr_smooth3, "normal"),
+        GeneratorSpec("lfr_sine3", 3, "regression", _f_lfr_sine3, "normal"),
+        GeneratorSpec("lfr_tanh4", 4, "regression", _f_lfr_tanh4, "normal"),
+        GeneratorSpec("lfr_quad3", 3, "regression", _f_lfr_quad3, "normal"),
         GeneratorSpec("toy", 3, "regression", _f_toy),
         GeneratorSpec("r1", 5, "regression", _f_r1),
         GeneratorSpec("r2", 10, "regression", _f_r2),

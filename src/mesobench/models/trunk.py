@@ -7,8 +7,47 @@ weights of a per-instance linear model.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
+
+
+class TiedDropout(nn.Dropout):
+    """``nn.Dropout`` that can give ``copies`` equal slices of a batch the same mask.
+
+    By default (``copies = 1``) it is ``nn.Dropout`` exactly, random stream included. Inside
+    :func:`tied_dropout` a batch of ``copies · m`` rows is treated as ``copies`` stacked views of
+    the same m instances: one mask is drawn for the first m rows and reused for the others. Why:
+    LFR-IMN compares the local model emitted at x with the network's output at a neighbour x'
+    of x in one batch ``[x; x']``; with independent masks the two sides are two *different*
+    random sub-networks, so the fidelity term measures dropout noise (which does not vanish as
+    σ → 0) instead of how well ``w(x)`` describes the network around x.
+    """
+
+    copies: int = 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.copies == 1 or not self.training or self.p == 0:
+            return F.dropout(x, self.p, self.training, self.inplace)
+        m = x.shape[0] // self.copies
+        keep = torch.empty_like(x[:m]).bernoulli_(1.0 - self.p) / (1.0 - self.p)
+        return x * keep.repeat(self.copies, *([1] * (x.dim() - 1)))
+
+
+@contextmanager
+def tied_dropout(module: nn.Module, copies: int = 2) -> Iterator[None]:
+    """Within the block, every :class:`TiedDropout` of ``module`` ties ``copies`` batch slices."""
+    layers = [m for m in module.modules() if isinstance(m, TiedDropout)]
+    for layer in layers:
+        layer.copies = copies
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.copies = 1
 
 
 class ResidualBlock(nn.Module):
@@ -28,10 +67,10 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, hidden_size: int, dropout: float) -> None:
         super().__init__()
-        self.skip_dropout = nn.Dropout(dropout)
+        self.skip_dropout = TiedDropout(dropout)
         self.linear1 = nn.Linear(hidden_size, hidden_size)
         self.bn1 = nn.BatchNorm1d(hidden_size)
-        self.hidden_dropout = nn.Dropout(dropout)
+        self.hidden_dropout = TiedDropout(dropout)
         self.linear2 = nn.Linear(hidden_size, hidden_size)
         self.bn2 = nn.BatchNorm1d(hidden_size)
         self.act = nn.GELU()
@@ -78,7 +117,7 @@ class TabResNetTrunk(nn.Module):
         self.out_features = hidden_size
         self.input_layer = nn.Linear(in_features, hidden_size)
         self.input_bn = nn.BatchNorm1d(hidden_size)
-        self.input_dropout = nn.Dropout(dropout)
+        self.input_dropout = TiedDropout(dropout)
         self.act = nn.GELU()
         self.blocks = nn.ModuleList(ResidualBlock(hidden_size, dropout) for _ in range(n_blocks))
         self.reset_batchnorm()
@@ -124,7 +163,7 @@ class MLPTrunk(nn.Module):
         for d_in, d_out in zip(widths[:-1], widths[1:], strict=True):
             layers += [nn.Linear(d_in, d_out), nn.GELU()]
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(TiedDropout(dropout))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:

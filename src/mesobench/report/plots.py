@@ -369,5 +369,5 @@ def parity_scatter(by_fold: pd.DataFrame, metric: str, label: str, tolerance: fl
     ax.set_xlabel(f"{label}: {metric}")
     ax.set_ylabel(f"mesobench: {metric}")
     ax.set_title("Parity per fold (diagonal = equal)", fontsize=10)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     return _save(fig, path)
