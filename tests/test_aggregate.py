@@ -142,3 +142,26 @@ def test_tag_filters_and_compare_two_sweeps(filled):
     assert table.loc[("t2", "xgboost"), "Δ (B − A)"] == pytest.approx(0.05)
     assert "## Comparison: A vs B" in page
     assert "selection: sweep_id=A; models=xgboost" in page
+
+
+def test_configurations_of_one_model_are_named_by_what_differs():
+    import json
+
+    from mesobench.aggregate import CONFIG_COLUMN, label_models
+
+    def config(**params):
+        base = {"model.params.lr": "0.01", "model.params.optimizer": "adam"}
+        return json.dumps({**base, **{f"model.params.{k}": v for k, v in params.items()}})
+
+    runs = pd.DataFrame(
+        {
+            "model": ["imn", "imn", "imn", "imn", "xgboost"],
+            "config_hash": ["h1", "h1", "h2", "h3", "hx"],
+            CONFIG_COLUMN: [config(), config(), config(optimizer="adamw"), config(lr="0.1"), "{}"],
+        }
+    )
+    labelled = label_models(runs)["model"].tolist()
+    assert labelled == ["imn", "imn", "imn[optimizer=adamw]", "imn[lr=0.1]", "xgboost"]
+    # without recorded params the hash tells configurations apart
+    labelled = label_models(runs.drop(columns=CONFIG_COLUMN))["model"].tolist()
+    assert labelled[2:4] == ["imn@h2", "imn@h3"] and labelled[0] == "imn@h1"

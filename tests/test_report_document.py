@@ -6,6 +6,7 @@ import pytest
 from matplotlib.image import imread
 
 from mesobench.report import cells, document, plots, treat_missing
+from mesobench.report.runs import higher_is_better
 
 COLS = ["run_key", "model", "task", "fold", "seed", "status", "start_time", "auroc", "error"]
 
@@ -223,3 +224,30 @@ def test_regenerating_a_report_removes_files_it_no_longer_writes(tmp_path):
     assert not (tmp_path / "fidelity.md").exists()
     assert (tmp_path / "notes.txt").exists()
     assert (tmp_path / "README.md").read_text().rstrip().endswith(document.MARKER)
+
+
+@pytest.mark.parametrize(
+    ("metric", "up"),
+    [
+        ("auroc", True),
+        ("accuracy", True),
+        ("mse", False),
+        ("log_loss", False),
+        ("fidelity/gt_gradient_mae", False),
+        ("fidelity/lfr_scaled_infidelity", False),
+        ("fidelity/deletion_auc", False),
+        ("fit_seconds", False),
+        ("r2", True),
+    ],
+)
+def test_metric_direction_by_name(metric, up):
+    assert higher_is_better(metric) is up
+
+
+def test_a_metric_name_with_a_slash_writes_files_not_folders(tmp_path):
+    runs = _runs().rename(columns={"auroc": "fidelity/gt_gradient_mae"})
+    settings = document.ReportSettings(metric="fidelity/gt_gradient_mae")
+    document.write_report(runs, tmp_path, "t", settings=settings)
+    assert (tmp_path / "fidelity_gt_gradient_mae_by_task.csv").is_file()
+    ranks = pd.read_csv(tmp_path / "average_rank.csv").set_index("model")["average_rank"]
+    assert ranks["c"] < ranks["a"]  # lower error ranks first: c has the lowest on t1

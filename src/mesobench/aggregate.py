@@ -146,8 +146,9 @@ def label_models(runs: pd.DataFrame) -> pd.DataFrame:
 
     When a model was run with several configurations (``config_hash``), each is named by its
     settings that differ from the most common value among them (so the commonest settings keep
-    the plain name); where that does not give distinct names (no recorded params, ties), the
-    hash tells them apart instead: ``xgboost@1a2b3c``.
+    the plain name; a setting whose values tie is shown on every configuration); where that
+    does not give distinct names (no recorded params), the hash tells them apart instead:
+    ``xgboost@1a2b3c``.
     """
     if runs.empty:
         return runs
@@ -156,29 +157,34 @@ def label_models(runs: pd.DataFrame) -> pd.DataFrame:
     for model, group in runs.groupby("model"):
         configs = group.drop_duplicates("config_hash").set_index("config_hash")
         if len(configs) > 1:
-            labels.update(_variant_labels(model, configs.get(CONFIG_COLUMN)))
+            labels.update(_variant_labels(model, configs))
     runs["model"] = [
         labels.get((m, h), m) for m, h in zip(runs["model"], runs["config_hash"], strict=True)
     ]
     return runs
 
 
-def _variant_labels(model: str, configs: pd.Series | None) -> dict[tuple[str, str], str]:
-    """``{(model, config_hash): label}`` for the configurations of one model."""
-    by_hash = {}
-    if configs is not None:
-        parsed = {h: json.loads(c) if isinstance(c, str) and c else {} for h, c in configs.items()}
-        keys = sorted(set().union(*parsed.values()))
-        modal = {
-            k: pd.Series([p.get(k) for p in parsed.values()]).mode(dropna=False)[0] for k in keys
-        }
-        for h, p in parsed.items():
-            diff = [f"{k.split('.')[-1]}={p.get(k)}" for k in keys if p.get(k) != modal[k]]
-            by_hash[h] = f"{model}[{','.join(diff)}]" if diff else model
-    hashes = list(configs.index) if configs is not None else []
-    if not by_hash or len(set(by_hash.values())) < len(by_hash):
-        return {(model, h): f"{model}@{str(h)[:6]}" for h in hashes}
-    return {(model, h): label for h, label in by_hash.items()}
+def _strict_mode(values: list[Any]) -> Any:
+    """The most frequent value, or a sentinel when several tie (then every config shows it)."""
+    counts = pd.Series([json.dumps(v) for v in values]).value_counts()
+    if len(counts) > 1 and counts.iloc[0] == counts.iloc[1]:
+        return object()
+    return json.loads(counts.index[0])
+
+
+def _variant_labels(model: str, configs: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """``{(model, config_hash): label}`` for the configurations (one row per hash) of a model."""
+    raw = configs[CONFIG_COLUMN] if CONFIG_COLUMN in configs else pd.Series(index=configs.index)
+    parsed = {h: json.loads(c) if isinstance(c, str) and c else {} for h, c in raw.items()}
+    keys = sorted(set().union(*parsed.values()))
+    modal = {k: _strict_mode([p.get(k) for p in parsed.values()]) for k in keys}
+    labels = {}
+    for h, p in parsed.items():
+        diff = [f"{k.split('.')[-1]}={p.get(k)}" for k in keys if p.get(k) != modal[k]]
+        labels[(model, h)] = f"{model}[{','.join(diff)}]" if diff else model
+    if not keys or len(set(labels.values())) < len(labels):
+        return {(model, h): f"{model}@{str(h)[:6]}" for h in configs.index}
+    return labels
 
 
 def load_explanations(

@@ -8,6 +8,7 @@ to compare with, so it runs the same on hand-made tables in tests.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,12 +184,13 @@ def write_report(
     """
     s = settings or ReportSettings()
     metric, hib = s.metric, s.direction()
+    stem = file_stem(metric)
     out_dir.mkdir(parents=True, exist_ok=True)
     _clear_previous_report(out_dir)
     keyed = latest_per_key(runs)
     if metric not in keyed:
         keyed = keyed.assign(**{metric: float("nan")})
-    models = sorted(set(keyed["model"].dropna()) | set(s.models or [])) if not keyed.empty else []
+    models = expected_models(keyed, s.models)
     summary = fold_summary(keyed, metric)
     long = metric_summary(keyed)
     treated = treat_missing(keyed, metric, s.missing, models=models, higher_is_better=hib)
@@ -216,10 +218,10 @@ def write_report(
     cell_table = cells(keyed, metric, models)
     wide = tables.wide_mean_std(summary, expected=cell_table)
     keyed.to_csv(out_dir / "runs.csv", index=False)
-    summary.to_csv(out_dir / f"{metric}_by_task.csv", index=False)
+    summary.to_csv(out_dir / f"{stem}_by_task.csv", index=False)
     long.to_csv(out_dir / "metrics_by_task.csv", index=False)
-    (out_dir / f"{metric}_by_task.md").write_text(tables.markdown_table(wide))
-    (out_dir / f"{metric}_by_task.tex").write_text(tables.latex_table(wide))
+    (out_dir / f"{stem}_by_task.md").write_text(tables.markdown_table(wide))
+    (out_dir / f"{stem}_by_task.tex").write_text(tables.latex_table(wide))
     (out_dir / "metrics_by_task.md").write_text(_every_metric_page(long, cell_table))
     lines += [
         f"## {metric}: mean ± std over folds, per task",
@@ -230,8 +232,8 @@ def write_report(
         tables.markdown_table(wide) if not wide.empty else "_(no finished runs)_\n",
     ]
     if not summary.empty:
-        plots.per_task_scores(summary, metric, out_dir / f"{metric}_by_task.png")
-        lines += [f"![{metric} per task]({metric}_by_task.png)", ""]
+        plots.per_task_scores(summary, metric, out_dir / f"{stem}_by_task.png")
+        lines += [f"![{metric} per task]({stem}_by_task.png)", ""]
 
     # -- across tasks -----------------------------------------------------------------------
     treatment_line = (
@@ -269,8 +271,8 @@ def write_report(
         ).loc[ranks.index]
         ranking.index.name = "model"
         rank_by_task.to_csv(out_dir / "ranks_by_task.csv")
-        normalised.to_csv(out_dir / f"normalised_{metric}_by_task.csv")
-        scores.to_csv(out_dir / f"{metric}_used_for_ranking.csv")
+        normalised.to_csv(out_dir / f"normalised_{stem}_by_task.csv")
+        scores.to_csv(out_dir / f"{stem}_used_for_ranking.csv")
         n_flat = int(normalised.isna().all(axis=1).sum())
         lines += [
             f"Over the {len(scores)} task(s) where every model has a result. {treatment_line}"
@@ -335,6 +337,26 @@ def write_report(
     page = "\n".join(lines)
     (out_dir / "README.md").write_text(page + "\n" + MARKER + "\n")
     return page
+
+
+def expected_models(keyed: pd.DataFrame, listed: list[str] | None) -> list[str]:
+    """The report's models: those with runs, plus listed ones that have none (shown missing).
+
+    A listed name counts as present when a configuration of it ran (``imn[optimizer=adamw]``,
+    ``imn@1a2b3c``), so a selection by base name never adds a phantom empty column.
+    """
+    present = set(keyed["model"].dropna()) if not keyed.empty else set()
+    bases = {re.split(r"[\[@]", m, maxsplit=1)[0] for m in present}
+    absent = {m for m in listed or [] if m not in present and m not in bases}
+    return sorted(present | absent) if present else []
+
+
+def file_stem(metric: str) -> str:
+    """The metric's name as a file-name part: ``fidelity/gt_gradient_mae`` → ``fidelity_gt_...``.
+
+    Metric names hold ``/`` (MLflow's namespaces), which would otherwise become folders.
+    """
+    return metric.replace("/", "_")
 
 
 #: Last line of a report's README: marks the folder as ours to rewrite.
@@ -465,7 +487,7 @@ def _fidelity_section(
     both = summary[["task", "model", "mean"]].merge(x, on=["task", "model"], suffixes=("", "_x"))
     both = both.rename(columns={"mean": "score", "mean_x": "infidelity"})
     without = sorted(set(models) - set(both["model"]))
-    name = f"{metric}_vs_infidelity.png"
+    name = f"{file_stem(metric)}_vs_infidelity.png"
     plots.score_vs_infidelity(both, metric, infidelity, out_dir / name, without)
     lines += [
         f"{metric} against `{infidelity}` per model (large points: means over tasks; faint: "

@@ -54,8 +54,21 @@ NON_METRICS = {"run_id", "status", "start_time", "run_key", *RUN_TAGS}
 
 
 def higher_is_better(metric: str) -> bool:
-    """Direction of a metric by name: losses and errors go down, scores go up."""
-    return metric.split("/")[-1] not in LOWER_IS_BETTER and "infidelity" not in metric
+    """Direction of a metric by name: losses, errors, times and infidelities go down.
+
+    Lower is better for the names in :data:`LOWER_IS_BETTER`, names ending in one of them
+    (``fidelity/gt_gradient_mae``) or in ``_seconds``, any infidelity, and the deletion AUC
+    (< 0 = the attribution order removes the output fastest). Everything else goes up.
+    """
+    last = metric.split("/")[-1]
+    lower = (
+        last in LOWER_IS_BETTER
+        or last.endswith(tuple(f"_{m}" for m in LOWER_IS_BETTER))
+        or last.endswith("_seconds")
+        or "infidelity" in metric
+        or last == "deletion_auc"
+    )
+    return not lower
 
 
 def latest_per_key(runs: pd.DataFrame) -> pd.DataFrame:
