@@ -12,6 +12,10 @@ from mesobench.errors import ConfigError
 
 DIMS = {
     "lfr_example": 2,
+    "lfr_smooth3": 3,
+    "lfr_sine3": 3,
+    "lfr_tanh4": 4,
+    "lfr_quad3": 3,
     "toy": 3,
     "r1": 5,
     "r2": 10,
@@ -27,7 +31,7 @@ def _cfg(generator, **kw):
     return {"source": "synthetic", "name": f"synthetic/{generator}", "generator": generator, **kw}
 
 
-def test_the_nine_generators_exist():
+def test_every_generator_is_listed_with_its_dimension():
     assert set(GENERATORS) == set(DIMS)
 
 

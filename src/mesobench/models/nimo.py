@@ -474,6 +474,12 @@ class _NIMOBase(TorchPersistable, BaseEstimator):
     def _solve_beta(self, module: NIMONetwork, B: Tensor, yb: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def _solve_ridge(self, rows: int) -> float:
+        """λ per row for a solve on ``rows`` rows: the fit's ``ridge_per_row_``, before it ``rows``."""
+        if hasattr(self, "ridge_per_row_"):
+            return self.ridge_per_row_
+        return self._ridge_per_row(rows)
+
     def _ridge_per_row(self, batch_rows: int) -> float:
         """λ in the per-row units of :func:`ridge_solve` for batches of ``batch_rows`` rows.
 
@@ -504,7 +510,7 @@ class _NIMOBase(TorchPersistable, BaseEstimator):
         seed_everything(seed)
         n, d = X.shape
         batch_size = max(self.batch_size, 2 * (d + 1))
-        self.ridge_per_row_ = self._ridge_per_row(min(batch_size, n))
+        self.ridge_per_row_ = self._ridge_per_row(min(batch_size, n))  # solves use it from now
         self.module_ = self._build_module(d)
         X_t, y_t = to_tensor(X, self.device_), target.to(self.device_)
         early_stopping = val_score is not None and self.early_stopping_patience is not None
@@ -705,7 +711,7 @@ class NIMORegressor(RegressorMixin, _NIMOBase):
     def _solve_beta(self, module: NIMONetwork, B: Tensor, yb: Tensor) -> Tensor:
         Z = augmented_design(B, module.c)  # (1, m, d + 1)
         rhs = (Z.transpose(1, 2) @ yb[None, :, None])[:, :, 0] / yb.shape[0]
-        gamma = ridge_solve(Z, torch.ones_like(Z[:, :, 0]), rhs, self.ridge_per_row_)
+        gamma = ridge_solve(Z, torch.ones_like(Z[:, :, 0]), rhs, self._solve_ridge(Z.shape[1]))
         return beta_from_gamma(gamma, module.c)
 
     def _task_loss(self, out: Tensor, yb: Tensor) -> Tensor:
@@ -784,7 +790,7 @@ class NIMOClassifier(ClassifierMixin, _NIMOBase):
         pi = self._probabilities(eta)
         w = pi * (1.0 - pi)
         rhs = (Z.transpose(1, 2) @ (w * eta + Y - pi).T[:, :, None])[:, :, 0] / Z.shape[1]
-        return ridge_solve(Z, w.T, rhs, self.ridge_per_row_)
+        return ridge_solve(Z, w.T, rhs, self._solve_ridge(Z.shape[1]))
 
     def _irls_update(self, B: Tensor, c: Tensor, beta_prev: Tensor, yb: Tensor) -> Tensor:
         """One damped IRLS step from ``beta_prev``; gradients flow through the solve.
@@ -812,7 +818,7 @@ class NIMOClassifier(ClassifierMixin, _NIMOBase):
                 ).mean(1)
             inv_c = 1.0 / c.abs().clamp_min(1e-6)
             betas = beta_prev[None] + ts[:, None, None] * (beta_newton - beta_prev)[None]
-            ridge = self.ridge_per_row_ * ((betas[:, :, 1:] * inv_c) ** 2).sum(dim=(1, 2))
+            ridge = self._solve_ridge(B.shape[0]) * ((betas[:, :, 1:] * inv_c) ** 2).sum(dim=(1, 2))
             objective = torch.nan_to_num(losses + ridge, nan=math.inf)
             t = ts[torch.argmin(objective)]
         return beta_prev + t * (beta_newton - beta_prev)
