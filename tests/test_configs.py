@@ -70,3 +70,20 @@ def test_run_key_ignores_where_results_go_but_not_what_is_computed():
 
 def test_flatten_joins_nested_keys():
     assert tracking.flatten({"a": {"b": {"c": 1}}, "d": 2}) == {"a.b.c": 1, "d": 2}
+
+
+def test_the_parity_suite_is_paper_imn_on_the_reference_folds_seeded_by_fold():
+    """suite=imn_parity runs what ../shared/reference/ measured: imn, diabetes, 10 folds."""
+    cfg = _compose("suite=imn_parity", "fold=7", "model.params.optimizer=adamw", hydra=True)
+    assert cfg.model.name == "imn" and cfg.model.params.optimizer == "adamw"  # overridable
+    assert cfg.seed == 7  # torch.manual_seed(fold), as the reference figures
+    params = cfg.hydra.sweeper.params
+    assert (params.task, params.fold, params.model) == ("diabetes", "range(0,10)", "imn")
+    paper = _compose("model=imn").model.params
+    assert (paper.optimizer, paper.lr, paper.weight_decay, paper.batch_size, paper.epochs) == (
+        "adam",
+        0.01,
+        0.01,
+        64,
+        500,
+    )

@@ -210,21 +210,26 @@ def test_smote_fit_keeps_the_neighbour_index_on_the_model_device():
     assert not torch.any(index.cpu() == torch.arange(len(X)))
 
 
+def _protocol_metrics(data, model):
+    """Test metrics of ``model`` on ``data`` under the runner's protocol (standardised inputs)."""
+    return evaluate_fold(
+        data,
+        model,
+        preprocessing={"mode": "neural"},
+        validation={"fraction": 0.2},
+        seed=0,
+        use_validation=False,
+        explanations={"enabled": False},
+    ).metrics
+
+
 def test_lfr_makes_the_explanations_faithful_where_imn_is_not():
     """On the LFR example, γ > 0 cuts the test LFR infidelity and recovers the gradient."""
     data = load_fold(_lfr_task(), 0)
     outcomes = {}
     for gamma in (0.0, 30.0):
         model = LFRIMNRegressor(gamma=gamma, random_state=0, **REFERENCE)
-        outcomes[gamma] = evaluate_fold(
-            data,
-            model,
-            preprocessing={"mode": "neural"},
-            validation={"fraction": 0.2},
-            seed=0,
-            use_validation=False,
-            explanations={"enabled": False},
-        ).metrics
+        outcomes[gamma] = _protocol_metrics(data, model)
     imn, lfr = outcomes[0.0], outcomes[30.0]
     assert lfr["fidelity/lfr_infidelity"] < imn["fidelity/lfr_infidelity"] / 10
     assert lfr["fidelity/gt_gradient_mae"] < imn["fidelity/gt_gradient_mae"] / 3
@@ -243,15 +248,7 @@ def test_default_lfr_explains_with_the_gradient_where_default_imn_does_not(funct
     data = load_fold(task, 0)
     scores = {}
     for cls in (IMNRegressor, LFRIMNRegressor):
-        scores[cls] = evaluate_fold(
-            data,
-            cls(random_state=0, n_jobs=1),
-            preprocessing={"mode": "neural"},
-            validation={"fraction": 0.2},
-            seed=0,
-            use_validation=False,
-            explanations={"enabled": False},
-        ).metrics
+        scores[cls] = _protocol_metrics(data, cls(random_state=0, n_jobs=1))
     imn, lfr = scores[IMNRegressor], scores[LFRIMNRegressor]
     assert lfr["fidelity/gt_gradient_mae"] * 3 <= imn["fidelity/gt_gradient_mae"]
     assert lfr["mse"] <= 1.2 * imn["mse"]
