@@ -34,7 +34,7 @@ from mesobench.paths import conf_dir, register_resolvers
 from mesobench.report import document, latest_per_key, plots
 from mesobench.report.parity import ParityReference, read_reference
 from mesobench.report.runs import RUN_TAGS
-from mesobench.tracking import RUN_KEY_TAG, Tracker, retrying
+from mesobench.tracking import RUN_KEY_TAG, Tracker, flatten, retrying
 
 log = logging.getLogger("mesobench.aggregate")
 
@@ -145,8 +145,9 @@ def label_models(runs: pd.DataFrame) -> pd.DataFrame:
     """Tell apart configurations of one model by what differs: ``imn[optimizer=adamw]``.
 
     When a model was run with several configurations (``config_hash``), each is named by its
-    settings that differ from the most common value among them (so the commonest settings keep
-    the plain name; a setting whose values tie is shown on every configuration); where that
+    settings that differ from ``conf/model/<model>.yaml`` (so the config file's settings keep
+    the plain name), and for settings not in that file from the most common value among them
+    (a setting whose values tie is shown on every configuration); where that
     does not give distinct names (no recorded params), the hash tells them apart instead:
     ``xgboost@1a2b3c``.
     """
@@ -172,12 +173,27 @@ def _strict_mode(values: list[Any]) -> Any:
     return json.loads(counts.index[0])
 
 
+def _config_defaults(model: str) -> dict[str, str]:
+    """``conf/model/<model>.yaml``'s params as the runner logs them (``model.params.k``: str).
+
+    Variants are named by what differs from these, so ``lfr_imn`` in a report is the
+    configuration of ``conf/model/lfr_imn.yaml`` whenever it ran. Empty for a model without a
+    config file (renamed, or a store made elsewhere): then the commonest values are the base.
+    """
+    path = conf_dir() / "model" / f"{model}.yaml"
+    if not path.is_file():
+        return {}
+    params = OmegaConf.to_container(OmegaConf.load(path)).get("params") or {}
+    return {k: "None" if v is None else str(v) for k, v in flatten(params, "model.params.").items()}
+
+
 def _variant_labels(model: str, configs: pd.DataFrame) -> dict[tuple[str, str], str]:
     """``{(model, config_hash): label}`` for the configurations (one row per hash) of a model."""
     raw = configs[CONFIG_COLUMN] if CONFIG_COLUMN in configs else pd.Series(index=configs.index)
     parsed = {h: json.loads(c) if isinstance(c, str) and c else {} for h, c in raw.items()}
     keys = sorted(set().union(*parsed.values()))
     modal = {k: _strict_mode([p.get(k) for p in parsed.values()]) for k in keys}
+    modal.update({k: v for k, v in _config_defaults(model).items() if k in modal})
     labels = {}
     for h, p in parsed.items():
         diff = [f"{k.split('.')[-1]}={p.get(k)}" for k in keys if p.get(k) != modal[k]]

@@ -162,7 +162,7 @@ _COMMON_DOC = """
         ``"adam"`` is the reference's ``torch.optim.Adam(lr, weight_decay)``; ``"adamw"``
         decouples the decay, a much weaker regulariser at these settings (on the 10 diabetes
         folds at the paper settings: mean AUROC 0.753 with AdamW against the reference's 0.840;
-        see results/imn_parity.md for Adam).
+        see results/imn_parity/ for Adam).
     weight_l1 : float, default 0.1
         λ, the weight of ``mean |w(x)|`` in the loss (paper default).
     l1_intercept : bool, default True
@@ -196,7 +196,7 @@ _COMMON_DOC = """
         snapshots' *probabilities* (regression: predictions; ``decision_function`` is the
         logit of the mean probability, log-probabilities for multiclass) and ``explain``
         returns the *last* snapshot's local model, which then describes that snapshot, not
-        the ensemble. Measured effect on AUROC: results/imn_parity.md.
+        the ensemble. Measured effect on AUROC: results/imn_parity/.
     early_stopping_patience : int or None, default None
         None: ``eval_set`` is ignored and all ``epochs`` run (the paper's protocol). An int:
         with ``eval_set`` given to ``fit``, the validation score (AUROC, one-vs-rest macro for
@@ -420,12 +420,6 @@ class _IMNBase(TorchPersistable, BaseEstimator):
 
     # ---- inference ----------------------------------------------------------------------------
 
-    def _member_weights(self, X: np.ndarray) -> list[np.ndarray]:
-        """Each snapshot's generated weights (n, F+1, C) on validated rows, float64."""
-        X_t = to_tensor(X, self.device_)
-        with torch_threads(self.n_jobs):
-            return [predict_in_batches(m, X_t)[1].double().cpu().numpy() for m in self.snapshots_]
-
     def _local_models(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(z, w)``: the ensemble's output and the local linear model that explains it.
 
@@ -434,12 +428,22 @@ class _IMNBase(TorchPersistable, BaseEstimator):
         standardised target), computed from ``w`` in float64 so that ``explain`` reproduces the
         outputs to float64 precision. ``"predictions"`` (the reference's rule): ``z`` combines
         the snapshots' own outputs (:meth:`_combine_outputs`) and ``w`` is the last snapshot's.
+        The members are visited one at a time, so memory holds one (n, F+1, C) array beside the
+        running sum (or the members' (n, C) outputs).
         """
-        members = self._member_weights(X)
-        if self.snapshot_average == "predictions" and len(members) > 1:
-            outputs = np.stack([_linear(X, w) for w in members])  # (S, n, C)
-            return self._combine_outputs(outputs), members[-1]
-        w = members[0] if len(members) == 1 else np.mean(members, axis=0)
+        by_predictions = self.snapshot_average == "predictions" and len(self.snapshots_) > 1
+        X_t = to_tensor(X, self.device_)
+        w_sum, outputs = None, []
+        with torch_threads(self.n_jobs):
+            for member in self.snapshots_:
+                w = predict_in_batches(member, X_t)[1].double().cpu().numpy()
+                if by_predictions:
+                    outputs.append(_linear(X, w))
+                else:
+                    w_sum = w if w_sum is None else w_sum + w
+        if by_predictions:
+            return self._combine_outputs(np.stack(outputs)), w
+        w = w_sum / len(self.snapshots_)
         return _linear(X, w), w
 
     def _combine_outputs(self, outputs: np.ndarray) -> np.ndarray:

@@ -302,7 +302,7 @@ class ReferenceSchedule:
         return 0.5 * (1.0 + math.cos(math.pi * (tau - start) / length))
 
     def cycle_end_steps(self, total_steps: int) -> list[int]:
-        """0-based steps after which the reference copies a snapshot: T_0·(2^k − 1)·... − 1."""
+        """0-based steps after which the reference copies its snapshots: T_0·(2^(k+1) − 1) − 1."""
         ends = [self.t0_steps * (2 ** (k + 1) - 1) - 1 for k in range(self.n_cycles)]
         return [s for s in ends if s < total_steps]
 
