@@ -346,7 +346,9 @@ def report(rows: pd.DataFrame, models: list[str], skipped: dict[str, str], seeds
         3,
     )
     table(
-        "Fit seconds (one CPU thread; NIMO and MLP include their validation grid)",
+        "Fit seconds (one CPU thread; NIMO and MLP include their validation grid; wall time "
+        "as measured, not controlled for other load on the machine: results/speed.md has "
+        "controlled timings)",
         "fit_s",
         reg + cls,
         1,
