@@ -72,25 +72,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_key_of(cfg, device_settings=None) -> str:
-    """The run key the runner computes for a composed config (``tracking.run_key``)."""
+def run_key_of(cfg) -> str:
+    """The run key the runner computes for a composed config (``identity.run_key``)."""
     from omegaconf import OmegaConf
 
-    from mesobench import tracking
+    from mesobench import identity
 
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    return tracking.run_key(
-        model_cfg=plain["model"],
-        preprocessing_cfg=plain["preprocessing"],
-        validation_cfg=plain["validation"],
-        task_cfg=plain["task"],
-        fold=cfg.fold,
-        seed=cfg.seed,
-        device=cfg.device.name,
-        hpo_cfg=plain["hpo"],
-        gamma_search_cfg=plain.get("gamma_search"),
-        device_settings=device_settings,
-    )
+    return identity.run_key(OmegaConf.to_container(cfg, resolve=True))
 
 
 def binary_interaction_task():

@@ -8,8 +8,15 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
 from mesobench import aggregate
+from mesobench.identity import RUN_KEY_VERSION
 from mesobench.paths import conf_dir
-from mesobench.tracking import RUN_KEY_TAG, Tracker
+from mesobench.tracking import (
+    GIT_COMMIT_TAG,
+    GIT_DIRTY_TAG,
+    RUN_KEY_TAG,
+    RUN_KEY_VERSION_TAG,
+    Tracker,
+)
 
 FEATURES = ["f0", "f1", "f2"]
 # per (model, task): AUROC of fold 0 and fold 1 in sweep "A"
@@ -23,9 +30,12 @@ SCORES = {
 }
 
 
-def _make_run(client, exp_id, model, task, fold, auroc, sweep, device="cpu"):
+def _make_run(client, exp_id, model, task, fold, auroc, sweep, device="cpu", **extra_tags):
     tags = {
         RUN_KEY_TAG: f"{sweep}-{model}-{task}-{fold}",
+        RUN_KEY_VERSION_TAG: RUN_KEY_VERSION,
+        GIT_COMMIT_TAG: "a" * 40,
+        GIT_DIRTY_TAG: "false",
         "model": model,
         "task": task,
         "fold": str(fold),
@@ -34,8 +44,9 @@ def _make_run(client, exp_id, model, task, fold, auroc, sweep, device="cpu"):
         "sweep_id": sweep,
         "config_hash": f"hash-{model}",
         "device": device,
+        **extra_tags,
     }
-    run = client.create_run(exp_id, tags=tags)
+    run = client.create_run(exp_id, tags={k: v for k, v in tags.items() if v is not None})
     run_id = run.info.run_id
     if auroc is None:
         client.set_tag(run_id, "error", "DivergenceError: loss is NaN at epoch 7")
@@ -117,6 +128,26 @@ def test_the_report_of_a_store_with_a_failed_run_and_a_summary_run(filled):
     runs = aggregate.load_runs(uri, "mesobench")
     assert summary.info.run_id not in set(runs["run_id"])
     assert len(runs) == len(SCORES) * 2 + 4
+
+
+def test_runs_of_an_older_key_rule_are_left_out_and_mixed_code_is_flagged(filled):
+    tmp_path, uri = filled
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.get_experiment_by_name("mesobench").experiment_id
+    # the same cell made under run-key rule 1 (no version tag) would count fold 0 twice
+    _make_run(client, exp_id, "imn", "t1", 0, 0.10, "A", **{RUN_KEY_VERSION_TAG: None})
+    page = aggregate.aggregate(_cfg(tmp_path, uri, "filters.sweep_id=A"))
+    auroc = pd.read_csv(tmp_path / "report" / "auroc_by_task.csv").set_index(["task", "model"])
+    assert auroc.loc[("t1", "imn"), "mean"] == pytest.approx(0.91)
+    assert auroc.loc[("t1", "imn"), "n_folds"] == 2
+    assert "1 run(s) keyed by an older run-key rule were left out" in page
+    assert "mix code versions" not in page
+    assert f"`{'a' * 12}`: {len(SCORES) * 2} run(s)" in page
+
+    _make_run(client, exp_id, "nimo", "t3", 0, 0.80, "A", **{GIT_COMMIT_TAG: "b" * 40})
+    page = aggregate.aggregate(_cfg(tmp_path, uri, "filters.sweep_id=A"))
+    assert "**Warning: these runs mix code versions**" in page
+    assert f"`{'b' * 12}`: 1 run(s)" in page
 
 
 def test_tag_filters_and_compare_two_sweeps(filled):

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from conftest import binary_interaction_task, run_key_of, runner
-from mesobench import estimators, tracking
+from mesobench import estimators, identity
 from mesobench.errors import ConfigError, InvalidParameterError
 from mesobench.estimators import DeviceSettings, build_estimator, settings_notes
 from mesobench.models import (
@@ -114,17 +114,13 @@ def test_the_runner_refuses_a_bad_setting_before_any_run(tmp_path, store):
 # ---- run key -------------------------------------------------------------------------------------
 
 
-def _key(cfg, *, with_settings: bool = True):
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    settings = DeviceSettings.from_config(plain["device"]).non_default() if with_settings else None
-    return run_key_of(cfg, settings)
+def _key(cfg):
+    return run_key_of(cfg)
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
-def test_run_key_is_unchanged_with_the_default_settings(device):
+def test_run_key_is_the_same_with_the_default_settings_spelled_out(device):
     cfg = _compose("model=imn_fast", f"device={device}")
-    before = _key(cfg, with_settings=False)  # the key as computed before these settings existed
-    assert _key(cfg) == before
     spelled_out = _compose(
         "model=imn_fast",
         f"device={device}",
@@ -132,7 +128,7 @@ def test_run_key_is_unchanged_with_the_default_settings(device):
         "device.compile=false",
         "device.batch_size_scale=1",
     )
-    assert _key(spelled_out) == before
+    assert _key(spelled_out) == _key(cfg)
 
 
 def test_run_key_changes_with_each_non_default_setting():
@@ -150,14 +146,17 @@ def test_run_key_changes_with_each_non_default_setting():
     assert len(set(keys.values())) == len(keys)
 
 
-def test_config_hash_tells_non_default_settings_apart_and_keeps_the_default_hash():
+def test_config_hash_tells_non_default_settings_apart():
     """The aggregator labels configurations by config_hash: bf16 runs must not average with fp32."""
-    plain = OmegaConf.to_container(_compose("model=imn_fast", "device=cuda"), resolve=True)
-    model, prep = plain["model"], plain["preprocessing"]
-    default = tracking.config_hash(model, prep)
-    assert tracking.config_hash(model, prep, {}) == default
-    bf16 = DeviceSettings.from_config({"name": "cuda", "precision": "bf16"}).non_default()
-    assert tracking.config_hash(model, prep, bf16) != default
+    default = _compose("model=imn_fast", "device=cuda")
+    bf16 = _compose("model=imn_fast", "device=cuda", "device.precision=bf16")
+    other_fold = _compose("model=imn_fast", "device=cuda", "fold=3")
+
+    def config_hash(cfg):
+        return identity.config_hash(OmegaConf.to_container(cfg, resolve=True))
+
+    assert config_hash(bf16) != config_hash(default)
+    assert config_hash(other_fold) == config_hash(default)  # same configuration, other fold
 
 
 # ---- the runner builds the estimator -----------------------------------------------------------

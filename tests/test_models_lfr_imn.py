@@ -15,7 +15,7 @@ from sklearn.datasets import make_classification
 from sklearn.exceptions import NotFittedError
 
 from conftest import runner
-from mesobench import gamma_search, tracking
+from mesobench import gamma_search, identity
 from mesobench.data import load_fold
 from mesobench.errors import ConfigError
 from mesobench.models import (
@@ -376,19 +376,12 @@ def test_search_config_is_checked_against_the_model():
 
 
 def test_run_key_changes_with_an_enabled_gamma_search_only():
-    base = {
-        "model_cfg": {"name": "lfr_imn"},
-        "preprocessing_cfg": {},
-        "validation_cfg": {},
-        "task_cfg": {"name": "t"},
-        "fold": 0,
-        "seed": 0,
-        "device": "cpu",
-    }
+    base = {"model": {"name": "lfr_imn"}, "task": {"name": "t"}, "fold": 0, "seed": 0}
     off = {"enabled": False, "grid": [0, 1], "alpha": 0.5}
-    key = tracking.run_key(**base)
-    assert key == tracking.run_key(**base, gamma_search_cfg=off)
-    assert key != tracking.run_key(**base, gamma_search_cfg={**off, "enabled": True})
+    key = identity.run_key(base)
+    assert key == identity.run_key({**base, "gamma_search": off})
+    assert key == identity.run_key({**base, "gamma_search": {**off, "alpha": 0.9}})
+    assert key != identity.run_key({**base, "gamma_search": {**off, "enabled": True}})
 
 
 def test_gamma_search_picks_a_positive_gamma_on_the_lfr_example():

@@ -8,6 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import run_cli, runner
+from mesobench import identity
 
 
 def _runs(store: str):
@@ -70,7 +71,9 @@ def test_runs_carry_the_tags_and_metrics_a_reader_needs(swept):
     run = _runs(store)[0]
     for tag in ("model", "task", "task_id", "fold", "seed", "sweep_id", "config_hash"):
         assert run.data.tags.get(tag) not in (None, ""), tag
-    assert run.data.tags["git_commit"]
+    assert len(run.data.tags["mlflow.source.git.commit"]) == 40  # the repository's HEAD
+    assert run.data.tags["mesobench.git_dirty"] in {"true", "false"}
+    assert run.data.tags["mesobench.run_key_version"] == identity.RUN_KEY_VERSION
     for metric in ("auroc", "auroc_ovo_macro", "accuracy", "log_loss", "fit_seconds"):
         assert metric in run.data.metrics
     assert run.data.params["preprocessing.mode"] in {"neural", "ordinal"}

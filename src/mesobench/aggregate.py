@@ -33,8 +33,16 @@ from mesobench.errors import MesobenchError
 from mesobench.paths import conf_dir, register_resolvers
 from mesobench.report import document, latest_per_key, plots
 from mesobench.report.parity import ParityReference, read_reference
-from mesobench.report.runs import RUN_TAGS
-from mesobench.tracking import RUN_KEY_TAG, Tracker, flatten, retrying
+from mesobench.report.runs import PROVENANCE_COLUMNS, RUN_TAGS
+from mesobench.tracking import (
+    GIT_COMMIT_TAG,
+    GIT_DIRTY_TAG,
+    RUN_KEY_TAG,
+    RUN_KEY_VERSION_TAG,
+    Tracker,
+    flatten,
+    retrying,
+)
 
 log = logging.getLogger("mesobench.aggregate")
 
@@ -47,7 +55,16 @@ SUMMARY_TAG = "mesobench.summary"
 WEIGHTS_ARTIFACT = "explanations/local_weights_sample.csv"
 #: Run column with the params that identify a configuration, and the param prefixes kept in it.
 CONFIG_COLUMN = "configuration"
-CONFIG_PREFIXES = ("model.params.", "preprocessing.", "device.")
+CONFIG_PREFIXES = (
+    "model.params.",
+    "preprocessing.",
+    "device.",
+    "validation.",
+    "fidelity.",
+    "explanations.",
+    "hpo.",
+    "gamma_search.",
+)
 DESCRIPTION_ARTIFACT = "model/description.json"
 
 
@@ -106,6 +123,9 @@ def load_runs(
                     "status": run.info.status,
                     "start_time": run.info.start_time,
                     "run_key": run_tags.get(RUN_KEY_TAG, run.info.run_id),
+                    "key_version": run_tags.get(RUN_KEY_VERSION_TAG),
+                    "git_commit": run_tags.get(GIT_COMMIT_TAG, run_tags.get("git_commit")),
+                    "git_dirty": run_tags.get(GIT_DIRTY_TAG),
                     **{t: run_tags.get(t) for t in RUN_TAGS},
                     CONFIG_COLUMN: _configuration(run.data.params),
                     **run.data.metrics,
@@ -114,7 +134,10 @@ def load_runs(
         token = page.token
         if not token:
             break
-    runs = pd.DataFrame(rows, columns=["run_id", "status", "start_time", "run_key", *RUN_TAGS])
+    runs = pd.DataFrame(
+        rows,
+        columns=["run_id", "status", "start_time", "run_key", *PROVENANCE_COLUMNS, *RUN_TAGS],
+    )
     if rows:
         runs = pd.DataFrame(rows)
     if models:

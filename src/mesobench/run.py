@@ -63,8 +63,8 @@ def resolve_threads(value: Any) -> int:
 
 def execute(cfg: DictConfig) -> dict[str, Any]:
     """Run the job described by a composed config; returns a small status dict."""
+    from mesobench import identity, tracking
     from mesobench import job as jobs
-    from mesobench import tracking
     from mesobench.errors import MesobenchError
 
     plain = OmegaConf.to_container(cfg, resolve=True)
@@ -73,7 +73,7 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
     fold, seed = int(cfg.fold), int(cfg.seed)
     guards = plain["guards"]
     label = f"{model_name} on {task_name} fold {fold} seed {seed}"
-    settings = DeviceSettings.from_config(plain["device"])  # a bad value fails before any run
+    DeviceSettings.from_config(plain["device"])  # a bad value fails before any run
 
     tracker = tracking.Tracker(
         cfg.tracking.uri,
@@ -81,18 +81,7 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
         cfg.tracking.get("artifact_location"),
         sqlite_wal=bool(cfg.tracking.get("sqlite_wal", True)),
     )
-    key = tracking.run_key(
-        model_cfg=model_cfg,
-        preprocessing_cfg=plain["preprocessing"],
-        validation_cfg=plain["validation"],
-        task_cfg=task_cfg,
-        fold=fold,
-        seed=seed,
-        device=cfg.device.name,
-        hpo_cfg=plain["hpo"],
-        gamma_search_cfg=plain.get("gamma_search"),
-        device_settings=settings.non_default(),
-    )
+    key = identity.run_key(plain)
     threads = resolve_threads(cfg.threads)
     tags = {
         tracking.RUN_KEY_TAG: key,
@@ -104,10 +93,9 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
         "seed": seed,
         "suite": cfg.suite_name or "",
         "sweep_id": resolve_sweep_id(cfg),
-        "config_hash": tracking.config_hash(
-            model_cfg, plain["preprocessing"], settings.non_default()
-        ),
-        "git_commit": tracking.git_commit(),
+        "config_hash": identity.config_hash(plain),
+        tracking.RUN_KEY_VERSION_TAG: identity.RUN_KEY_VERSION,
+        **tracking.code_version(),
         "device": cfg.device.name,
     }
     claim = tracker.claim(

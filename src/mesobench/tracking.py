@@ -3,17 +3,14 @@
 The runner talks to MLflow only through :class:`Tracker`, built on ``MlflowClient`` (no global
 "active run"), so that many jobs in one worker process never mix their runs up.
 
-A run is identified by its *run key*: a hash of everything that changes its result (model
-config, preprocessing, validation protocol, task, fold, seed, device, and the device config's
-GPU settings where they differ from their defaults) and of nothing that does not (tracking URI,
-cache paths, thread count, sweep/suite labels). A key that already FINISHED is skipped, which
-makes every sweep resumable.
+A run is identified by its *run key*: a hash of its whole resolved config except the
+bookkeeping keys that cannot change its result (:data:`BOOKKEEPING_KEYS`: tracking URI, cache
+paths, thread count, sweep/suite labels, guards ...). A key that already FINISHED is skipped,
+which makes every sweep resumable.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import random
@@ -46,67 +43,10 @@ PARAM_BATCH = 100
 METRIC_BATCH = 1000
 
 RUN_KEY_TAG = "mesobench.run_key"
+RUN_KEY_VERSION_TAG = "mesobench.run_key_version"
 NOTES_SEPARATOR = " | "
 """Joins a run's notes in its ``notes`` tag; the report splits on it to read them back."""
 T = TypeVar("T")
-
-
-def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
-
-
-def stable_hash(obj: Any, length: int = 16) -> str:
-    return hashlib.sha256(_canonical(obj).encode()).hexdigest()[:length]
-
-
-def config_hash(
-    model_cfg: Mapping, preprocessing_cfg: Mapping, device_settings: Mapping | None = None
-) -> str:
-    """Identifies a model configuration (its hyperparameters and input pipeline).
-
-    Non-default GPU settings (bf16, compile, a scaled batch size) count as part of the
-    configuration, so the aggregator tells such runs apart from fp32 ones (``model@hash``)
-    instead of averaging them together; with the defaults the hash is what it always was.
-    """
-    identity: dict[str, Any] = {"model": model_cfg, "preprocessing": preprocessing_cfg}
-    if device_settings:
-        identity["device_settings"] = dict(device_settings)
-    return stable_hash(identity)
-
-
-def run_key(
-    *,
-    model_cfg: Mapping,
-    preprocessing_cfg: Mapping,
-    validation_cfg: Mapping,
-    task_cfg: Mapping,
-    fold: int,
-    seed: int,
-    device: str,
-    hpo_cfg: Mapping | None = None,
-    gamma_search_cfg: Mapping | None = None,
-    device_settings: Mapping | None = None,
-) -> str:
-    """The identity of a run: a hash of everything that changes its result.
-
-    ``device_settings``: the device config's GPU settings that differ from their defaults
-    (:meth:`mesobench.estimators.DeviceSettings.non_default`); they enter the key through
-    :func:`config_hash`, only when some are set, so runs with the defaults keep the key they had
-    before these settings existed.
-    """
-    identity = {
-        "config": config_hash(model_cfg, preprocessing_cfg, device_settings),
-        "validation": validation_cfg,
-        "task": task_cfg,
-        "fold": fold,
-        "seed": seed,
-        "device": device,
-    }
-    if hpo_cfg and hpo_cfg.get("n_trials"):  # a search changes the result; no search, no key
-        identity["hpo"] = hpo_cfg
-    if gamma_search_cfg and gamma_search_cfg.get("enabled"):  # likewise the γ search
-        identity["gamma_search"] = gamma_search_cfg
-    return stable_hash(identity, length=32)
 
 
 def flatten(cfg: Mapping, prefix: str = "") -> dict[str, Any]:
@@ -121,28 +61,32 @@ def flatten(cfg: Mapping, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+GIT_COMMIT_TAG = "mlflow.source.git.commit"
+"""MLflow's standard tag for the code version; the UI and any MLflow tool read it."""
+GIT_DIRTY_TAG = "mesobench.git_dirty"
+"""``true`` when the checkout had uncommitted changes to tracked files: the commit alone does not
+say which code ran."""
+
+
 @lru_cache(maxsize=1)
-def git_commit() -> str:
-    """The checkout's commit, with ``-dirty`` when it has uncommitted changes; ``unknown`` else."""
+def code_version() -> dict[str, str]:
+    """Tags naming the code a run used: the checkout's commit and whether it was dirty.
+
+    Outside a git checkout (an installed package) the commit is ``unknown``.
+    """
     root = repo_root()
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
     try:
-        sha = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
+        sha = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{sha}-dirty" if dirty else sha
+        return {GIT_COMMIT_TAG: "unknown", GIT_DIRTY_TAG: "unknown"}
+    return {GIT_COMMIT_TAG: sha, GIT_DIRTY_TAG: str(dirty).lower()}
 
 
 def _sqlite_path(uri: str) -> Path | None:

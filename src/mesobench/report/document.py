@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mesobench.identity import RUN_KEY_VERSION
 from mesobench.report import parity as parity_mod
 from mesobench.report import plots, stats, tables
 from mesobench.report.runs import (
     TREATMENTS,
     cells,
+    code_versions,
     failures,
     fidelity_gaps,
     fold_summary,
@@ -27,6 +29,7 @@ from mesobench.report.runs import (
     latest_per_key,
     metric_columns,
     metric_summary,
+    split_key_versions,
     status_counts,
     treat_missing,
 )
@@ -187,7 +190,8 @@ def write_report(
     stem = file_stem(metric)
     out_dir.mkdir(parents=True, exist_ok=True)
     _clear_previous_report(out_dir)
-    keyed = latest_per_key(runs)
+    current, n_old_rule = split_key_versions(runs, RUN_KEY_VERSION)
+    keyed = latest_per_key(current)
     if metric not in keyed:
         keyed = keyed.assign(**{metric: float("nan")})
     models = expected_models(keyed, s.models)
@@ -209,6 +213,7 @@ def write_report(
         "once: its latest FINISHED run, else its latest run. Tables are also in CSV and LaTeX "
         "(`*.csv`, `*.tex`) beside this page.",
         "",
+        *_provenance_lines(keyed, n_old_rule),
     ]
 
     if parity is not None:
@@ -376,6 +381,35 @@ def _clear_previous_report(out_dir: Path) -> None:
     for pattern in ("*.md", "*.csv", "*.tex", "*.png"):
         for old in out_dir.glob(pattern):
             old.unlink()
+
+
+def _provenance_lines(keyed: pd.DataFrame, n_old_rule: int) -> list[str]:
+    """Which code made the runs (a warning when several commits or uncommitted changes mix),
+    and how many runs of an older run-key rule were left out."""
+    lines = []
+    versions = code_versions(keyed)
+    if not versions.empty:
+        listed = ", ".join(
+            f"`{str(r.git_commit)[:12]}`{' (uncommitted changes)' if r.dirty == 'true' else ''}: "
+            f"{r.runs} run(s)"
+            for r in versions.itertuples()
+        )
+        mixed = versions["git_commit"].nunique() > 1 or versions["dirty"].eq("true").any()
+        warning = (
+            "**Warning: these runs mix code versions**; results may differ for reasons that are "
+            "not in their configuration. "
+            if mixed
+            else ""
+        )
+        lines += [f"{warning}Code (`mlflow.source.git.commit`): {listed}.", ""]
+    if n_old_rule:
+        lines += [
+            f"{n_old_rule} run(s) keyed by an older run-key rule were left out (they cannot be "
+            "matched with current runs of the same configuration); running the same sweep "
+            "again redoes them under the current rule.",
+            "",
+        ]
+    return lines
 
 
 def _every_metric_page(long: pd.DataFrame, cell_table: pd.DataFrame) -> str:

@@ -49,8 +49,36 @@ RUN_TAGS = (
     "notes",
 )
 
+#: Columns naming the run-key rule and the code of a run (from MLflow's standard and our tags).
+PROVENANCE_COLUMNS = ("key_version", "git_commit", "git_dirty")
+
 #: Run columns that are bookkeeping, not metrics.
-NON_METRICS = {"run_id", "status", "start_time", "run_key", *RUN_TAGS}
+NON_METRICS = {"run_id", "status", "start_time", "run_key", *RUN_TAGS, *PROVENANCE_COLUMNS}
+
+
+def split_key_versions(runs: pd.DataFrame, current: str) -> tuple[pd.DataFrame, int]:
+    """``(runs keyed by the current run-key rule, how many others were left out)``.
+
+    Runs keyed by another rule (older stores: no ``key_version``) cannot be matched with current
+    runs of the same configuration, so counting both would count a fold twice; the runner redoes
+    them under the current rule instead. A table without the column (made elsewhere) is kept.
+    """
+    if runs.empty or "key_version" not in runs:
+        return runs, 0
+    current_rule = runs["key_version"].astype("string").eq(str(current)).fillna(False)
+    return runs[current_rule], int((~current_rule).sum())
+
+
+def code_versions(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs per code version: ``git_commit, dirty, runs`` (most runs first)."""
+    if runs.empty or "git_commit" not in runs:
+        return pd.DataFrame(columns=["git_commit", "dirty", "runs"])
+    dirty = runs["git_dirty"] if "git_dirty" in runs else pd.Series("unknown", index=runs.index)
+    table = pd.DataFrame(
+        {"git_commit": runs["git_commit"].fillna("unknown"), "dirty": dirty.fillna("unknown")}
+    )
+    counts = table.value_counts().rename("runs").reset_index()
+    return counts.sort_values(["runs", "git_commit"], ascending=[False, True], ignore_index=True)
 
 
 def higher_is_better(metric: str) -> bool:

@@ -1,0 +1,100 @@
+"""A run's identity: which settings make its result, hashed into its run key.
+
+The run key is the hash of the whole resolved run config minus :data:`BOOKKEEPING_KEYS`, the
+settings that cannot change a result (where runs are stored, labels, guards, thread count ...).
+Nothing here talks to MLflow, so the aggregator and the tests use it without a store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    return hashlib.sha256(_canonical(obj).encode()).hexdigest()[:length]
+
+
+RUN_KEY_VERSION = "2"
+"""Version of the run-key rule, logged as tag ``mesobench.run_key_version``. Version 1 hashed a
+hand-picked list of sections (model, preprocessing, validation, task, fold, seed, device); version
+2 hashes the whole resolved config minus :data:`BOOKKEEPING_KEYS`. Runs of another version are
+redone by the runner (their keys differ) and left out by the aggregator, never mixed."""
+
+BOOKKEEPING_KEYS: tuple[str, ...] = (
+    "tracking",  # where runs are stored, not what they compute
+    "force",  # rerun even if FINISHED
+    "suite_name",  # labels of a sweep
+    "sweep_id",
+    "folds",  # how many folds a suite sweeps; the run's own `fold` is hashed
+    "threads",  # CPU threads per run (results equal up to float summation order)
+    "guards",  # time limit, heartbeat, stale-claim detection
+    "data.openml_cache_dir",  # where the cached data lies
+    "data.offline",  # whether the OpenML server may be asked
+    "artifacts.save_model",  # whether the fitted model is also saved
+)
+"""Dotted config keys (a key covers everything below it) that do not change a run's result and
+so stay out of its run key. Every other key of the composed config is hashed: a new knob enters
+the key without anyone having to remember it (``tests/test_run_key.py`` checks both ways)."""
+
+INACTIVE_SECTIONS: dict[str, tuple[str, Any]] = {
+    "hpo": ("n_trials", 0),
+    "gamma_search": ("enabled", False),
+    "fidelity": ("enabled", False),
+    "explanations": ("enabled", False),
+}
+"""Sections reduced to their switch while it is off (``{section: (switch, off value)}``): the
+settings of a search that does not run cannot change a result, and editing them (e.g. a model's
+``conf/hpo/<model>.yaml`` search space) must not redo every run made without a search."""
+
+CONTEXT_KEYS = ("task", "fold", "seed")
+"""What places a run in the benchmark grid; the rest of its identity is its *configuration*."""
+
+
+def _drop(tree: dict[str, Any], dotted: str) -> None:
+    head, _, rest = dotted.partition(".")
+    if head not in tree:
+        return
+    if not rest:
+        del tree[head]
+    elif isinstance(tree[head], dict):
+        _drop(tree[head], rest)
+
+
+def run_identity(plain: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a resolved run config (``OmegaConf.to_container(cfg, resolve=True)``) that
+    decides its result: everything but :data:`BOOKKEEPING_KEYS`, inactive sections reduced to
+    their switch (:data:`INACTIVE_SECTIONS`)."""
+    identity = json.loads(_canonical(plain))  # a deep, JSON-typed copy
+    identity.pop("hydra", None)
+    for key in BOOKKEEPING_KEYS:
+        _drop(identity, key)
+    for section, (switch, off) in INACTIVE_SECTIONS.items():
+        values = identity.get(section)
+        if isinstance(values, dict) and (values.get(switch) or off) == off:
+            identity[section] = {switch: off}
+    return identity
+
+
+def run_key(plain: Mapping[str, Any]) -> str:
+    """The identity of a run: a hash of its :func:`run_identity`. A FINISHED key is skipped."""
+    return stable_hash(run_identity(plain), length=32)
+
+
+def config_hash(plain: Mapping[str, Any]) -> str:
+    """Identifies a run's configuration: its identity without task, fold and seed.
+
+    Runs on different tasks and folds with the same model settings, preprocessing, protocol,
+    fidelity settings and device settings share it; the aggregator names configurations of one
+    model by what differs between them (``logreg[sigma=0.5]``) instead of averaging them.
+    """
+    identity = run_identity(plain)
+    for key in CONTEXT_KEYS:
+        identity.pop(key, None)
+    return stable_hash(identity)
