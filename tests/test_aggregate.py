@@ -7,6 +7,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
+from conftest import run_cli
 from mesobench import aggregate
 from mesobench.identity import RUN_KEY_VERSION
 from mesobench.paths import conf_dir
@@ -196,3 +197,41 @@ def test_configurations_of_one_model_are_named_by_what_differs():
     # without recorded params the hash tells configurations apart
     labelled = label_models(runs.drop(columns=CONFIG_COLUMN))["model"].tolist()
     assert labelled[2:4] == ["imn@h2", "imn@h3"] and labelled[0] == "imn@h1"
+
+
+def test_an_unknown_metric_stops_the_aggregator_naming_it(filled):
+    tmp_path, uri = filled
+    proc = run_cli(
+        "mesobench.aggregate",
+        f"tracking.uri={uri}",
+        f"out_dir={tmp_path / 'report'}",
+        "metric=no_such_metric",
+        tmp_path=tmp_path,
+    )
+    assert proc.returncode != 0
+    said = proc.stdout + proc.stderr
+    assert "unknown metric 'no_such_metric'" in said
+    assert "fidelity/deletion_auc" in said  # the known ones are listed
+    assert not (tmp_path / "report").exists()
+
+
+def test_deletion_auc_ranks_lower_values_first(filled):
+    tmp_path, uri = filled
+    client = MlflowClient(tracking_uri=uri)
+    for run in client.search_runs([client.get_experiment_by_name("mesobench").experiment_id]):
+        client.log_metric(
+            run.info.run_id,
+            "fidelity/deletion_auc",
+            {"imn": -0.4, "nimo": 0.1}.get(run.data.tags.get("model"), 0.0),
+        )
+    aggregate.aggregate(
+        _cfg(
+            tmp_path,
+            uri,
+            "filters.sweep_id=A",
+            "filters.models=[imn,nimo]",
+            "metric=fidelity/deletion_auc",
+        )
+    )
+    ranks = pd.read_csv(tmp_path / "report" / "average_rank.csv").set_index("model")
+    assert ranks["average_rank"].to_dict() == {"imn": 1.0, "nimo": 2.0}

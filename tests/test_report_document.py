@@ -5,8 +5,10 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
+from mesobench.metrics import registry
+from mesobench.paths import repo_root
 from mesobench.report import cells, document, plots, treat_missing
-from mesobench.report.runs import higher_is_better
+from mesobench.report.runs import NON_METRICS
 
 COLS = ["run_key", "model", "task", "fold", "seed", "status", "start_time", "auroc", "error"]
 
@@ -240,8 +242,26 @@ def test_regenerating_a_report_removes_files_it_no_longer_writes(tmp_path):
         ("r2", True),
     ],
 )
-def test_metric_direction_by_name(metric, up):
-    assert higher_is_better(metric) is up
+def test_metric_direction_comes_from_the_registry(metric, up):
+    assert registry.higher_is_better(metric) is up
+    assert registry.higher_is_better(metric, override=not up) is (not up)
+
+
+def test_an_unknown_metric_is_refused_with_the_known_ones_unless_its_direction_is_given():
+    with pytest.raises(registry.UnknownMetricError, match="'no_such_metric'.*known metrics.*auroc"):
+        registry.higher_is_better("no_such_metric")
+    assert registry.higher_is_better("no_such_metric", override=False) is False
+    with pytest.raises(registry.UnknownMetricError, match="no better direction"):
+        registry.higher_is_better("gamma_search/chosen_gamma")
+
+
+def test_every_metric_the_runner_logs_is_registered():
+    """The metrics of the committed quick and synthetic reports (made by the runner)."""
+    logged = set()
+    for path in repo_root().glob("results/**/runs.csv"):
+        logged |= set(pd.read_csv(path, nrows=1).columns)
+    known = set(registry.METRICS) | NON_METRICS | {"configuration"}
+    assert logged - known == set()
 
 
 def test_a_metric_name_with_a_slash_writes_files_not_folders(tmp_path):

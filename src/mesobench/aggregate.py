@@ -320,8 +320,9 @@ def _as_dict(value: Any) -> dict[str, Any]:
 
 
 def settings_from(cfg: DictConfig) -> document.ReportSettings:
+    """The report settings of ``cfg``; an unknown metric fails here, before any run is read."""
     models = _as_list(cfg.filters.models)
-    return document.ReportSettings(
+    settings = document.ReportSettings(
         metric=cfg.metric,
         higher_is_better=cfg.get("higher_is_better"),
         missing=cfg.get("missing", "drop_task"),
@@ -332,6 +333,8 @@ def settings_from(cfg: DictConfig) -> document.ReportSettings:
         models=models,
         explain_top_k=int(OmegaConf.select(cfg, "explain.top_k", default=12)),
     )
+    settings.direction()  # refuses a metric the registry does not know (without an override)
+    return settings
 
 
 def parity_from(cfg: DictConfig) -> ParityReference | None:

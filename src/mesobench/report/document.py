@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mesobench.identity import RUN_KEY_VERSION
+from mesobench.metrics import registry
 from mesobench.report import parity as parity_mod
 from mesobench.report import plots, stats, tables
 from mesobench.report.runs import (
@@ -25,7 +26,6 @@ from mesobench.report.runs import (
     failures,
     fidelity_gaps,
     fold_summary,
-    higher_is_better,
     latest_per_key,
     metric_columns,
     metric_summary,
@@ -53,7 +53,7 @@ class ReportSettings:
     """What the report computes; mirrors ``conf/aggregate.yaml``."""
 
     metric: str = "auroc"
-    higher_is_better: bool | None = None  # None: from the metric's name
+    higher_is_better: bool | None = None  # None: from mesobench.metrics.registry
     missing: str = "drop_task"  # see mesobench.report.runs.TREATMENTS
     reference: str | None = "imn"  # win/tie/loss against it; absent: see resolve_reference
     tie_tolerance: float = 0.0
@@ -63,9 +63,8 @@ class ReportSettings:
     explain_top_k: int = 12
 
     def direction(self) -> bool:
-        if self.higher_is_better is None:
-            return higher_is_better(self.metric)
-        return bool(self.higher_is_better)
+        """Whether higher values of the metric are better: the registry's, or the override."""
+        return registry.higher_is_better(self.metric, self.higher_is_better)
 
 
 @dataclass

@@ -31,9 +31,6 @@ TREATMENTS = {
     "its task",
 }
 
-#: Metrics where lower is better (everything else: higher is better).
-LOWER_IS_BETTER = {"mse", "rmse", "mae", "log_loss"}
-
 #: The runner's tags that the aggregator reads back as run columns.
 RUN_TAGS = (
     "model",
@@ -79,24 +76,6 @@ def code_versions(runs: pd.DataFrame) -> pd.DataFrame:
     )
     counts = table.value_counts().rename("runs").reset_index()
     return counts.sort_values(["runs", "git_commit"], ascending=[False, True], ignore_index=True)
-
-
-def higher_is_better(metric: str) -> bool:
-    """Direction of a metric by name: losses, errors, times and infidelities go down.
-
-    Lower is better for the names in :data:`LOWER_IS_BETTER`, names ending in one of them
-    (``fidelity/gt_gradient_mae``) or in ``_seconds``, any infidelity, and the deletion AUC
-    (< 0 = the attribution order removes the output fastest). Everything else goes up.
-    """
-    last = metric.split("/")[-1]
-    lower = (
-        last in LOWER_IS_BETTER
-        or last.endswith(tuple(f"_{m}" for m in LOWER_IS_BETTER))
-        or last.endswith("_seconds")
-        or "infidelity" in metric
-        or last == "deletion_auc"
-    )
-    return not lower
 
 
 def latest_per_key(runs: pd.DataFrame) -> pd.DataFrame:
