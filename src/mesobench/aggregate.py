@@ -150,6 +150,49 @@ def load_runs(
     return label_models(runs)
 
 
+def read_runs_table(
+    path: Path,
+    *,
+    sweep_id: str | None = None,
+    suite: str | None = None,
+    models: list[str] | None = None,
+    tasks: list[str] | None = None,
+    tags: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """The runs of a committed runs table (a report's ``runs.csv`` or ``.parquet``), filtered as
+    :func:`load_runs` filters a store, so a report regenerates with no MLflow store at all.
+
+    Filters match the table's columns (``model_name``: the model before configurations were
+    named apart; ``tags``: any column). A missing file or column fails with what was expected.
+    """
+    if not path.is_file():
+        raise MesobenchError(f"runs table {path} does not exist (runs=<a report's runs.csv>)")
+    runs = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    required = {"run_id", "status", "run_key", "model", "task", "fold", "seed"}
+    if not required <= set(runs.columns):
+        raise MesobenchError(
+            f"{path} is not a runs table: it lacks the columns {sorted(required - set(runs))}"
+        )
+    names = runs["model_name"].fillna(runs["model"]) if "model_name" in runs else runs["model"]
+    keep = pd.Series(True, index=runs.index)
+    for column, wanted in (("sweep_id", sweep_id), ("suite", suite)):
+        if wanted:
+            keep &= runs[column].astype(str).eq(str(wanted))
+    if models:
+        keep &= names.isin(list(models))
+    if tasks:
+        keep &= runs["task"].isin(list(tasks))
+    for key, value in (tags or {}).items():
+        if key not in runs:
+            raise MesobenchError(f"filters.tags: {path} has no column {key!r}")
+        allowed = [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
+        keep &= runs[key].astype(str).isin(allowed)
+    runs = runs[keep].copy()
+    for column in ("fold", "seed"):
+        runs[column] = pd.to_numeric(runs[column], errors="coerce")
+    return runs.reset_index(drop=True)
+
+
 def _tags_match(run_tags: dict[str, str], wanted: dict[str, Any]) -> bool:
     for key, value in wanted.items():
         allowed = [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
@@ -177,6 +220,8 @@ def label_models(runs: pd.DataFrame) -> pd.DataFrame:
     if runs.empty:
         return runs
     runs = runs.copy()
+    if "model_name" not in runs or runs["model_name"].isna().all():
+        runs["model_name"] = runs["model"]
     labels = {}
     for model, group in runs.groupby("model"):
         configs = group.drop_duplicates("config_hash").set_index("config_hash")
@@ -378,16 +423,22 @@ def aggregate(cfg: DictConfig) -> str:
         tasks=_as_list(filters.get("tasks")),
         tags=_as_dict(filters.get("tags")),
     )
-    runs = load_runs(
-        cfg.tracking.uri,
-        cfg.tracking.experiment,
-        sweep_id=filters.sweep_id,
-        suite=filters.suite,
-        **common,
-    )
+    table = cfg.get("runs")
+    table_path = Path(to_absolute_path(str(table))) if table else None
+
+    def read(sweep_id: str | None, suite: str | None) -> pd.DataFrame:
+        if table_path is not None:
+            return read_runs_table(table_path, sweep_id=sweep_id, suite=suite, **common)
+        return load_runs(
+            cfg.tracking.uri, cfg.tracking.experiment, sweep_id=sweep_id, suite=suite, **common
+        )
+
+    runs = read(filters.sweep_id, filters.suite)
     explanations = None
     explain = cfg.get("explain") or {}
-    if explain.get("enabled", True) and not runs.empty:
+    if table_path is not None:
+        log.info("runs from %s: no MLflow store is read (no explanation picture)", table_path)
+    elif explain.get("enabled", True) and not runs.empty:
         explanations = load_explanations(
             cfg.tracking.uri,
             latest_per_key(runs),
@@ -399,13 +450,7 @@ def aggregate(cfg: DictConfig) -> str:
     comparison = None
     compare = cfg.get("compare") or {}
     if compare.get("sweep_id"):
-        other = load_runs(
-            cfg.tracking.uri,
-            cfg.tracking.experiment,
-            sweep_id=compare.sweep_id,
-            suite=compare.get("suite") or filters.suite,
-            **common,
-        )
+        other = read(compare.sweep_id, compare.get("suite") or filters.suite)
         labels = (
             str(filters.sweep_id or "selection"),
             str(compare.get("label") or compare.sweep_id),
@@ -422,13 +467,14 @@ def aggregate(cfg: DictConfig) -> str:
         title,
         command,
         settings,
+        source="its runs table" if table_path is not None else "the MLflow store",
         explanations=explanations,
         comparison=comparison,
         selection=selection,
         parity=parity,
     )
     log.info("wrote %s", out_dir)
-    if cfg.get("summary_run", True):
+    if cfg.get("summary_run", True) and table_path is None:
         run_id = log_summary_run(
             cfg.tracking.uri,
             cfg.tracking.experiment,

@@ -174,6 +174,7 @@ def write_report(
     command: str = "python -m mesobench.aggregate",
     settings: ReportSettings | None = None,
     *,
+    source: str = "the MLflow store",
     explanations: ExplanationInput | None = None,
     comparison: Comparison | None = None,
     selection: str = "",
@@ -208,9 +209,10 @@ def write_report(
         + (f"; selection: {selection}" if selection else "")
         + ".",
         "",
-        f"Regenerate from the MLflow store: `{command}`. Each configuration (run key) counts "
-        "once: its latest FINISHED run, else its latest run. Tables are also in CSV and LaTeX "
-        "(`*.csv`, `*.tex`) beside this page.",
+        f"Regenerated from {source} by `{command}`; from the committed runs table alone: "
+        "the same command with `runs=<this folder>/runs.csv`. Each configuration (run key) "
+        "counts once: its latest FINISHED run, else its latest run. Tables are also in CSV and "
+        "LaTeX (`*.csv`, `*.tex`) beside this page.",
         "",
         *_provenance_lines(keyed, n_old_rule),
     ]

@@ -46,8 +46,9 @@ RUN_TAGS = (
     "notes",
 )
 
-#: Columns naming the run-key rule and the code of a run (from MLflow's standard and our tags).
-PROVENANCE_COLUMNS = ("key_version", "git_commit", "git_dirty")
+#: Columns naming the run-key rule and the code of a run (from MLflow's standard and our tags),
+#: and the model's name before configurations were told apart (``model`` may be ``imn[...]``).
+PROVENANCE_COLUMNS = ("key_version", "git_commit", "git_dirty", "model_name")
 
 #: Run columns that are bookkeeping, not metrics.
 NON_METRICS = {"run_id", "status", "start_time", "run_key", *RUN_TAGS, *PROVENANCE_COLUMNS}
@@ -86,8 +87,14 @@ def latest_per_key(runs: pd.DataFrame) -> pd.DataFrame:
     """
     if runs.empty:
         return runs
-    ordered = runs.assign(_done=runs["status"].eq("FINISHED")).sort_values(["_done", "start_time"])
-    return ordered.groupby("run_key", sort=False).tail(1).drop(columns="_done")
+    ordered = runs.assign(_done=runs["status"].eq("FINISHED")).sort_values(
+        ["_done", "start_time"], kind="stable"
+    )
+    latest = ordered.groupby("run_key", sort=False).tail(1).drop(columns="_done")
+    # one canonical row order, whatever the source (MLflow's search order, a runs table), so
+    # that sums over folds add in the same order and reports regenerate to the last digit
+    order = [c for c in ("task", "model", "fold", "seed", "run_key") if c in latest]
+    return latest.sort_values(order, kind="stable").reset_index(drop=True)
 
 
 def metric_columns(runs: pd.DataFrame) -> list[str]:
