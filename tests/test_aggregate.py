@@ -9,8 +9,9 @@ from mlflow.tracking import MlflowClient
 
 from conftest import run_cli
 from mesobench import aggregate
+from mesobench.errors import MesobenchError
 from mesobench.identity import RUN_KEY_VERSION
-from mesobench.paths import conf_dir
+from mesobench.paths import conf_dir, repo_root
 from mesobench.tracking import (
     GIT_COMMIT_TAG,
     GIT_DIRTY_TAG,
@@ -136,12 +137,17 @@ def test_runs_of_an_older_key_rule_are_left_out_and_mixed_code_is_flagged(filled
     client = MlflowClient(tracking_uri=uri)
     exp_id = client.get_experiment_by_name("mesobench").experiment_id
     # the same cell made under run-key rule 1 (no version tag) would count fold 0 twice
-    _make_run(client, exp_id, "imn", "t1", 0, 0.10, "A", **{RUN_KEY_VERSION_TAG: None})
+    _make_run(
+        client, exp_id, "imn", "t1", 0, 0.10, "A", **{RUN_KEY_VERSION_TAG: None, RUN_KEY_TAG: "v1"}
+    )
     page = aggregate.aggregate(_cfg(tmp_path, uri, "filters.sweep_id=A"))
     auroc = pd.read_csv(tmp_path / "report" / "auroc_by_task.csv").set_index(["task", "model"])
     assert auroc.loc[("t1", "imn"), "mean"] == pytest.approx(0.91)
     assert auroc.loc[("t1", "imn"), "n_folds"] == 2
     assert "1 run(s) keyed by an older run-key rule were left out" in page
+    aggregate.aggregate(_cfg(tmp_path, uri, "filters.sweep_id=A", "filters.key_version=any"))
+    mixed = pd.read_csv(tmp_path / "report" / "auroc_by_task.csv").set_index(["task", "model"])
+    assert mixed.loc[("t1", "imn"), "n_folds"] == 3  # what `current` protects against
     assert "mix code versions" not in page
     assert f"`{'a' * 12}`: {len(SCORES) * 2} run(s)" in page
 
@@ -235,3 +241,61 @@ def test_deletion_auc_ranks_lower_values_first(filled):
     )
     ranks = pd.read_csv(tmp_path / "report" / "average_rank.csv").set_index("model")
     assert ranks["average_rank"].to_dict() == {"imn": 1.0, "nimo": 2.0}
+
+
+def test_a_report_regenerates_from_its_runs_table_without_a_store(filled):
+    tmp_path, uri = filled
+    aggregate.aggregate(_cfg(tmp_path, uri, "filters.sweep_id=A", "summary_run=false"))
+    first = tmp_path / "report"
+    again = tmp_path / "again"
+    aggregate.aggregate(
+        _cfg(
+            tmp_path,
+            "sqlite:////nonexistent/no-store.db",  # never opened
+            f"runs={first / 'runs.csv'}",
+            "filters.sweep_id=A",
+            f"out_dir={again}",
+        )
+    )
+    tables = sorted(p.name for p in first.glob("*.csv"))
+    assert "average_rank.csv" in tables and "auroc_by_task.csv" in tables
+    for name in tables:
+        assert (again / name).read_bytes() == (first / name).read_bytes(), name
+    # filters work on the table's columns; the raw model name survives variant naming
+    only_imn = aggregate.read_runs_table(first / "runs.csv", models=["imn"])
+    assert set(only_imn["model"]) == {"imn"}
+    # Parquet as well as CSV
+    table = aggregate.read_runs_table(first / "runs.csv")
+    table.to_parquet(tmp_path / "runs.parquet")
+    parquet = tmp_path / "from_parquet"
+    aggregate.aggregate(
+        _cfg(tmp_path, uri, f"runs={tmp_path / 'runs.parquet'}", f"out_dir={parquet}")
+    )
+    assert (parquet / "auroc_by_task.csv").read_bytes() == (
+        first / "auroc_by_task.csv"
+    ).read_bytes()
+
+
+def test_the_committed_quick_report_regenerates_from_its_runs_table(tmp_path):
+    committed = repo_root() / "results" / "quick"
+    out = tmp_path / "regen"
+    proc = run_cli(
+        "mesobench.aggregate",
+        f"runs={committed / 'runs.csv'}",
+        "filters.suite=quick",
+        "report=regen",
+        f"out_dir={out}",
+        tmp_path=tmp_path,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    for name in ("auroc_by_task.csv", "average_rank.csv", "metrics_by_task.csv"):
+        assert (out / name).read_bytes() == (committed / name).read_bytes(), name
+
+
+def test_a_runs_table_that_is_not_one_is_refused(tmp_path):
+    bad = tmp_path / "runs.csv"
+    pd.DataFrame({"model": ["x"]}).to_csv(bad, index=False)
+    with pytest.raises(MesobenchError, match="is not a runs table: it lacks the columns"):
+        aggregate.read_runs_table(bad)
+    with pytest.raises(MesobenchError, match="does not exist"):
+        aggregate.read_runs_table(tmp_path / "missing.csv")

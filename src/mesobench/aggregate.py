@@ -30,6 +30,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from mesobench.errors import MesobenchError
+from mesobench.identity import RUN_KEY_VERSION
 from mesobench.paths import conf_dir, register_resolvers
 from mesobench.report import document, latest_per_key, plots
 from mesobench.report.parity import ParityReference, read_reference
@@ -167,7 +168,15 @@ def read_runs_table(
     """
     if not path.is_file():
         raise MesobenchError(f"runs table {path} does not exist (runs=<a report's runs.csv>)")
-    runs = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    text_columns = {
+        c: str
+        for c in ("run_id", "status", "run_key", CONFIG_COLUMN, *PROVENANCE_COLUMNS, *RUN_TAGS)
+        if c not in ("fold", "seed")
+    }  # as MLflow returns tags: strings ("false" stays "false", a hash stays a hash)
+    if path.suffix == ".parquet":
+        runs = pd.read_parquet(path)
+    else:
+        runs = pd.read_csv(path, dtype=text_columns, keep_default_na=True)
     required = {"run_id", "status", "run_key", "model", "task", "fold", "seed"}
     if not required <= set(runs.columns):
         raise MesobenchError(
@@ -364,6 +373,13 @@ def _as_dict(value: Any) -> dict[str, Any]:
     return dict(OmegaConf.to_container(value)) if not isinstance(value, dict) else dict(value)
 
 
+def _key_version(value: Any) -> str | None:
+    """``filters.key_version``: ``current`` (the runner's rule), ``any`` (None) or a version."""
+    if value in (None, "any"):
+        return None
+    return RUN_KEY_VERSION if value == "current" else str(value)
+
+
 def settings_from(cfg: DictConfig) -> document.ReportSettings:
     """The report settings of ``cfg``; an unknown metric fails here, before any run is read."""
     models = _as_list(cfg.filters.models)
@@ -377,6 +393,7 @@ def settings_from(cfg: DictConfig) -> document.ReportSettings:
         infidelity=cfg.get("infidelity"),
         models=models,
         explain_top_k=int(OmegaConf.select(cfg, "explain.top_k", default=12)),
+        key_version=_key_version(OmegaConf.select(cfg, "filters.key_version", default="current")),
     )
     settings.direction()  # refuses a metric the registry does not know (without an override)
     return settings
