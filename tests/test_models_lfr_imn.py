@@ -378,9 +378,9 @@ def test_search_config_is_checked_against_the_model():
 def test_run_key_changes_with_an_enabled_gamma_search_only():
     base = {"model": {"name": "lfr_imn"}, "task": {"name": "t"}, "fold": 0, "seed": 0}
     off = {"enabled": False, "grid": [0, 1], "alpha": 0.5}
-    key = identity.run_key(base)
-    assert key == identity.run_key({**base, "gamma_search": off})
+    key = identity.run_key({**base, "gamma_search": off})
     assert key == identity.run_key({**base, "gamma_search": {**off, "alpha": 0.9}})
+    assert key == identity.run_key({**base, "gamma_search": {"enabled": False}})
     assert key != identity.run_key({**base, "gamma_search": {**off, "enabled": True}})
 
 
