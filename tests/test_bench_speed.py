@@ -34,8 +34,9 @@ def test_a_cell_measures_an_epoch_from_the_training_loops_epoch_times():
     assert row["epochs"] > 3
     assert row["epoch_s"] > 0
     assert row["samples_per_s"] == pytest.approx(300 / row["epoch_s"])
-    # the epoch time excludes what the fit pays once, so the timed epochs fit inside the fit
-    assert row["epoch_s"] * (row["epochs"] - 1) < row["fit_s"]
+    # the epoch time is the median of the timed epochs: at least half of them take that long,
+    # and they all lie inside the fit (a per-epoch figure that were the whole fit would not)
+    assert row["epoch_s"] * (row["epochs"] - 1) / 2 < row["fit_s"]
     assert row["fit_s"] > 0 and row["predict_s"] > 0 and row["explain_s"] > 0
 
 
