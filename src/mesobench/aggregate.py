@@ -194,20 +194,20 @@ def read_runs_table(
     for key, value in (tags or {}).items():
         if key not in runs:
             raise MesobenchError(f"filters.tags: {path} has no column {key!r}")
-        allowed = [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
-        keep &= runs[key].astype(str).isin(allowed)
+        keep &= runs[key].astype(str).isin(_allowed_values(value))
     runs = runs[keep].copy()
     for column in ("fold", "seed"):
         runs[column] = pd.to_numeric(runs[column], errors="coerce")
     return runs.reset_index(drop=True)
 
 
+def _allowed_values(value: Any) -> list[str]:
+    """A tag filter's value(s) as the strings a tag or a runs-table column holds."""
+    return [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
+
+
 def _tags_match(run_tags: dict[str, str], wanted: dict[str, Any]) -> bool:
-    for key, value in wanted.items():
-        allowed = [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
-        if run_tags.get(key) not in allowed:
-            return False
-    return True
+    return all(run_tags.get(key) in _allowed_values(value) for key, value in wanted.items())
 
 
 def _configuration(params: dict[str, str]) -> str:

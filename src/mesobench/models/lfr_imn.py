@@ -33,8 +33,9 @@ term compares one random sub-network with itself. To first order in δ = x' − 
 ``(w(x) − ∇f(x))·δ``, of size σ; with independent masks it also holds the difference of two
 sub-networks, of the size of the dropout noise whatever σ is, and γ·L_fid then mostly
 penalises dropout variance (measured on ``synthetic/lfr_smooth3``: γ = 100 with independent
-masks gave a test MSE of 1.03 against 0.075 with tied masks, results/lfr_ablation). ``gamma = 0`` skips the neighbours altogether: the loss, the random streams and
-hence the fitted model are exactly IMN's under the same seed.
+masks gave a test MSE of 1.03 against 0.075 with tied masks, results/lfr_ablation).
+``gamma = 0`` skips the neighbours altogether: the loss, the random streams and hence the
+fitted model are exactly IMN's under the same seed.
 """
 
 from __future__ import annotations

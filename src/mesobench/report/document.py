@@ -61,9 +61,8 @@ class ReportSettings:
     infidelity: str | None = None  # None: first of INFIDELITY_PREFERENCE that was logged
     models: list[str] | None = None  # models that should be there (absent ones are "missing")
     explain_top_k: int = 12
-    key_version: str | None = (
-        RUN_KEY_VERSION  # runs of another run-key rule are left out; None: keep all
-    )
+    # runs of another run-key rule are left out; None: keep all
+    key_version: str | None = RUN_KEY_VERSION
 
     def direction(self) -> bool:
         """Whether higher values of the metric are better: the registry's, or the override."""
@@ -193,10 +192,7 @@ def write_report(
     stem = file_stem(metric)
     out_dir.mkdir(parents=True, exist_ok=True)
     _clear_previous_report(out_dir)
-    if s.key_version is None:
-        current, n_old_rule = runs, 0
-    else:
-        current, n_old_rule = split_key_versions(runs, s.key_version)
+    current, n_old_rule = split_key_versions(runs, s.key_version)
     keyed = latest_per_key(current)
     if metric not in keyed:
         keyed = keyed.assign(**{metric: float("nan")})

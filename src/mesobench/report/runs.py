@@ -54,14 +54,15 @@ PROVENANCE_COLUMNS = ("key_version", "git_commit", "git_dirty", "model_name")
 NON_METRICS = {"run_id", "status", "start_time", "run_key", *RUN_TAGS, *PROVENANCE_COLUMNS}
 
 
-def split_key_versions(runs: pd.DataFrame, current: str) -> tuple[pd.DataFrame, int]:
-    """``(runs keyed by the current run-key rule, how many others were left out)``.
+def split_key_versions(runs: pd.DataFrame, current: str | None) -> tuple[pd.DataFrame, int]:
+    """``(runs keyed by the run-key rule ``current``, how many others were left out)``.
 
     Runs keyed by another rule (older stores: no ``key_version``) cannot be matched with current
     runs of the same configuration, so counting both would count a fold twice; the runner redoes
-    them under the current rule instead. A table without the column (made elsewhere) is kept.
+    them under the current rule instead. ``current=None`` keeps every run; so does a table
+    without the column (made elsewhere).
     """
-    if runs.empty or "key_version" not in runs:
+    if current is None or runs.empty or "key_version" not in runs:
         return runs, 0
     current_rule = runs["key_version"].astype("string").eq(str(current)).fillna(False)
     return runs[current_rule], int((~current_rule).sum())
