@@ -182,6 +182,26 @@ def test_tag_filters_and_compare_two_sweeps(filled):
     assert "selection: sweep_id=A; models=xgboost" in page
 
 
+def test_the_compared_sweep_also_leaves_out_runs_of_an_older_key_rule(filled):
+    tmp_path, uri = filled
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.get_experiment_by_name("mesobench").experiment_id
+    old_rule = {RUN_KEY_VERSION_TAG: None, RUN_KEY_TAG: "v1"}
+    _make_run(client, exp_id, "xgboost", "t1", 0, 0.10, "B", "cuda", **old_rule)
+    cfg = _cfg(
+        tmp_path,
+        uri,
+        "filters.sweep_id=A",
+        "compare.sweep_id=B",
+        "filters.models=[xgboost]",
+        "summary_run=false",
+        "explain.enabled=false",
+    )
+    aggregate.aggregate(cfg)
+    table = pd.read_csv(tmp_path / "report" / "compare.csv").set_index(["task", "model"])
+    assert table.loc[("t1", "xgboost"), "B"] == pytest.approx(0.92)
+
+
 def test_configurations_of_one_model_are_named_by_what_differs():
     import json
 

@@ -675,7 +675,7 @@ def _compare_section(
     out_dir: Path,
 ) -> list[str]:
     a, b = comparison.labels
-    other = latest_per_key(comparison.runs)
+    other = latest_per_key(split_key_versions(comparison.runs, s.key_version)[0])
     if metric not in other:
         other = other.assign(**{metric: float("nan")})
     other_summary = fold_summary(other, metric)
