@@ -1,12 +1,12 @@
-"""Generate the task and suite configs under conf/ from the CC18 task list.
+"""Generate the task and CC18 experiment configs under conf/ from the CC18 task list.
 
 Writes, relative to the repository root:
 
 - ``conf/task/<name>.yaml`` for each of the 72 OpenML-CC18 tasks (``task=<name>``),
 - ``conf/task/synthetic/<generator>.yaml`` for the synthetic tasks (``task=synthetic/<name>``),
 - ``conf/task/csv.yaml`` for user tables (``task=csv task.path=... task.target=...``),
-- ``conf/suite/cc18.yaml`` (all tasks) and ``conf/suite/cc18_offline.yaml`` (the tasks of the
-  offline OpenML cache, column ``offline`` = 1).
+- ``conf/experiment/cc18.yaml`` (all tasks) and ``conf/experiment/cc18_offline.yaml`` (the tasks
+  of the offline OpenML cache, column ``offline`` = 1).
 
 Usage::
 
@@ -149,6 +149,10 @@ def suite_yaml(suite_name: str, names: list[str]) -> str:
         + "    params:\n"
         + f"      task: {tasks}\n"
         + "      fold: range(0,${folds})\n"
+        + f"aggregate:            # python -m mesobench.aggregate +experiment={suite_name}\n"
+        + f"  report: {suite_name}\n"
+        + "  filters:\n"
+        + f"    suite: {suite_name}\n"
     )
 
 
@@ -173,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
     task_dir = args.conf / "task"
     (task_dir / "synthetic").mkdir(parents=True, exist_ok=True)
-    (args.conf / "suite").mkdir(parents=True, exist_ok=True)
+    (args.conf / "experiment").mkdir(parents=True, exist_ok=True)
     for row in rows:
         (task_dir / f"{row['name']}.yaml").write_text(task_yaml(row))
     for name in SYNTHETIC:
@@ -181,11 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     (task_dir / "csv.yaml").write_text(CSV_TASK)
     names = [r["name"] for r in rows]
     offline = [r["name"] for r in rows if r.get("offline", "0").strip() == "1"]
-    (args.conf / "suite" / "cc18.yaml").write_text(suite_yaml("cc18", names))
-    (args.conf / "suite" / "cc18_offline.yaml").write_text(suite_yaml("cc18_offline", offline))
+    (args.conf / "experiment" / "cc18.yaml").write_text(suite_yaml("cc18", names))
+    (args.conf / "experiment" / "cc18_offline.yaml").write_text(suite_yaml("cc18_offline", offline))
     print(
         f"wrote {len(rows)} OpenML task configs, {len(SYNTHETIC)} synthetic, csv.yaml and "
-        f"suites cc18 ({len(names)} tasks), cc18_offline ({len(offline)} tasks) under {args.conf}"
+        f"experiments cc18 ({len(names)} tasks), cc18_offline ({len(offline)} tasks) under {args.conf}"
     )
     return 0
 

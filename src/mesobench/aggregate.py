@@ -25,15 +25,17 @@ from typing import Any
 import hydra
 import pandas as pd
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import to_absolute_path
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from mesobench.errors import MesobenchError
+from mesobench.errors import ConfigError, MesobenchError
 from mesobench.identity import RUN_KEY_VERSION
 from mesobench.paths import conf_dir, register_resolvers
 from mesobench.report import document, latest_per_key, plots
 from mesobench.report.parity import ParityReference, read_reference
+from mesobench.report.published import Target, read_published
 from mesobench.report.runs import PROVENANCE_COLUMNS, RUN_TAGS
 from mesobench.tracking import (
     GIT_COMMIT_TAG,
@@ -43,6 +45,8 @@ from mesobench.tracking import (
     Tracker,
     flatten,
     retrying,
+    suites_of,
+    suites_value,
 )
 
 log = logging.getLogger("mesobench.aggregate")
@@ -56,6 +60,8 @@ SUMMARY_TAG = "mesobench.summary"
 WEIGHTS_ARTIFACT = "explanations/local_weights_sample.csv"
 #: Run column with the params that identify a configuration, and the param prefixes kept in it.
 CONFIG_COLUMN = "configuration"
+#: Run column listing every experiment (suite) the run counts in, as ``,a,b,``.
+SUITES_COLUMN = "suites"
 CONFIG_PREFIXES = (
     "model.params.",
     "preprocessing.",
@@ -100,8 +106,6 @@ def load_runs(
     clauses = []
     if sweep_id:
         clauses.append(f"tags.sweep_id = {_quote(sweep_id)}")
-    if suite:
-        clauses.append(f"tags.suite = {_quote(suite)}")
     for key, value in tags.items():
         if isinstance(value, str | int | float):
             clauses.append(f"tags.`{key}` = {_quote(str(value))}")
@@ -118,6 +122,8 @@ def load_runs(
             run_tags = run.data.tags
             if run_tags.get(SUMMARY_TAG) or not _tags_match(run_tags, tags):
                 continue
+            if suite and suite not in suites_of(run_tags):  # made by it, or reused by it
+                continue
             rows.append(
                 {
                     "run_id": run.info.run_id,
@@ -128,6 +134,7 @@ def load_runs(
                     "git_commit": run_tags.get(GIT_COMMIT_TAG, run_tags.get("git_commit")),
                     "git_dirty": run_tags.get(GIT_DIRTY_TAG),
                     **{t: run_tags.get(t) for t in RUN_TAGS},
+                    SUITES_COLUMN: suites_value(suites_of(run_tags)),
                     CONFIG_COLUMN: _configuration(run.data.params),
                     **run.data.metrics,
                 }
@@ -137,7 +144,15 @@ def load_runs(
             break
     runs = pd.DataFrame(
         rows,
-        columns=["run_id", "status", "start_time", "run_key", *PROVENANCE_COLUMNS, *RUN_TAGS],
+        columns=[
+            "run_id",
+            "status",
+            "start_time",
+            "run_key",
+            *PROVENANCE_COLUMNS,
+            *RUN_TAGS,
+            SUITES_COLUMN,
+        ],
     )
     if rows:
         runs = pd.DataFrame(rows)
@@ -170,7 +185,15 @@ def read_runs_table(
         raise MesobenchError(f"runs table {path} does not exist (runs=<a report's runs.csv>)")
     text_columns = {
         c: str
-        for c in ("run_id", "status", "run_key", CONFIG_COLUMN, *PROVENANCE_COLUMNS, *RUN_TAGS)
+        for c in (
+            "run_id",
+            "status",
+            "run_key",
+            CONFIG_COLUMN,
+            SUITES_COLUMN,
+            *PROVENANCE_COLUMNS,
+            *RUN_TAGS,
+        )
         if c not in ("fold", "seed")
     }  # as MLflow returns tags: strings ("false" stays "false", a hash stays a hash)
     if path.suffix == ".parquet":
@@ -184,9 +207,13 @@ def read_runs_table(
         )
     names = runs["model_name"].fillna(runs["model"]) if "model_name" in runs else runs["model"]
     keep = pd.Series(True, index=runs.index)
-    for column, wanted in (("sweep_id", sweep_id), ("suite", suite)):
-        if wanted:
-            keep &= runs[column].astype(str).eq(str(wanted))
+    if sweep_id:
+        keep &= runs["sweep_id"].astype(str).eq(str(sweep_id))
+    if suite:
+        member = runs["suite"].astype(str).eq(str(suite))
+        if SUITES_COLUMN in runs:  # tables written before experiments could share runs lack it
+            member |= runs[SUITES_COLUMN].fillna("").str.contains(f",{suite},", regex=False)
+        keep &= member
     if models:
         keep &= names.isin(list(models))
     if tasks:
@@ -210,9 +237,25 @@ def _tags_match(run_tags: dict[str, str], wanted: dict[str, Any]) -> bool:
     return all(run_tags.get(key) in _allowed_values(value) for key, value in wanted.items())
 
 
+#: Params the runner logs about a run's *outcome* under a config prefix (what the fidelity metrics
+#: scored, what a search chose): not settings, so never part of a configuration's name.
+OUTCOME_PARAM_PREFIXES = (
+    "fidelity.n_points",
+    "fidelity.attribution",
+    "fidelity.n_features_perturbed",
+    "hpo.best.",
+    "hpo.trials_run",
+    "gamma_search.chosen_",
+)
+
+
 def _configuration(params: dict[str, str]) -> str:
     """The run params that make up its configuration (model, preprocessing, device), as JSON."""
-    chosen = {k: v for k, v in params.items() if k.startswith(CONFIG_PREFIXES)}
+    chosen = {
+        k: v
+        for k, v in params.items()
+        if k.startswith(CONFIG_PREFIXES) and not k.startswith(OUTCOME_PARAM_PREFIXES)
+    }
     return json.dumps(chosen, sort_keys=True)
 
 
@@ -418,6 +461,54 @@ def parity_from(cfg: DictConfig) -> ParityReference | None:
     )
 
 
+def published_from(cfg: DictConfig) -> document.Published | None:
+    """``published`` (papers' figures, each ``{file, models}``), ``targets`` and ``ceiling`` as
+    the report's published section, or None when none is set. Relative files are taken from the
+    directory the command was started in; a bad file or target fails before runs are read."""
+    entries = _as_plain(cfg.get("published")) or []
+    targets = _as_plain(cfg.get("targets")) or []
+    if not entries and not targets:
+        return None
+    tables = []
+    for entry in entries:
+        if not isinstance(entry, dict) or "file" not in entry:
+            raise ConfigError(f"published: each entry needs a file (and models), got {entry!r}")
+        path = Path(to_absolute_path(str(entry["file"])))
+        tables.extend(read_published(path, entry.get("models")))
+    return document.Published(
+        tables=tables,
+        targets=[Target.from_config(dict(t)) for t in targets],
+        ceiling=cfg.get("ceiling"),
+    )
+
+
+def _as_plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def with_experiment(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """``cfg`` with the report settings of an experiment (``+experiment=X``) applied.
+
+    An experiment file (``conf/experiment/X.yaml``) configures the runner at its top level and
+    its report in an ``aggregate:`` block. Here that block goes over ``aggregate.yaml``'s
+    defaults, and then the command line's own overrides go over it again, so that
+    ``+experiment=quick metric=accuracy`` means what it says.
+    """
+    block = cfg.get("aggregate")
+    if block is None:
+        return cfg
+    merged = OmegaConf.merge(cfg, block)
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        if override.is_delete() or key.split(".")[0] in ("experiment", "aggregate", "hydra"):
+            continue
+        value = override.value()
+        if isinstance(OmegaConf.select(cfg, key), DictConfig) and isinstance(value, str):
+            continue  # a config group choice (tracking=server): Hydra applied it
+        OmegaConf.update(merged, key, value, merge=False, force_add=True)
+    return merged
+
+
 def selection_text(cfg: DictConfig) -> str:
     """The filters in force, for the report's first line."""
     parts = []
@@ -432,9 +523,12 @@ def selection_text(cfg: DictConfig) -> str:
 
 
 def aggregate(cfg: DictConfig) -> str:
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    cfg = with_experiment(cfg, overrides)
     filters = cfg.filters
     settings = settings_from(cfg)
     parity = parity_from(cfg)  # a bad path fails before anything is read
+    published = published_from(cfg)
     common = dict(
         models=settings.models,
         tasks=_as_list(filters.get("tasks")),
@@ -474,7 +568,6 @@ def aggregate(cfg: DictConfig) -> str:
         )
         comparison = document.Comparison(other, labels)
     title = f"mesobench report: {cfg.report}"
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     command = " ".join(["python -m mesobench.aggregate", *map(shlex.quote, overrides)])
     selection = selection_text(cfg)
     out_dir = Path(cfg.out_dir)
@@ -489,6 +582,7 @@ def aggregate(cfg: DictConfig) -> str:
         comparison=comparison,
         selection=selection,
         parity=parity,
+        published=published,
     )
     log.info("wrote %s", out_dir)
     if cfg.get("summary_run", True) and table_path is None:

@@ -111,6 +111,9 @@ def build_estimator(
 ) -> Any:
     """Instantiate the model config's classifier (or regressor, for ``kind == "regression"``).
 
+    Its parameters: ``params``, with ``classifier_params`` / ``regressor_params`` (optional)
+    merged over them for that role, for a recipe that differs by task kind.
+
     ``settings`` (the device config's GPU settings): ``params.batch_size`` is multiplied by
     ``batch_size_scale``, and ``precision`` / ``compile`` are passed to a class that takes them
     (:func:`settings_notes` lists what a model ignores).
@@ -128,7 +131,7 @@ def build_estimator(
         cls = get_class(target)
     except Exception as exc:  # hydra wraps import errors in its own exception type
         raise ConfigError(f"model '{name}': cannot import {role} '{target}': {exc}") from exc
-    params = dict(model_cfg.get("params") or {})
+    params = {**(model_cfg.get("params") or {}), **(model_cfg.get(f"{role}_params") or {})}
     batch_size = scaled_batch_size(model_cfg, settings)
     if batch_size is not None:
         params["batch_size"] = batch_size

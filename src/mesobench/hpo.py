@@ -1,10 +1,14 @@
-"""In-run hyperparameter search: Optuna TPE on the validation split of the training fold.
+"""In-run hyperparameter search: Optuna (TPE or a full grid) on the validation split.
 
-A model declares its search space in ``conf/hpo/<model>.yaml`` (composed into ``hpo.space``);
-``hpo.n_trials=N`` turns the search on. Every trial fits a fresh clone of the configured
-estimator with the sampled constructor parameters on the fitting part and is scored on the
-validation part (AUROC for classification, −MSE for regression); the best trial's fitted
-estimator is the run's model. The test fold is never seen.
+A model declares its search space in ``conf/hpo/<model>.yaml`` (composed into ``hpo.space``):
+``params`` for every task kind, optionally ``regressor_params`` / ``classifier_params`` merged
+over them for that kind (as the model configs do). ``hpo.n_trials=N`` turns the search on, for
+the models listed in ``hpo.models`` (null: every model), so one sweep can tune some models and
+not others. ``hpo.sampler``: ``tpe`` (seeded TPE, N trials) or ``grid`` (every combination of
+the ``categorical`` choices once, at most N trials; Optuna's ``GridSampler``). Every trial fits
+a fresh clone of the configured estimator with the trial's constructor parameters on the
+fitting part and is scored on the validation part (AUROC for classification, −MSE for
+regression); the best trial's fitted estimator is the run's model. The test fold is never seen.
 """
 
 from __future__ import annotations
@@ -23,6 +27,34 @@ from mesobench.errors import ConfigError
 log = logging.getLogger(__name__)
 
 SPEC_TYPES = ("float", "int", "categorical")
+SAMPLERS = ("tpe", "grid")
+
+
+def space_for(space_cfg: Mapping[str, Any] | None, kind: str) -> dict[str, Any]:
+    """The parameter specs for a task ``kind``: ``params`` + ``<role>_params`` merged over it."""
+    space_cfg = space_cfg or {}
+    role = "regressor" if kind == "regression" else "classifier"
+    return {**(space_cfg.get("params") or {}), **(space_cfg.get(f"{role}_params") or {})}
+
+
+def _sampler(name: str, space: Mapping[str, Mapping[str, Any]], seed: int) -> tuple[Any, int]:
+    """The Optuna sampler for ``name`` and, for a grid, its number of points."""
+    import optuna
+
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed), 0
+    if name != "grid":
+        raise ConfigError(f"hpo.sampler must be one of {SAMPLERS}, got {name!r}")
+    not_listed = sorted(k for k, spec in space.items() if spec.get("type") != "categorical")
+    if not_listed:
+        raise ConfigError(
+            f"hpo.sampler=grid needs every parameter as {{type: categorical, choices: [...]}}; "
+            f"{not_listed} are not"
+        )
+    grid = {k: list(spec["choices"]) for k, spec in space.items()}
+    return optuna.samplers.GridSampler(grid, seed=seed), int(
+        np.prod([len(v) for v in grid.values()])
+    )
 
 
 def suggest(trial: Any, name: str, spec: Mapping[str, Any]) -> Any:
@@ -55,8 +87,12 @@ def search(
     n_trials: int,
     seed: int,
     timeout_s: float | None = None,
+    sampler: str = "tpe",
 ) -> SearchResult:
-    """Maximise ``fit_and_score(candidate)`` over ``space`` with a seeded TPE sampler.
+    """Maximise ``fit_and_score(candidate)`` over ``space`` with a seeded sampler.
+
+    ``sampler="grid"`` tries every point of the (categorical) grid once, in a seeded order, or
+    the first ``n_trials`` of them when the grid is larger.
 
     ``fit_and_score`` fits the candidate (a clone of ``estimator`` with the trial's parameters)
     and returns its validation score, higher is better. A trial that raises is recorded as
@@ -72,6 +108,9 @@ def search(
     if unknown:
         raise ConfigError(f"hpo space names parameters the model does not have: {unknown}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    chosen_sampler, grid_size = _sampler(sampler, space, seed)
+    if grid_size:
+        n_trials = min(n_trials, grid_size)
     best: dict[str, Any] = {"score": -np.inf, "estimator": None}
     errors: list[BaseException] = []
 
@@ -97,7 +136,7 @@ def search(
         )
         return score
 
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study = optuna.create_study(direction="maximize", sampler=chosen_sampler)
     study.optimize(objective, n_trials=n_trials, timeout=timeout_s)
     if best["estimator"] is None:
         raise errors[-1] if errors else RuntimeError("hpo: no trial finished")

@@ -38,6 +38,7 @@ BOOKKEEPING_KEYS: tuple[str, ...] = (
     "data.openml_cache_dir",  # where the cached data lies
     "data.offline",  # whether the OpenML server may be asked
     "artifacts.save_model",  # whether the fitted model is also saved
+    "aggregate",  # an experiment's report settings (read by mesobench.aggregate, not the runner)
 )
 """Dotted config keys (a key covers everything below it) that do not change a run's result and
 so stay out of its run key. Every other key of the composed config is hashed: a new knob enters
@@ -67,12 +68,25 @@ def _drop(tree: dict[str, Any], dotted: str) -> None:
         _drop(tree[head], rest)
 
 
+def hpo_settings(plain: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's ``hpo`` section, or ``{"n_trials": 0}`` when the search does not apply to its
+    model (``hpo.models`` lists others): one sweep can tune some of its models only."""
+    section = dict(plain.get("hpo") or {})
+    models = section.get("models")
+    name = (plain.get("model") or {}).get("name")
+    if models is not None and name not in list(models):
+        return {"n_trials": 0}
+    return section
+
+
 def run_identity(plain: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a resolved run config (``OmegaConf.to_container(cfg, resolve=True)``) that
     decides its result: everything but :data:`BOOKKEEPING_KEYS`, inactive sections reduced to
     their switch (:data:`INACTIVE_SECTIONS`)."""
     identity = json.loads(_canonical(plain))  # a deep, JSON-typed copy
     identity.pop("hydra", None)
+    if "hpo" in identity:
+        identity["hpo"] = json.loads(_canonical(hpo_settings(plain)))
     for key in BOOKKEEPING_KEYS:
         _drop(identity, key)
     for section, (switch, off) in INACTIVE_SECTIONS.items():
@@ -85,6 +99,21 @@ def run_identity(plain: Mapping[str, Any]) -> dict[str, Any]:
 def run_key(plain: Mapping[str, Any]) -> str:
     """The identity of a run: a hash of its :func:`run_identity`. A FINISHED key is skipped."""
     return stable_hash(run_identity(plain), length=32)
+
+
+def without_task(cfg: Any) -> dict[str, Any]:
+    """The resolved config with the task section emptied before resolution, for
+    :func:`config_hash`: a setting interpolated from the task (the oracle's
+    ``generator: ${oc.select:task.generator,null}``) then does not split one configuration into
+    one per task. Falls back to the plain resolution when something needs the task itself."""
+    from omegaconf import OmegaConf
+
+    masked = cfg.copy()
+    OmegaConf.update(masked, "task", {}, merge=False, force_add=True)
+    try:
+        return OmegaConf.to_container(masked, resolve=True)
+    except Exception:  # an interpolation that needs a task field: no masking possible
+        return OmegaConf.to_container(cfg, resolve=True)
 
 
 def config_hash(plain: Mapping[str, Any]) -> str:

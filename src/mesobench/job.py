@@ -65,6 +65,7 @@ def evaluate(job: Job) -> tuple[Any, str]:
         scaled_batch_size,
         settings_notes,
     )
+    from mesobench.identity import hpo_settings
     from mesobench.models import resolve_device
     from mesobench.pipeline import evaluate_fold
 
@@ -93,7 +94,7 @@ def evaluate(job: Job) -> tuple[Any, str]:
         validation=plain["validation"],
         seed=job.seed,
         use_validation=bool(plain["model"].get("use_validation", True)),
-        hpo_cfg=plain["hpo"],
+        hpo_cfg=hpo_settings(plain),
         explanations=plain["explanations"],
         fidelity_cfg=plain["fidelity"],
         gamma_search_cfg=plain.get("gamma_search"),

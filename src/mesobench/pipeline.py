@@ -207,11 +207,12 @@ def evaluate_fold(
 
             result = hpo.search(
                 estimator,
-                (hpo_cfg.get("space") or {}).get("params") or {},
+                hpo.space_for(hpo_cfg.get("space"), kind),
                 fit_and_score,
                 n_trials=n_trials,
                 seed=seed,
                 timeout_s=hpo_cfg.get("timeout_s"),
+                sampler=str(hpo_cfg.get("sampler") or "tpe"),
             )
             estimator = result.estimator
             params.update({f"hpo.best.{k}": v for k, v in result.best_params.items()})
@@ -301,6 +302,17 @@ def evaluate_fold(
         metrics["fidelity_seconds"] = fidelity_usage.seconds
         params.update(result.params)
         notes.extend(result.notes)
+    if (fidelity_cfg or {}).get("enabled", True) and data.truth is not None:
+        affine = prep.numeric_affine()
+        if affine is not None and (kind == "regression" or n_classes == 2):
+            offset, scale, _ = affine
+            beta = fidelity.marginal_effect_at_origin(
+                fidelity.logit_output(estimator, kind),
+                data.truth.n_features,
+                offset=offset,
+                scale=scale,
+            )
+            metrics["fidelity/gt_coef_mae"] = float(np.mean(np.abs(beta - data.truth.coefficients)))
     if hasattr(estimator, "describe"):
         artifacts["model/description.json"] = estimator.describe()
     files: dict[str, bytes] = {}

@@ -92,8 +92,9 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
         "fold": fold,
         "seed": seed,
         "suite": cfg.suite_name or "",
+        tracking.SUITES_TAG: tracking.suites_value([cfg.suite_name or ""]),
         "sweep_id": resolve_sweep_id(cfg),
-        "config_hash": identity.config_hash(plain),
+        "config_hash": identity.config_hash(identity.without_task(cfg)),
         tracking.RUN_KEY_VERSION_TAG: identity.RUN_KEY_VERSION,
         **tracking.code_version(),
         "device": cfg.device.name,
@@ -106,6 +107,8 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
         stale_after_s=float(guards["stale_after_s"]),
     )
     if claim.run_id is None:
+        if claim.finished_run_id and cfg.suite_name:  # reused: it counts in this experiment too
+            tracker.join_suite(claim.finished_run_id, str(cfg.suite_name))
         log.info("skip %s: %s%s", label, claim.reason, "" if cfg.force else " (force=true reruns)")
         return {"status": "SKIPPED", "reason": claim.reason}
     run_id = claim.run_id

@@ -160,10 +160,28 @@ def presumed_dead(tags: Mapping[str, str], stale_after_s: float, now: float | No
     return ""
 
 
+SUITES_TAG = "mesobench.suites"
+"""Every experiment (suite) a run belongs to, as ``,a,b,``: the one that made it (tag ``suite``)
+and those that reused it instead of rerunning an identical run key."""
+
+
+def suites_value(names: list[str]) -> str:
+    """The :data:`SUITES_TAG` value for ``names`` (delimited, so a LIKE filter is exact)."""
+    return "," + ",".join(dict.fromkeys(n for n in names if n)) + ","
+
+
+def suites_of(tags: Mapping[str, str]) -> list[str]:
+    """The experiments a run belongs to: :data:`SUITES_TAG`, else its ``suite`` tag."""
+    names = [n for n in str(tags.get(SUITES_TAG) or "").split(",") if n]
+    own = tags.get("suite")
+    return list(dict.fromkeys([*([own] if own else []), *names]))
+
+
 @dataclass
 class Claim:
     run_id: str | None  # None: do not run (see reason)
     reason: str = ""
+    finished_run_id: str | None = None  # skipped because this run already FINISHED
 
 
 def _experiment_id(client: MlflowClient, name: str, artifact_location: str | None) -> str:
@@ -247,7 +265,9 @@ class Tracker:
         with self._lock or nullcontext():
             for run in self.runs_with_key(key):
                 if run.info.status == "FINISHED" and not force:
-                    return Claim(None, f"already FINISHED as run {run.info.run_id}")
+                    return Claim(
+                        None, f"already FINISHED as run {run.info.run_id}", run.info.run_id
+                    )
                 if run.info.status != "RUNNING":
                     continue
                 why = presumed_dead(run.data.tags, stale_after_s)
@@ -276,6 +296,16 @@ class Tracker:
                 retrying(self.client.delete_run, mine.run_id)
                 return Claim(None, "claimed concurrently by an earlier run")
         return Claim(mine.run_id)
+
+    def join_suite(self, run_id: str, suite: str) -> None:
+        """Add ``suite`` to the run's :data:`SUITES_TAG`: a FINISHED run that another experiment
+        reuses (same run key) then counts in that experiment's report too."""
+        if not suite:
+            return
+        tags = retrying(self.client.get_run, run_id).data.tags
+        members = suites_of(tags)
+        if suite not in members:
+            self.set_tags(run_id, {SUITES_TAG: suites_value([*members, suite])})
 
     @contextmanager
     def heartbeat(self, run_id: str, every_s: float = 30.0) -> Iterator[None]:

@@ -4,7 +4,8 @@ Three output modes, one per model family:
 
 ``"neural"`` (IMN, LFR-IMN, NIMO, MLPs, logistic regression) → ``float32`` ndarray.
     Numerics standardised with NaN-ignoring statistics, then NaN → 0 (mean imputation, as the
-    IMN reference code). Categoricals with at most ``onehot_max_categories`` categories are
+    IMN reference code; ``standardise_numeric=False`` keeps them raw, NaN → 0, for protocols
+    that feed raw features, e.g. the NIMO paper's synthetic tasks). Categoricals with at most ``onehot_max_categories`` categories are
     one-hot encoded (missing and unseen categories → all-zero row); those with more are target
     encoded (scikit-learn ``TargetEncoder``, cross-fitted on the training data, works for
     binary, multiclass and regression targets; needs ``y``) and then standardised, or, with
@@ -108,6 +109,9 @@ class Preprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
             encodings unscaled in [0, 1]; here they are standardised like every other input.
             For multiclass tasks the reference's command-line default is ordinal codes, its
             one-hot path and SPEC §1 one-hot; we one-hot.)
+        standardise_numeric: In ``"neural"`` mode, standardise numeric columns (default). False
+            passes them raw (NaN → 0): the NIMO paper feeds its synthetic x ~ U(−2, 2) raw, so
+            that β at x = 0 is the true marginal effect at the origin.
         random_state: Seed of the target encoder's cross-fitting.
 
     Attributes (after ``fit``):
@@ -132,6 +136,7 @@ class Preprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         onehot_max_categories: int = 10,
         high_cardinality: str = "target",
         categorical_encoding: str = "onehot",
+        standardise_numeric: bool = True,
         random_state: int | None = 0,
     ) -> None:
         self.mode = mode
@@ -140,6 +145,7 @@ class Preprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         self.onehot_max_categories = onehot_max_categories
         self.high_cardinality = high_cardinality
         self.categorical_encoding = categorical_encoding
+        self.standardise_numeric = standardise_numeric
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fitting
@@ -295,6 +301,9 @@ class Preprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
 
     def _fit_layout_neural(self, X: pd.DataFrame, y: Any, num: np.ndarray) -> np.ndarray | None:
         self._num_mean, self._num_scale = _nan_standardise(num)
+        if not self.standardise_numeric:
+            self._num_mean = np.zeros_like(self._num_mean)
+            self._num_scale = np.ones_like(self._num_scale)
         self._target_encode_all = bool(
             self.categorical_encoding == "reference"
             and self._cat_cols
@@ -358,14 +367,18 @@ class Preprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     def numeric_affine(self) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
         """``(offset, scale, columns)`` with ``out = (x − offset) / scale`` per output feature.
 
-        Defined when every output feature is one standardised numeric input column (neural mode
-        on all-numeric data, e.g. the synthetic tasks), so that explanations in model units can
-        be mapped back to raw units: ``w_raw = w / scale``. ``None`` otherwise.
+        Defined when every output feature is one numeric input column (all-numeric data, e.g.
+        the synthetic tasks), so that explanations in model units can be mapped back to raw
+        units: ``w_raw = w / scale``. Neural mode: the standardisation; ordinal mode: the
+        identity (numerics pass raw). ``None`` otherwise (categoricals, or native DataFrames).
         """
         check_is_fitted(self, "n_features_out_")
         numeric_only = len(self._num_cols) == self.n_features_out_
-        if self.mode != "neural" or not numeric_only:
+        if not numeric_only or self.mode == "native":
             return None
+        if self.mode == "ordinal":
+            n = self.n_features_out_
+            return np.zeros(n), np.ones(n), list(self.source_columns_)
         return np.asarray(self._num_mean), np.asarray(self._num_scale), list(self.source_columns_)
 
     def _check_y(self, y: Any, n: int, columns: list[Any]) -> np.ndarray:

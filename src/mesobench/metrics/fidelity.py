@@ -30,7 +30,7 @@ name                                   definition                               
 ``gt_gradient_mae``                    mean |w_raw(x) − ∇f_true(x)| (synthetic)        lower
 ``gt_intercept_mae``                   mean |b_raw(x) − (f_true(x) − ∇f_true(x)·x)|    lower
 ``gt_attribution_mae``                 mean |φ(x) − (x − x_ref) ⊙ ∇f_true(x)|          lower
-``gt_coef_mae``                        mean |β̂_raw − β_true| (models with ``coef_``)    lower
+``gt_coef_mae``                        mean |β̂ − β_true|, β̂ = ∂output/∂x at 0 (any model) lower
 =====================================  =============================================  ========
 
 :func:`fidelity_ratio` (higher = the model more faithful than the base) and
@@ -538,6 +538,29 @@ def coefficient_error(coef: np.ndarray, truth: Any, *, scale: float | np.ndarray
     )
 
 
+def marginal_effect_at_origin(
+    output: OutputFn,
+    n_features: int,
+    *,
+    offset: float | np.ndarray = 0.0,
+    scale: float | np.ndarray = 1.0,
+    h: float = 1e-3,
+) -> np.ndarray:
+    """β̂ = ∂output/∂x_raw at x_raw = 0 by central differences (step ``h`` in raw units).
+
+    Model-agnostic (any fitted model, its output read at 2d points), so Lasso, an MLP, NIMO and
+    IMN are scored by the same rule against the true β = ∇f(0) (SPEC §3). For a linear model it
+    is its coefficients; for NIMO, whose modulation vanishes at the origin, its β. Inputs in
+    model units ``x_m = (x_raw − offset) / scale``.
+    """
+    steps = np.vstack([h * np.eye(n_features), -h * np.eye(n_features)])
+    model_units = (steps - _per_feature(offset, n_features, "offset")) / _per_feature(
+        scale, n_features, "scale"
+    )
+    out = np.asarray(output(model_units), dtype=np.float64).reshape(-1)
+    return (out[:n_features] - out[n_features:]) / (2.0 * h)
+
+
 def ground_truth_errors(
     truth: Any,
     X_raw: Any,
@@ -605,6 +628,19 @@ def output_function(estimator: Any, kind: str) -> OutputFn:
     if not hasattr(estimator, "decision_function"):
         raise ValueError(f"{type(estimator).__name__} has no decision_function (logits)")
     return estimator.decision_function
+
+
+def logit_output(estimator: Any, kind: str) -> OutputFn:
+    """Like :func:`output_function`, with the logit of ``predict_proba`` for binary
+    classifiers without ``decision_function`` (e.g. random forests)."""
+    if kind == "regression" or hasattr(estimator, "decision_function"):
+        return output_function(estimator, kind)
+
+    def logit(X: np.ndarray) -> np.ndarray:
+        p = np.clip(np.asarray(estimator.predict_proba(X))[:, 1], 1e-12, 1.0 - 1e-12)
+        return np.log(p) - np.log1p(-p)
+
+    return logit
 
 
 def _pick(values: np.ndarray, target: np.ndarray | None) -> np.ndarray:
@@ -874,14 +910,12 @@ def evaluate(
         else:
             # the attribution is relative to the baseline (model units) = this raw point
             reference = np.asarray(feature_offset) + np.asarray(feature_scale) * baseline
-            coef = getattr(estimator, "coef_", None)
             gt = ground_truth_errors(
                 truth,
                 X_raw_s,
                 slope=attr.slope,
                 intercept=attr.intercept,
                 attribution=attr.values,
-                coef=coef if coef is not None and np.size(coef) == truth.n_features else None,
                 offset=feature_offset,
                 scale=feature_scale,
                 reference=reference,

@@ -114,7 +114,7 @@ METRICS: dict[str, MetricInfo] = {
             "fidelity/gt_coef_mae",
             False,
             "target units",
-            "synthetic tasks: mean |β̂ − β_true| for models with coef_",
+            "synthetic tasks: mean |β̂ − β_true|, β̂ = ∂output/∂x at x = 0 (central differences)",
         ),
         # searches inside a run (their last step's value; the history is in the run)
         _m("hpo/validation_score", True, "scale-free", "validation score of the last HPO trial"),

@@ -1,7 +1,8 @@
 """Estimators of the benchmark, all with the scikit-learn API (SPEC §5).
 
 Baselines (:mod:`.baselines`), the TabResNet network (:mod:`.tabresnet`), IMN (:mod:`.imn`),
-LFR-IMN (:mod:`.lfr_imn`) and deliberately failing estimators for tests (:mod:`.debug`). The torch
+LFR-IMN (:mod:`.lfr_imn`), NIMO (:mod:`.nimo`), the NIMO paper's Lasso and MLP
+(:mod:`.sparse_mlp`), the synthetic tasks' oracle (:mod:`.oracle`) and deliberately failing estimators for tests (:mod:`.debug`). The torch
 building blocks shared with the IMN family live in :mod:`.trunk` (TabResNet and MLP trunks) and
 :mod:`.training` (mini-batch trainer).
 """
@@ -21,6 +22,8 @@ from mesobench.models.explanation import Explanation
 from mesobench.models.imn import IMNClassifier, IMNRegressor
 from mesobench.models.lfr_imn import LFRIMNClassifier, LFRIMNRegressor
 from mesobench.models.nimo import NIMOClassifier, NIMORegressor
+from mesobench.models.oracle import OracleClassifier, OracleRegressor
+from mesobench.models.sparse_mlp import LassoClassifier, LassoRegressor, MLPClassifier, MLPRegressor
 from mesobench.models.tabresnet import TabResNetClassifier, TabResNetRegressor
 
 __all__ = [
@@ -34,9 +37,15 @@ __all__ = [
     "IMNRegressor",
     "LFRIMNClassifier",
     "LFRIMNRegressor",
+    "LassoClassifier",
+    "LassoRegressor",
     "LogisticRegressionClassifier",
+    "MLPClassifier",
+    "MLPRegressor",
     "NIMOClassifier",
     "NIMORegressor",
+    "OracleClassifier",
+    "OracleRegressor",
     "RandomForestClassifier",
     "RandomForestRegressor",
     "TabResNetClassifier",

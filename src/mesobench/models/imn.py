@@ -168,6 +168,12 @@ _COMMON_DOC = """
     l1_intercept : bool, default True
         Whether the L1 term covers the generated intercept row too (as the reference code does)
         or only the feature weights.
+    weight_l1_units : {"standardised", "raw"}, default "standardised"
+        Regression only: the units λ is stated in. The regressor fits the standardised target
+        ``(y − m) / s``, in which the task and fidelity terms shrink by s² but the L1 term on w
+        only by s. ``"raw"`` uses λ / s, so the loss is exactly the loss on raw y divided by s²
+        (the LFR reference code fits raw y; its λ = 0.01 is stated that way). Classifiers
+        ignore it (their outputs are logits either way).
     warmup_epochs : float, default 5
         Linear learning-rate warm-up (paper default).
     scheduler : {"cosine_restarts", "constant"}, default "cosine_restarts"
@@ -275,6 +281,7 @@ class _IMNBase(TorchPersistable, BaseEstimator):
         optimizer: str = "adam",
         weight_l1: float = 0.1,
         l1_intercept: bool = True,
+        weight_l1_units: str = "standardised",
         warmup_epochs: float = 5,
         scheduler: str = "cosine_restarts",
         cycle_timing: str = "after_warmup",
@@ -299,6 +306,7 @@ class _IMNBase(TorchPersistable, BaseEstimator):
         self.optimizer = optimizer
         self.weight_l1 = weight_l1
         self.l1_intercept = l1_intercept
+        self.weight_l1_units = weight_l1_units
         self.warmup_epochs = warmup_epochs
         self.scheduler = scheduler
         self.cycle_timing = cycle_timing
@@ -336,7 +344,17 @@ class _IMNBase(TorchPersistable, BaseEstimator):
     def _weight_penalty(self, weights: Tensor) -> Tensor:
         """``λ · mean |w|`` over the generated weights (n, F+1, C), intercept row per flag."""
         penalised = weights if self.l1_intercept else weights[:, :-1, :]
-        return self.weight_l1 * penalised.abs().mean()
+        return self.weight_l1 / self._l1_divisor() * penalised.abs().mean()
+
+    def _l1_divisor(self) -> float:
+        """s for a regressor with ``weight_l1_units="raw"`` (see the parameter), else 1."""
+        if self.weight_l1_units not in ("standardised", "raw"):
+            raise ValueError(
+                f"weight_l1_units must be 'standardised' or 'raw', got {self.weight_l1_units!r}"
+            )
+        if self.weight_l1_units == "raw" and hasattr(self, "y_scale_"):
+            return float(self.y_scale_)
+        return 1.0
 
     # ---- training -----------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from mesobench.identity import RUN_KEY_VERSION
 from mesobench.metrics import registry
 from mesobench.report import parity as parity_mod
 from mesobench.report import plots, stats, tables
+from mesobench.report import published as published_mod
 from mesobench.report.runs import (
     TREATMENTS,
     cells,
@@ -181,11 +182,13 @@ def write_report(
     comparison: Comparison | None = None,
     selection: str = "",
     parity: parity_mod.ParityReference | None = None,
+    published: Published | None = None,
 ) -> str:
     """Write every table and plot of the report into ``out_dir``; return the README page.
 
     ``parity``: reference figures to compare the runs with, fold by fold (a section of its own,
-    :mod:`mesobench.report.parity`).
+    :mod:`mesobench.report.parity`). ``published``: papers' figures beside ours and the
+    experiment's acceptance targets (:mod:`mesobench.report.published`).
     """
     s = settings or ReportSettings()
     metric, hib = s.metric, s.direction()
@@ -219,6 +222,8 @@ def write_report(
         *_provenance_lines(keyed, n_old_rule),
     ]
 
+    if published is not None:
+        lines += _published_section(keyed, published, out_dir)
     if parity is not None:
         lines += _parity_section(keyed, parity, metric, out_dir)
 
@@ -345,6 +350,72 @@ def write_report(
     page = "\n".join(lines)
     (out_dir / "README.md").write_text(page + "\n" + MARKER + "\n")
     return page
+
+
+@dataclass
+class Published:
+    """Papers' tables to set beside ours, targets to check, and the model that is the ceiling."""
+
+    tables: list[published_mod.PublishedTable]
+    targets: list[published_mod.Target]
+    ceiling: str | None = None
+
+
+def _published_section(keyed: pd.DataFrame, pub: Published, out_dir: Path) -> list[str]:
+    lines: list[str] = []
+    ceiling_text = (
+        f" `ceiling`: {pub.ceiling} on the same task and test rows (for prediction metrics the "
+        "best any model can reach there: the noise floor, the Bayes rule)."
+        if pub.ceiling
+        else ""
+    )
+    if pub.tables:
+        lines += [
+            "## Published vs reproduced",
+            "",
+            "Each paper's figures (data: the file named) beside ours: mean ± sd over folds "
+            f"(data replicates) of the mapped model config, n = folds finished.{ceiling_text}",
+            "",
+        ]
+        frames = []
+        for table in pub.tables:
+            frame = published_mod.published_vs_reproduced(keyed, table, pub.ceiling)
+            frames.append(frame.assign(paper=table.paper, version=table.version))
+            direction = registry.info(table.metric).higher_is_better
+            better = {True: "higher is better", False: "lower is better"}.get(direction, "")
+            lines += [
+                f"### {table.paper}: {table.metric} ({better})",
+                "",
+                f"Version: {table.version}. Source: {table.source}. File: `{table.path}`.",
+                "",
+                tables.markdown_table(_published_view(frame), floatfmt=".4g"),
+            ]
+        pd.concat(frames, ignore_index=True).to_csv(
+            out_dir / "published_vs_reproduced.csv", index=False
+        )
+    if pub.targets:
+        checked = published_mod.check_targets(keyed, pub.targets, pub.ceiling)
+        lines += [
+            "## Acceptance targets",
+            "",
+            "The experiment's targets (data: `aggregate.targets` of its config), checked on "
+            "these runs. Over tasks: the mean over tasks of the per-task fold means (ratios: "
+            f"their geometric mean).{ceiling_text}",
+            "",
+            tables.write_table(checked.set_index("check"), out_dir, "targets", floatfmt=".4g"),
+        ]
+    return lines
+
+
+def _published_view(frame: pd.DataFrame) -> pd.DataFrame:
+    """The printed columns: reproduced as mean ± sd (n)."""
+    shown = frame[["task", "paper_model", "model", "published"]].copy()
+    shown["reproduced"] = [
+        "—" if n == 0 else (f"{m:.4g} ± {s:.2g} ({n})" if n > 1 else f"{m:.4g} (1)")
+        for m, s, n in zip(frame["reproduced"], frame["sd"], frame["n"], strict=True)
+    ]
+    shown["ceiling"] = [("—" if np.isnan(c) else f"{c:.4g}") for c in frame["ceiling"]]
+    return shown.set_index("task")
 
 
 def expected_models(keyed: pd.DataFrame, listed: list[str] | None) -> list[str]:
