@@ -46,12 +46,12 @@ def test_a_misspelt_hyperparameter_is_reported():
 
 
 def test_quick_suite_plans_tasks_times_folds_times_models():
-    cfg = _compose("suite=quick", hydra=True)
+    cfg = _compose("+experiment=quick", hydra=True)
     assert planned_jobs(cfg) == 8 * 3 * 8  # tasks x folds x models
 
 
 def test_folds_override_changes_the_suite():
-    cfg = _compose("suite=quick", "folds=10", "model=xgboost", hydra=True)
+    cfg = _compose("+experiment=quick", "folds=10", "model=xgboost", hydra=True)
     assert planned_jobs(cfg) == 8 * 10
     assert cfg.hydra.sweeper.params.fold == "range(0,10)"
 
@@ -73,8 +73,8 @@ def test_flatten_joins_nested_keys():
 
 
 def test_the_parity_suite_is_paper_imn_on_the_reference_folds_seeded_by_fold():
-    """suite=imn_parity runs what ../shared/reference/ measured: imn, diabetes, 10 folds."""
-    cfg = _compose("suite=imn_parity", "fold=7", "model.params.optimizer=adamw", hydra=True)
+    """+experiment=imn_parity runs what ../shared/reference/ measured: imn, diabetes, 10 folds."""
+    cfg = _compose("+experiment=imn_parity", "fold=7", "model.params.optimizer=adamw", hydra=True)
     assert cfg.model.name == "imn" and cfg.model.params.optimizer == "adamw"  # overridable
     assert cfg.seed == 7  # torch.manual_seed(fold), as the reference figures
     params = cfg.hydra.sweeper.params

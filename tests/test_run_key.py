@@ -72,9 +72,9 @@ def _is_bookkeeping(dotted: str) -> bool:
     [
         ("model=lfr_imn_fast", "task=diabetes"),
         ("model=nimo", "task=synthetic/r1", "device=cuda"),
-        ("model=xgboost", "suite=quick"),
+        ("model=xgboost", "+experiment=quick"),
     ],
-    ids=["lfr_imn_fast", "nimo-synthetic-cuda", "xgboost-suite"],
+    ids=["lfr_imn_fast", "nimo-synthetic-cuda", "xgboost-experiment"],
 )
 def test_every_config_key_is_hashed_unless_it_is_bookkeeping(overrides):
     plain = _plain(*overrides, *ALL_ON)
@@ -91,7 +91,7 @@ def test_every_config_key_is_hashed_unless_it_is_bookkeeping(overrides):
 
 
 def test_every_bookkeeping_entry_names_a_key_of_the_config():
-    leaves = _leaves(_plain(*ALL_ON))
+    leaves = _leaves(_plain("+experiment=quick", *ALL_ON))  # an experiment adds `aggregate`
     stale = [b for b in identity.BOOKKEEPING_KEYS if not any(_is_match(b, k) for k in leaves)]
     assert not stale, f"BOOKKEEPING_KEYS entries that no config key matches: {stale}"
 
@@ -143,3 +143,39 @@ def test_a_changed_fidelity_setting_is_a_new_run_and_an_identical_rerun_is_skipp
     # the report tells the two configurations apart instead of counting fold 0 twice
     labelled = aggregate.load_runs(store, "mesobench")
     assert sorted(labelled["model"]) == ["logreg[sigma=0.1]", "logreg[sigma=0.5]"]
+
+
+def test_hpo_settings_apply_only_to_the_models_listed():
+    """hpo.models: one sweep tunes some of its models; the others' keys ignore the search."""
+    tuned = _plain("model=mlp", "hpo.n_trials=3", "hpo.models=[mlp,nimo]")
+    untuned = _plain("model=lasso", "hpo.n_trials=3", "hpo.models=[mlp,nimo]")
+    assert identity.hpo_settings(tuned)["n_trials"] == 3
+    assert identity.hpo_settings(untuned) == {"n_trials": 0}
+    assert identity.run_key(untuned) == identity.run_key(_plain("model=lasso"))
+    assert identity.run_key(tuned) != identity.run_key(_plain("model=mlp"))
+
+
+def test_a_setting_interpolated_from_the_task_does_not_split_a_configuration():
+    """The oracle reads its task's generator; across tasks it is still one configuration."""
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        r1 = compose("config", overrides=["model=oracle", "task=synthetic/r1"])
+        c1 = compose("config", overrides=["model=oracle", "task=synthetic/c1"])
+    assert r1.model.params.generator == "r1" and c1.model.params.generator == "c1"
+    assert identity.config_hash(identity.without_task(r1)) == identity.config_hash(
+        identity.without_task(c1)
+    )
+    plain = OmegaConf.to_container(r1, resolve=True)
+    assert identity.run_key(plain) != identity.run_key(OmegaConf.to_container(c1, resolve=True))
+
+
+def test_the_run_key_version_moves_with_the_configs_keys():
+    """A knob added to conf/config.yaml changes every key: bump the version with it, so that the
+    runs made before it are left out of reports rather than shown as a second configuration."""
+    got = identity.schema_fingerprint(_plain(*ALL_ON))
+    assert got == identity.SCHEMA_FINGERPRINT, (
+        f"the runner config's keys changed: bump identity.RUN_KEY_VERSION (now "
+        f"{identity.RUN_KEY_VERSION}) and set identity.SCHEMA_FINGERPRINT = {got!r}"
+    )
+    plain = _plain(*ALL_ON)
+    assert identity.schema_fingerprint(_with(plain, "fidelity.new_knob", 1)) != got
+    assert identity.schema_fingerprint(_with(plain, "model.params.lr", 0.5)) == got

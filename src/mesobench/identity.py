@@ -21,11 +21,22 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(_canonical(obj).encode()).hexdigest()[:length]
 
 
-RUN_KEY_VERSION = "2"
+RUN_KEY_VERSION = "3"
 """Version of the run-key rule, logged as tag ``mesobench.run_key_version``. Version 1 hashed a
 hand-picked list of sections (model, preprocessing, validation, task, fold, seed, device); version
-2 hashes the whole resolved config minus :data:`BOOKKEEPING_KEYS`. Runs of another version are
-redone by the runner (their keys differ) and left out by the aggregator, never mixed."""
+2 hashes the whole resolved config minus :data:`BOOKKEEPING_KEYS`; version 3 is version 2 with
+the knobs of the experiments (``preprocessing.standardise_numeric``, ``hpo.sampler``,
+``hpo.models``). Runs of another version are redone by the runner (their keys differ) and left
+out by the aggregator, never mixed.
+
+Adding a knob to ``conf/config.yaml`` changes every run key (the knob is hashed), so the runs
+made before it would show up in a report as a second configuration of each model. The version
+therefore moves with the config's keys: ``tests/test_run_key.py`` fails when
+:func:`schema_fingerprint` of the composed config differs from :data:`SCHEMA_FINGERPRINT`,
+saying to bump the version and record the new fingerprint."""
+
+SCHEMA_FINGERPRINT = "3b6345e04ed86264"
+""":func:`schema_fingerprint` of the config this :data:`RUN_KEY_VERSION` was declared for."""
 
 BOOKKEEPING_KEYS: tuple[str, ...] = (
     "tracking",  # where runs are stored, not what they compute
@@ -68,6 +79,23 @@ def _drop(tree: dict[str, Any], dotted: str) -> None:
         _drop(tree[head], rest)
 
 
+def schema_fingerprint(plain: Mapping[str, Any]) -> str:
+    """A hash of the config's hashed key paths, model, task and search space aside (those differ
+    between models and tasks by design): it changes when a knob is added to or removed from the
+    runner's config."""
+    identity = json.loads(_canonical(plain))
+    identity.pop("hydra", None)
+    for key in (*BOOKKEEPING_KEYS, "model", "task", "hpo.space"):
+        _drop(identity, key)
+
+    def paths(tree: Any, prefix: str = "") -> list[str]:
+        if not isinstance(tree, dict):
+            return [prefix]
+        return [p for k, v in tree.items() for p in paths(v, f"{prefix}{k}.")]
+
+    return stable_hash(sorted(paths(identity)))
+
+
 def hpo_settings(plain: Mapping[str, Any]) -> dict[str, Any]:
     """The run's ``hpo`` section, or ``{"n_trials": 0}`` when the search does not apply to its
     model (``hpo.models`` lists others): one sweep can tune some of its models only."""
@@ -97,8 +125,9 @@ def run_identity(plain: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_key(plain: Mapping[str, Any]) -> str:
-    """The identity of a run: a hash of its :func:`run_identity`. A FINISHED key is skipped."""
-    return stable_hash(run_identity(plain), length=32)
+    """The identity of a run: a hash of its :func:`run_identity` and the rule's version (a
+    bumped version redoes every run). A FINISHED key is skipped."""
+    return stable_hash([RUN_KEY_VERSION, run_identity(plain)], length=32)
 
 
 def without_task(cfg: Any) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Training and inference speed of the torch models on fixed shapes → ``results/speed.md``.
 
-    python scripts/bench_speed.py                          # full grid, cpu (+ cuda when present)
-    python scripts/bench_speed.py --n 1000 --features 10,100 --classes 2 --devices cpu
-    python scripts/bench_speed.py --devices cuda --precision bf16 --compile    # GPU options
+    python -m mesobench.speed                          # full grid, cpu (+ cuda when present)
+    python -m mesobench.speed --n 1000 --features 10,100 --classes 2 --devices cpu
+    python -m mesobench.speed --devices cuda --precision bf16 --compile    # GPU options
 
 For every shape (n rows, F features, C classes; Gaussian features, labels from a random linear
 rule) and model (``conf/model/<name>.yaml`` as shipped, so the paper settings: IMN and LFR-IMN at
@@ -52,12 +52,12 @@ import psutil
 import torch
 from omegaconf import OmegaConf
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+from mesobench.estimators import DeviceSettings, build_estimator
+from mesobench.metrics import fidelity
+from mesobench.paths import repo_root
+from mesobench.resources import measure
 
-from mesobench.estimators import DeviceSettings, build_estimator  # noqa: E402
-from mesobench.metrics import fidelity  # noqa: E402
-from mesobench.resources import measure  # noqa: E402
+REPO = repo_root()
 
 MODELS = ("imn", "lfr_imn", "nimo", "tabresnet")
 PREDICT_ROWS = 10_000
@@ -404,7 +404,7 @@ def write_report(table: pd.DataFrame, args: argparse.Namespace, threads: int, pa
         "# Speed of the torch models",
         "",
         f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by "
-        f"`python scripts/bench_speed.py {' '.join(sys.argv[1:])}`.",
+        f"`python -m mesobench.speed {' '.join(sys.argv[1:])}`.",
         "",
         f"Machine: {machine()}; {threads} torch thread(s); device settings: precision "
         f"{args.precision}, compile {bool(args.compile)}, batch_size_scale "

@@ -1,0 +1,255 @@
+"""Experiments as configs (issue 16): every experiment composes for the runner and the
+aggregator, the paper baselines and the oracle are ordinary models, grid searches are the
+generic HPO, and published figures and targets are data the report checks."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from mesobench import aggregate, hpo
+from mesobench.data import Preprocessor, load_fold
+from mesobench.errors import ConfigError
+from mesobench.estimators import build_estimator
+from mesobench.metrics import fidelity
+from mesobench.paths import conf_dir, register_resolvers, repo_root
+from mesobench.pipeline import evaluate_fold
+from mesobench.report import published
+
+register_resolvers()
+EXPERIMENTS = sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
+
+
+def _compose(primary: str, *overrides: str, hydra: bool = False):
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        return compose(primary, overrides=list(overrides), return_hydra_config=hydra)
+
+
+def test_the_headline_experiments_are_configs():
+    wanted = {"quick", "cc18", "imn_benchmark", "lfr_benchmark", "lfr_synthetic", "nimo_synthetic"}
+    assert wanted <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_composes_for_the_runner_and_the_aggregator(name):
+    run_cfg = _compose("config", f"+experiment={name}", hydra=True)
+    assert run_cfg.suite_name == name
+    assert run_cfg.hydra.sweeper.params.task  # it sweeps something
+    agg_cfg = aggregate.with_experiment(_compose("aggregate", f"+experiment={name}"), [])
+    assert agg_cfg.report == name and agg_cfg.filters.suite == name
+    aggregate.settings_from(agg_cfg)  # its metric is known
+    aggregate.published_from(agg_cfg)  # its published files and targets read
+
+
+def test_the_command_line_wins_over_the_experiments_report_settings():
+    overrides = ["+experiment=nimo_synthetic", "metric=mse", "report=mine"]
+    cfg = aggregate.with_experiment(_compose("aggregate", *overrides), overrides)
+    assert (cfg.metric, cfg.report, cfg.ceiling) == ("mse", "mine", "oracle")
+    assert cfg.out_dir.endswith("results/mine")
+
+
+def test_the_nimo_experiment_tunes_nimo_and_the_mlp_on_a_grid_and_feeds_raw_features():
+    cfg = _compose("config", "+experiment=nimo_synthetic", "model=nimo_synthetic")
+    assert (cfg.hpo.sampler, list(cfg.hpo.models)) == ("grid", ["nimo_synthetic", "mlp"])
+    assert cfg.preprocessing.standardise_numeric is False
+    assert cfg.seed == cfg.fold
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    regressor = build_estimator(model, "regression", seed=0, device="cpu", threads=1)
+    classifier = build_estimator(model, "binary", seed=0, device="cpu", threads=1)
+    assert (regressor.epochs, regressor.noise_std, regressor.lr) == (2000, 0.0, 0.003)
+    assert (classifier.epochs, classifier.noise_std, classifier.lr) == (1000, 0.2, 0.005)
+    space = cfg.hpo.space
+    assert set(hpo.space_for(space, "regression")) == {"group_penalty"}
+    assert set(hpo.space_for(space, "binary")) == {"group_penalty", "noise_std"}
+
+
+def test_lasso_and_mlp_build_for_both_task_kinds():
+    for name in ("lasso", "mlp"):
+        model = OmegaConf.to_container(_compose("config", f"model={name}").model, resolve=True)
+        for kind in ("regression", "binary"):
+            build_estimator(model, kind, seed=0, device="cpu", threads=1)
+
+
+def _fold(task: str, fold: int = 0):
+    cfg = OmegaConf.to_container(_compose("config", f"task={task}").task, resolve=True)
+    return load_fold(cfg, fold)
+
+
+def _run(model_name: str, task: str, **kwargs):
+    cfg = _compose("config", f"model={model_name}", f"task={task}")
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    data = _fold(task)
+    estimator = build_estimator(plain["model"], data.task.kind, seed=0, device="cpu", threads=1)
+    return evaluate_fold(
+        data,
+        estimator,
+        preprocessing=plain["preprocessing"],
+        validation=plain["validation"],
+        seed=0,
+        use_validation=False,
+        explanations={"enabled": False},
+        **kwargs,
+    )
+
+
+def test_the_oracle_scores_the_noise_floor_and_explains_exactly():
+    metrics = _run("oracle", "synthetic/r1").metrics
+    assert metrics["mse"] == pytest.approx(0.01, rel=0.35)  # ε ~ N(0, 0.1²), 100 test rows
+    assert metrics["fidelity/gt_coef_mae"] < 1e-5  # β̂ at 0 by central differences
+    assert metrics["fidelity/gt_gradient_mae"] < 1e-6
+
+
+def test_the_oracle_on_a_classification_task_is_the_bayes_rule():
+    metrics = _run("oracle", "synthetic/c1").metrics
+    assert 0.8 <= metrics["accuracy"] <= 0.97 and metrics["auroc"] > 0.9
+
+
+def test_the_oracle_refuses_a_task_without_a_known_function():
+    model = OmegaConf.to_container(_compose("config", "model=oracle").model, resolve=True)
+    assert model["params"]["generator"] is None  # credit-g has no generator
+    oracle = build_estimator(model, "binary", seed=0, device="cpu", threads=1)
+    with pytest.raises(ValueError, match="synthetic task with a known f"):
+        oracle.fit(np.zeros((4, 2)), [0, 1, 0, 1])
+
+
+def test_the_lasso_recovers_the_linear_tasks_coefficients_through_the_harness():
+    metrics = _run("lasso", "synthetic/linear").metrics
+    assert metrics["fidelity/gt_coef_mae"] < 0.05  # β = (−5..4): a Lasso on 200 rows nails it
+    assert metrics["mse"] < 0.05
+
+
+def test_marginal_effect_at_the_origin_is_the_slope_in_raw_units():
+    beta, offset, scale = np.array([2.0, -1.0, 0.5]), np.array([0.3, -0.2, 1.0]), 2.0
+
+    def output(X_model):
+        return (X_model * scale + offset) @ beta + 1.0  # linear in raw units
+
+    got = fidelity.marginal_effect_at_origin(output, 3, offset=offset, scale=scale)
+    np.testing.assert_allclose(got, beta, atol=1e-8)
+
+
+def test_raw_features_when_standardisation_is_off():
+    X = pd.DataFrame({"a": [1.0, 2.0, np.nan, 4.0], "b": [-3.0, 0.0, 3.0, 6.0]})
+    out = Preprocessor(mode="neural", standardise_numeric=False).fit_transform(X)
+    np.testing.assert_allclose(out, [[1, -3], [2, 0], [0, 3], [4, 6]])
+    scaled = Preprocessor(mode="neural").fit_transform(X)
+    assert not np.allclose(scaled, out)
+
+
+def test_weight_l1_in_raw_target_units_is_divided_by_the_target_scale():
+    from mesobench.models import IMNRegressor
+
+    X = np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32)
+    y = 10.0 * X[:, 0]
+    model = IMNRegressor(epochs=1, weight_l1_units="raw", snapshot_ensemble=False).fit(X, y)
+    assert model._l1_divisor() == pytest.approx(np.std(y), rel=1e-6)
+    assert IMNRegressor(epochs=1).fit(X, y)._l1_divisor() == 1.0
+
+
+def test_a_grid_search_tries_every_point_once_and_refuses_ranges():
+    from sklearn.linear_model import Ridge
+
+    tried = []
+
+    def fit_and_score(candidate):
+        tried.append(candidate.alpha)
+        return -abs(candidate.alpha - 1.0)
+
+    space = {"alpha": {"type": "categorical", "choices": [0.1, 1.0, 10.0]}}
+    result = hpo.search(Ridge(), space, fit_and_score, n_trials=50, seed=0, sampler="grid")
+    assert sorted(tried) == [0.1, 1.0, 10.0] and result.best_params == {"alpha": 1.0}
+    with pytest.raises(ConfigError, match="categorical"):
+        hpo.search(
+            Ridge(),
+            {"alpha": {"type": "float", "low": 0.1, "high": 1.0}},
+            fit_and_score,
+            n_trials=3,
+            seed=0,
+            sampler="grid",
+        )
+
+
+# -- published figures and targets --------------------------------------------------------------
+
+
+def _runs(rows):
+    return pd.DataFrame(
+        [dict(status="FINISHED", fold=i, **r) for i, r in enumerate(rows)]
+    ).reset_index(drop=True)
+
+
+RUNS = _runs(
+    [
+        {"task": "t1", "model": "ours", "mse": 0.02, "accuracy": np.nan},
+        {"task": "t1", "model": "ours", "mse": 0.04, "accuracy": np.nan},
+        {"task": "t1", "model": "base", "mse": 0.30, "accuracy": np.nan},
+        {"task": "t2", "model": "ours", "mse": 0.10, "accuracy": np.nan},
+        {"task": "t2", "model": "base", "mse": 0.40, "accuracy": np.nan},
+        {"task": "t1", "model": "oracle", "mse": 0.01, "accuracy": np.nan},
+        {"task": "c", "model": "ours", "mse": np.nan, "accuracy": 0.86},
+        {"task": "c", "model": "oracle", "mse": np.nan, "accuracy": 0.90},
+    ]
+)
+
+
+def test_published_figures_sit_beside_the_reproduced_mean_and_the_ceiling(tmp_path):
+    path = tmp_path / "paper.yaml"
+    path.write_text(
+        "paper: P\nversion: v2\nsource: Table 1\n"
+        "figures:\n  mse:\n    t1: {Ours: 0.024, Lasso: 3.1}\n"
+    )
+    (table,) = published.read_published(path, {"Ours": "ours"})
+    frame = published.published_vs_reproduced(RUNS, table, ceiling="oracle")
+    row = frame.set_index("paper_model").loc["Ours"]
+    assert (row["published"], row["reproduced"], row["n"]) == (0.024, pytest.approx(0.03), 2)
+    assert row["ceiling"] == pytest.approx(0.01)
+    assert frame.set_index("paper_model").loc["Lasso", "n"] == 0  # not mapped: no figure of ours
+
+
+def test_a_published_file_with_an_unknown_metric_or_missing_field_is_refused(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("paper: P\nversion: v\nsource: s\nfigures:\n  rmsee:\n    t: {A: 1}\n")
+    with pytest.raises(ConfigError, match="rmsee"):
+        published.read_published(path)
+    path.write_text("paper: P\nfigures: {}\n")
+    with pytest.raises(ConfigError, match="version"):
+        published.read_published(path)
+
+
+def test_targets_are_checked_per_task_over_tasks_and_against_the_ceiling():
+    targets = [
+        published.Target(model="ours", metric="mse", task="t1", at_most=0.024),
+        published.Target(
+            model="base", metric="mse", relative_to="ours", relation="ratio", at_least=5
+        ),
+        published.Target(model="ours", metric="accuracy", task="c", at_least=0.92),
+        published.Target(model="nobody", metric="mse", at_most=1.0),
+    ]
+    checked = published.check_targets(RUNS, targets, ceiling="oracle")
+    assert checked["met"].tolist() == ["no", "yes", "no", "undecided"]
+    # ratio over tasks: geometric mean of 0.30/0.03 = 10 and 0.40/0.10 = 4
+    assert checked.loc[1, "value"] == pytest.approx(np.sqrt(40))
+    assert "unreachable" in checked.loc[2, "note"]  # 0.92 > the oracle's 0.90
+    assert "unreachable" not in checked.loc[0, "note"]  # 0.024 ≥ the noise floor 0.01
+
+
+def test_a_target_with_an_unknown_field_or_no_bound_is_refused():
+    with pytest.raises(ConfigError, match="allowed fields"):
+        published.Target.from_config({"model": "a", "metric": "mse", "at_mots": 1})
+    with pytest.raises(ConfigError, match="at_least"):
+        published.Target.from_config({"model": "a", "metric": "mse"})
+
+
+def test_no_script_fits_a_model():
+    """Experiments run through mesobench.run; scripts/ holds tools, not second harnesses."""
+    fitting = re.compile(r"\.fit\(|evaluate_fold|build_estimator|mesobench\.models")
+    offenders = [
+        p.name for p in Path(repo_root(), "scripts").glob("*.py") if fitting.search(p.read_text())
+    ]
+    assert not offenders, f"scripts that fit models: {offenders}"
