@@ -1,7 +1,8 @@
 # mesobench — the two commands a newcomer needs:
-#   make benchmark    run the quick suite (cached CC18 tasks, 3 folds, every model) + report
+#   make benchmark    run the quick experiment (cached CC18 tasks, 3 folds, every model) + report
 #   make test         run the test suite
-#   make report       regenerate results/<suite>/ from mlflow.db without training anything
+#   make benchmark EXPERIMENT=nimo_synthetic   any experiment of conf/experiment/ (+ its report)
+#   make report       regenerate results/<experiment>/ from mlflow.db without training anything
 #   make parity       IMN on the diabetes folds against the IMN reference code's figures
 # Both create .venv/ and install everything on first use.
 
@@ -16,8 +17,7 @@ TORCH_SPEC ?= torch==2.13.0
 OPENML_CACHE_SRC ?= ../shared/openml-cache
 # Figures of the reference implementations (fold by fold), compared with ours by `make parity`.
 REFERENCE_DIR ?= ../shared/reference
-SUITE ?= quick
-MODELS ?= logreg,random_forest,xgboost,catboost,tabresnet,imn_fast,lfr_imn_fast,nimo
+EXPERIMENT ?= quick
 JOBS ?= 2
 ARGS ?=
 PYTEST_ARGS ?=
@@ -51,18 +51,18 @@ test: install $(CACHE_PREREQ)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 benchmark: install $(CACHE_PREREQ)
-	$(PY) -m mesobench.run -m suite=$(SUITE) model=$(MODELS) hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) $(ARGS)
-	$(MAKE) report SUITE=$(SUITE)
+	$(PY) -m mesobench.run -m +experiment=$(EXPERIMENT) hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) $(ARGS)
+	$(MAKE) report EXPERIMENT=$(EXPERIMENT)
 
-# Regenerate results/$(SUITE)/ from mlflow.db (no training): tables, plots, summary MLflow run.
+# Regenerate results/$(EXPERIMENT)/ from mlflow.db (no training): tables, plots, summary MLflow run.
 report: install
-	$(PY) -m mesobench.aggregate filters.suite=$(SUITE) report=$(SUITE)
+	$(PY) -m mesobench.aggregate +experiment=$(EXPERIMENT)
 
 # IMN at the paper settings on the 10 diabetes folds, against the IMN reference code's figures
 # (results/imn_parity/; ARGS adds runner overrides, e.g. ARGS=model.params.optimizer=adamw).
 parity: install $(CACHE_PREREQ)
-	$(PY) -m mesobench.run -m suite=imn_parity hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) $(ARGS)
-	$(PY) -m mesobench.aggregate filters.suite=imn_parity report=imn_parity \
+	$(PY) -m mesobench.run -m +experiment=imn_parity hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) $(ARGS)
+	$(PY) -m mesobench.aggregate +experiment=imn_parity \
 		parity.reference=$(REFERENCE_DIR)/imn_reference_diabetes.csv
 
 aggregate: install

@@ -1,4 +1,4 @@
-"""The generated task and suite configs: complete, loadable, and usable as ``task=<name>``."""
+"""The generated task and CC18 experiment configs: complete, loadable, usable as ``task=<name>``."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def test_synthetic_configs_load_a_fold_of_the_configured_sizes(path):
 
 @pytest.mark.parametrize("suite,n_tasks", [("cc18", 72), ("cc18_offline", 12)])
 def test_suite_sweeps_tasks_that_have_configs(suite, n_tasks):
-    cfg = OmegaConf.load(CONF / "suite" / f"{suite}.yaml")
+    cfg = OmegaConf.load(CONF / "experiment" / f"{suite}.yaml")
     assert cfg.suite_name == suite and cfg.folds == 10
     parsed = OverridesParser.create().parse_override(f"task={cfg.hydra.sweeper.params.task}")
     tasks = list(parsed.sweep_iterator())
@@ -121,7 +121,7 @@ def test_suite_sweeps_tasks_that_have_configs(suite, n_tasks):
 
 
 def test_offline_suite_is_the_cached_tasks():
-    cfg = OmegaConf.load(CONF / "suite" / "cc18_offline.yaml")
+    cfg = OmegaConf.load(CONF / "experiment" / "cc18_offline.yaml")
     assert set(cfg.hydra.sweeper.params.task.split(",")) == {
         "kr-vs-kp", "letter", "balance-scale", "breast-w",
         "optdigits", "credit-g", "diabetes", "spambase",

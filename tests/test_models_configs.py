@@ -6,8 +6,13 @@ import inspect
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 from hydra.utils import get_class
 from omegaconf import OmegaConf
+
+from mesobench.paths import conf_dir, register_resolvers
+
+register_resolvers()
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
 OWNED = {
@@ -18,8 +23,18 @@ OWNED = {
     "tabresnet": "neural",
     "debug_fail": "neural",
     "debug_diverge": "neural",
+    "oracle": "ordinal",
 }
-VARIANTS = {"imn_fast", "lfr_imn_fast"}
+# named variants whose params deliberately differ from the class defaults
+VARIANTS = {
+    "imn_fast",
+    "lfr_imn_fast",
+    "nimo_synthetic",
+    "imn_example_mlp",
+    "imn_example_tabresnet",
+    "lfr_imn_example_mlp",
+    "lfr_imn_example_tabresnet",
+}
 # every config in conf/model is checked; those not listed above are neural-network models
 ALL = sorted(p.stem for p in CONF.glob("*.yaml"))
 PREPROCESSING = {name: OWNED.get(name, "neural") for name in ALL}
@@ -27,7 +42,14 @@ RUNNER_KNOBS = {"random_state", "device", "n_jobs"}
 
 
 def _load(name):
-    return OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"))
+    """The model config as the runner composes it (a variant inherits its base's keys)."""
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=[f"model={name}"])
+    return OmegaConf.to_container(cfg.model, resolve=True)
+
+
+def _plain(value):
+    return tuple(value) if isinstance(value, list) else value
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -35,7 +57,7 @@ def test_config_has_the_runner_shape(name):
     cfg = _load(name)
     required = ["name", "preprocessing", "classifier", "regressor", "params"]
     assert [key for key in cfg if key in required] == required
-    assert set(cfg) <= {*required, "use_validation"}
+    assert set(cfg) <= {*required, "use_validation", "classifier_params", "regressor_params"}
     assert cfg["name"] == name
     assert cfg["preprocessing"] == PREPROCESSING[name]
     assert (CONF / f"{name}.yaml").read_text().startswith("# ")  # one-line description
@@ -48,13 +70,16 @@ def test_params_are_constructor_arguments_and_leave_the_runner_knobs_alone(name)
         if cfg[role] is None:
             continue
         cls = get_class(cfg[role])
+        params = {**cfg["params"], **(cfg.get(f"{role}_params") or {})}
         accepted = set(inspect.signature(cls).parameters)
-        assert set(cfg["params"]) <= accepted
-        assert not set(cfg["params"]) & RUNNER_KNOBS
-        estimator = cls(**cfg["params"], random_state=1, device="cpu")
+        assert set(params) <= accepted
+        assert not set(params) & RUNNER_KNOBS
+        estimator = cls(**params, random_state=1, device="cpu")
         defaults = {k: p.default for k, p in inspect.signature(cls).parameters.items()}
         # the config repeats the class defaults, so code and config cannot drift apart silently;
         # named variants (imn_fast) deliberately differ from them
         assert estimator.get_params()["random_state"] == 1
         if name not in VARIANTS:
-            assert {k: defaults[k] for k in cfg["params"]} == cfg["params"]
+            assert {k: _plain(defaults[k]) for k in params} == {
+                k: _plain(v) for k, v in params.items()
+            }

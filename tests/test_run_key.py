@@ -179,3 +179,17 @@ def test_the_run_key_version_moves_with_the_configs_keys():
     plain = _plain(*ALL_ON)
     assert identity.schema_fingerprint(_with(plain, "fidelity.new_knob", 1)) != got
     assert identity.schema_fingerprint(_with(plain, "model.params.lr", 0.5)) == got
+
+
+def test_a_run_reused_by_another_experiment_counts_in_both(tmp_path, store):
+    """Experiments share identical runs (same key): the second skips the run and joins it, so
+    its report (filters.suite) sees it instead of missing a fold."""
+    args = ("model=logreg", "task=synthetic/c1", "fold=0")
+    for suite in ("first", "second"):
+        proc = runner(*args, f"suite_name={suite}", store=store, tmp_path=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "already FINISHED" in proc.stdout + proc.stderr
+    for suite in ("first", "second"):
+        runs = aggregate.load_runs(store, "mesobench", suite=suite)
+        assert len(runs) == 1 and runs["suites"].tolist() == [",first,second,"]
+    assert aggregate.load_runs(store, "mesobench", suite="third").empty

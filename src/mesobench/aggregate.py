@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 import tempfile
 from pathlib import Path
@@ -36,7 +37,7 @@ from mesobench.paths import conf_dir, register_resolvers
 from mesobench.report import document, latest_per_key, plots
 from mesobench.report.parity import ParityReference, read_reference
 from mesobench.report.published import Target, read_published
-from mesobench.report.runs import PROVENANCE_COLUMNS, RUN_TAGS
+from mesobench.report.runs import PROVENANCE_COLUMNS, RUN_TAGS, SUITES_COLUMN
 from mesobench.tracking import (
     GIT_COMMIT_TAG,
     GIT_DIRTY_TAG,
@@ -52,6 +53,8 @@ from mesobench.tracking import (
 log = logging.getLogger("mesobench.aggregate")
 
 register_resolvers()
+# MLflow draws a progress bar per downloaded artifact; a report fetches a handful: no bars.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 #: Tag marking a run that holds a report (not a benchmark run).
 SUMMARY_TAG = "mesobench.summary"
@@ -60,8 +63,6 @@ SUMMARY_TAG = "mesobench.summary"
 WEIGHTS_ARTIFACT = "explanations/local_weights_sample.csv"
 #: Run column with the params that identify a configuration, and the param prefixes kept in it.
 CONFIG_COLUMN = "configuration"
-#: Run column listing every experiment (suite) the run counts in, as ``,a,b,``.
-SUITES_COLUMN = "suites"
 CONFIG_PREFIXES = (
     "model.params.",
     "preprocessing.",

@@ -64,13 +64,19 @@ def flatten(cfg: Mapping, prefix: str = "") -> dict[str, Any]:
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
 """MLflow's standard tag for the code version; the UI and any MLflow tool read it."""
 GIT_DIRTY_TAG = "mesobench.git_dirty"
-"""``true`` when the checkout had uncommitted changes to tracked files: the commit alone does not
-say which code ran."""
+"""``true`` when the checkout had uncommitted changes under :data:`RESULT_PATHS`: the commit
+alone does not say which code ran."""
+
+
+RESULT_PATHS = ("src", "conf", "pyproject.toml")
+"""What can change a run's result: a checkout is *dirty* when these differ from its commit
+(edits, or new files under them); edits to docs, tests or reports leave runs attributable."""
 
 
 @lru_cache(maxsize=1)
 def code_version() -> dict[str, str]:
-    """Tags naming the code a run used: the checkout's commit and whether it was dirty.
+    """Tags naming the code a run used: the checkout's commit and whether its
+    :data:`RESULT_PATHS` were dirty.
 
     Outside a git checkout (an installed package) the commit is ``unknown``.
     """
@@ -83,7 +89,7 @@ def code_version() -> dict[str, str]:
 
     try:
         sha = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        dirty = bool(git("status", "--porcelain", "--", *RESULT_PATHS))
     except (OSError, subprocess.SubprocessError):
         return {GIT_COMMIT_TAG: "unknown", GIT_DIRTY_TAG: "unknown"}
     return {GIT_COMMIT_TAG: sha, GIT_DIRTY_TAG: str(dirty).lower()}

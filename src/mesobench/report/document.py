@@ -468,13 +468,17 @@ def _provenance_lines(keyed: pd.DataFrame, n_old_rule: int) -> list[str]:
             f"{r.runs} run(s)"
             for r in versions.itertuples()
         )
-        mixed = versions["git_commit"].nunique() > 1 or versions["dirty"].eq("true").any()
-        warning = (
-            "**Warning: these runs mix code versions**; results may differ for reasons that are "
-            "not in their configuration. "
-            if mixed
-            else ""
-        )
+        warning = ""
+        if versions["git_commit"].nunique() > 1:
+            warning = (
+                "**Warning: these runs mix code versions**; results may differ for reasons that "
+                "are not in their configuration. "
+            )
+        elif versions["dirty"].eq("true").any():
+            warning = (
+                "**Warning: runs made with uncommitted changes** to the code or configs; the "
+                "commit alone does not identify their code. "
+            )
         lines += [f"{warning}Code (`mlflow.source.git.commit`): {listed}.", ""]
     if n_old_rule:
         lines += [

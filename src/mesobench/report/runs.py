@@ -51,7 +51,18 @@ RUN_TAGS = (
 PROVENANCE_COLUMNS = ("key_version", "git_commit", "git_dirty", "model_name")
 
 #: Run columns that are bookkeeping, not metrics.
-NON_METRICS = {"run_id", "status", "start_time", "run_key", *RUN_TAGS, *PROVENANCE_COLUMNS}
+#: Run column listing every experiment (suite) the run counts in, as ``,a,b,`` (a run made by one
+#: experiment and reused by another, same run key, counts in both).
+SUITES_COLUMN = "suites"
+NON_METRICS = {
+    "run_id",
+    "status",
+    "start_time",
+    "run_key",
+    SUITES_COLUMN,
+    *RUN_TAGS,
+    *PROVENANCE_COLUMNS,
+}
 
 
 def split_key_versions(runs: pd.DataFrame, current: str | None) -> tuple[pd.DataFrame, int]:
