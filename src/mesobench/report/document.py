@@ -480,6 +480,20 @@ def _provenance_lines(keyed: pd.DataFrame, n_old_rule: int) -> list[str]:
                 "commit alone does not identify their code. "
             )
         lines += [f"{warning}Code (`mlflow.source.git.commit`): {listed}.", ""]
+    if not keyed.empty:
+        # rule 1 had no version tag (and tables written then no such column)
+        rules = keyed.get("key_version", pd.Series(index=keyed.index, dtype=object))
+        rules = rules.astype(object).where(rules.notna(), "1").astype(str)
+        older = rules.ne(RUN_KEY_VERSION)
+        if older.any():
+            counts = ", ".join(f"rule {v}: {n}" for v, n in rules[older].value_counts().items())
+            lines += [
+                f"**Runs of an older run-key rule are included** ({counts}; current rule "
+                f"{RUN_KEY_VERSION}): they were made by older code, selected with "
+                "`filters.key_version`; rerunning the experiment redoes them under the current "
+                "rule.",
+                "",
+            ]
     if n_old_rule:
         lines += [
             f"{n_old_rule} run(s) keyed by an older run-key rule were left out (they cannot be "
