@@ -16,12 +16,20 @@ log-probabilities for multiclass), the output that ground-truth and fidelity met
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn import linear_model, neural_network
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from mesobench.models.baselines import _WrappedClassifier, _WrappedRegressor
+
+
+def _fit_limited(model, X, y, n_jobs):
+    """Fit a scikit-learn model with at most ``n_jobs`` BLAS / OpenMP threads."""
+    with threadpool_limits(limits=n_jobs):
+        return model.fit(X, y)
 
 
 class _LogitMixin:
@@ -60,8 +68,9 @@ class LassoClassifier(_LogitMixin, _WrappedClassifier):
             max_iter=self.max_iter,
             random_state=self.random_state,
         )
-        with threadpool_limits(limits=self.n_jobs):
-            return model.fit(X, y)
+        with warnings.catch_warnings():  # scikit-learn 1.9's notice on its fitted attributes
+            warnings.filterwarnings("ignore", "The fitted attributes", FutureWarning)
+            return _fit_limited(model, X, y, self.n_jobs)
 
     @property
     def coef_(self) -> np.ndarray:
@@ -92,8 +101,7 @@ class LassoRegressor(_WrappedRegressor):
         model = linear_model.LassoCV(
             alphas=self.n_alphas, cv=self.cv, max_iter=self.max_iter, random_state=self.random_state
         )
-        with threadpool_limits(limits=self.n_jobs):
-            return model.fit(X, y)
+        return _fit_limited(model, X, y, self.n_jobs)
 
     @property
     def coef_(self) -> np.ndarray:
@@ -151,13 +159,11 @@ class MLPClassifier(_LogitMixin, _MLPParams, _WrappedClassifier):
     __doc__ = "scikit-learn's MLP classifier (ReLU, Adam, log-loss + alpha·L2).\n" + _MLP_DOC
 
     def _fit_model(self, X, y, eval_set):
-        with threadpool_limits(limits=self.n_jobs):
-            return neural_network.MLPClassifier(**self._mlp_kwargs()).fit(X, y)
+        return _fit_limited(neural_network.MLPClassifier(**self._mlp_kwargs()), X, y, self.n_jobs)
 
 
 class MLPRegressor(_MLPParams, _WrappedRegressor):
     __doc__ = "scikit-learn's MLP regressor (ReLU, Adam, squared loss + alpha·L2).\n" + _MLP_DOC
 
     def _fit_model(self, X, y, eval_set):
-        with threadpool_limits(limits=self.n_jobs):
-            return neural_network.MLPRegressor(**self._mlp_kwargs()).fit(X, y)
+        return _fit_limited(neural_network.MLPRegressor(**self._mlp_kwargs()), X, y, self.n_jobs)
