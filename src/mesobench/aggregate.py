@@ -206,7 +206,10 @@ def read_runs_table(
         raise MesobenchError(
             f"{path} is not a runs table: it lacks the columns {sorted(required - set(runs))}"
         )
-    names = runs["model_name"].fillna(runs["model"]) if "model_name" in runs else runs["model"]
+    # the model before configurations were named apart (tables written before the column
+    # existed: the label's base name, imn[optimizer=adamw] -> imn, xgboost@1a2b3c -> xgboost)
+    base = runs["model"].astype(str).str.replace(r"[\[@].*$", "", regex=True)
+    names = runs["model_name"].fillna(base) if "model_name" in runs else base
     keep = pd.Series(True, index=runs.index)
     if sweep_id:
         keep &= runs["sweep_id"].astype(str).eq(str(sweep_id))
