@@ -350,3 +350,23 @@ def test_a_runs_table_that_is_not_one_is_refused(tmp_path):
         aggregate.read_runs_table(bad)
     with pytest.raises(MesobenchError, match="does not exist"):
         aggregate.read_runs_table(tmp_path / "missing.csv")
+
+
+def test_configurations_are_told_apart_within_one_run_key_rule():
+    """A run of an older rule lacks the newer knobs; it must not rename the current runs."""
+    old = json.dumps({"model.params.lr": "0.1"})
+    new = json.dumps({"model.params.lr": "0.1", "preprocessing.standardise_numeric": "True"})
+    runs = pd.DataFrame(
+        {
+            "model": ["imn", "imn", "imn"],
+            "config_hash": ["a", "b", "c"],
+            "key_version": ["2", RUN_KEY_VERSION, RUN_KEY_VERSION],
+            "configuration": [old, new, new.replace("0.1", "0.5")],
+        }
+    )
+    labels = aggregate.label_models(runs)["model"].tolist()
+    assert labels == ["imn", "imn[lr=0.1]", "imn[lr=0.5]"]
+
+
+def test_a_model_label_becomes_a_valid_metric_name():
+    assert aggregate._metric_name("catboost[sampler=tpe,x=None]") == "catboost_sampler_tpe_x_None_"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import tempfile
 from pathlib import Path
@@ -279,7 +280,10 @@ def label_models(runs: pd.DataFrame) -> pd.DataFrame:
     if "model_name" not in runs or runs["model_name"].isna().all():
         runs["model_name"] = runs["model"]
     labels = {}
-    for model, group in runs.groupby("model"):
+    # configurations are told apart within one run-key rule: runs of an older rule (left out of
+    # reports by default) lack the newer knobs and would otherwise name every current run
+    rule = runs["key_version"].fillna("1") if "key_version" in runs else "1"
+    for (model, _), group in runs.assign(_rule=rule).groupby(["model", "_rule"]):
         configs = group.drop_duplicates("config_hash").set_index("config_hash")
         if len(configs) > 1:
             labels.update(_variant_labels(model, configs))
@@ -397,13 +401,18 @@ def log_summary_run(
         tracker.log_metrics(
             run_id,
             {
-                f"rank/{m}": float(r)
+                f"rank/{_metric_name(m)}": float(r)
                 for m, r in zip(ranks["model"], ranks["average_rank"], strict=True)
             },
         )
     retrying(client.log_artifacts, run_id, str(out_dir))
     tracker.end(run_id, "FINISHED")
     return run_id
+
+
+def _metric_name(model: str) -> str:
+    """A model label as MLflow allows in a metric name (``imn[lr=0.1]`` → ``imn_lr_0.1_``)."""
+    return re.sub(r"[^\w\-. :/]", "_", str(model))
 
 
 def _as_list(value: Any) -> list[str] | None:
