@@ -159,6 +159,15 @@ def test_runs_of_an_older_key_rule_are_left_out_and_mixed_code_is_flagged(filled
     assert f"`{'b' * 12}`: 1 run(s)" in page
 
 
+COMPARE_A_WITH_B = (
+    "filters.sweep_id=A",
+    "compare.sweep_id=B",
+    "filters.models=[xgboost]",
+    "summary_run=false",
+    "explain.enabled=false",
+)
+
+
 def test_tag_filters_and_compare_two_sweeps(filled):
     tmp_path, uri = filled
     only_cuda = aggregate.load_runs(uri, "mesobench", tags={"device": "cuda"})
@@ -166,15 +175,7 @@ def test_tag_filters_and_compare_two_sweeps(filled):
     either = aggregate.load_runs(uri, "mesobench", tags={"device": ["cuda", "cpu"]})
     assert len(either) == len(SCORES) * 2 + 4
 
-    cfg = _cfg(
-        tmp_path,
-        uri,
-        "filters.sweep_id=A",
-        "compare.sweep_id=B",
-        "filters.models=[xgboost]",
-        "summary_run=false",
-        "explain.enabled=false",
-    )
+    cfg = _cfg(tmp_path, uri, *COMPARE_A_WITH_B)
     page = aggregate.aggregate(cfg)
     table = pd.read_csv(tmp_path / "report" / "compare.csv").set_index(["task", "model"])
     assert table.loc[("t1", "xgboost"), "A"] == pytest.approx(0.88)
@@ -190,15 +191,7 @@ def test_the_compared_sweep_also_leaves_out_runs_of_an_older_key_rule(filled):
     exp_id = client.get_experiment_by_name("mesobench").experiment_id
     old_rule = {RUN_KEY_VERSION_TAG: None, RUN_KEY_TAG: "v1"}
     _make_run(client, exp_id, "xgboost", "t1", 0, 0.10, "B", "cuda", **old_rule)
-    cfg = _cfg(
-        tmp_path,
-        uri,
-        "filters.sweep_id=A",
-        "compare.sweep_id=B",
-        "filters.models=[xgboost]",
-        "summary_run=false",
-        "explain.enabled=false",
-    )
+    cfg = _cfg(tmp_path, uri, *COMPARE_A_WITH_B)
     aggregate.aggregate(cfg)
     table = pd.read_csv(tmp_path / "report" / "compare.csv").set_index(["task", "model"])
     assert table.loc[("t1", "xgboost"), "B"] == pytest.approx(0.92)

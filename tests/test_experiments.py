@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from mesobench import aggregate, hpo
 from mesobench.data import Preprocessor, load_fold
 from mesobench.errors import ConfigError
-from mesobench.estimators import build_estimator
+from mesobench.estimators import build_estimator, kind_params
 from mesobench.metrics import fidelity
 from mesobench.paths import conf_dir, register_resolvers, repo_root
 from mesobench.pipeline import evaluate_fold
@@ -65,8 +65,8 @@ def test_the_nimo_experiment_tunes_nimo_and_the_mlp_on_a_grid_and_feeds_raw_feat
     assert (regressor.epochs, regressor.noise_std, regressor.lr) == (2000, 0.0, 0.003)
     assert (classifier.epochs, classifier.noise_std, classifier.lr) == (1000, 0.2, 0.005)
     space = cfg.hpo.space
-    assert set(hpo.space_for(space, "regression")) == {"group_penalty"}
-    assert set(hpo.space_for(space, "binary")) == {"group_penalty", "noise_std"}
+    assert set(kind_params(space, "regression")) == {"group_penalty"}
+    assert set(kind_params(space, "binary")) == {"group_penalty", "noise_std"}
 
 
 def test_lasso_and_mlp_build_for_both_task_kinds():

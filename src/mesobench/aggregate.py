@@ -38,7 +38,7 @@ from mesobench.paths import conf_dir, register_resolvers
 from mesobench.report import document, latest_per_key, plots
 from mesobench.report.parity import ParityReference, read_reference
 from mesobench.report.published import Target, read_published
-from mesobench.report.runs import PROVENANCE_COLUMNS, RUN_TAGS, SUITES_COLUMN
+from mesobench.report.runs import PROVENANCE_COLUMNS, RUN_TAGS, SUITES_COLUMN, key_rules
 from mesobench.tracking import (
     GIT_COMMIT_TAG,
     GIT_DIRTY_TAG,
@@ -282,8 +282,7 @@ def label_models(runs: pd.DataFrame) -> pd.DataFrame:
     labels = {}
     # configurations are told apart within one run-key rule: runs of an older rule (left out of
     # reports by default) lack the newer knobs and would otherwise name every current run
-    rule = runs["key_version"].fillna("1") if "key_version" in runs else "1"
-    for (model, _), group in runs.assign(_rule=rule).groupby(["model", "_rule"]):
+    for (model, _), group in runs.assign(_rule=key_rules(runs)).groupby(["model", "_rule"]):
         configs = group.drop_duplicates("config_hash").set_index("config_hash")
         if len(configs) > 1:
             labels.update(_variant_labels(model, configs))

@@ -100,6 +100,20 @@ def settings_notes(
     return notes
 
 
+def role_of(kind: str) -> str:
+    """``regressor`` for a regression task, else ``classifier``: the config key that applies."""
+    return "regressor" if kind == "regression" else "classifier"
+
+
+def kind_params(section: Mapping[str, Any] | None, kind: str) -> dict[str, Any]:
+    """``params`` with ``<role>_params`` merged over them for a task ``kind``: a model config's
+    constructor arguments, or a search space (``conf/hpo/<model>.yaml``), whose recipe differs
+    by task kind."""
+    section = section or {}
+    role = role_of(kind)
+    return {**(section.get("params") or {}), **(section.get(f"{role}_params") or {})}
+
+
 def build_estimator(
     model_cfg: Mapping[str, Any],
     kind: str,
@@ -119,7 +133,7 @@ def build_estimator(
     (:func:`settings_notes` lists what a model ignores).
     """
     settings = settings or DeviceSettings()
-    role = "regressor" if kind == "regression" else "classifier"
+    role = role_of(kind)
     target = model_cfg.get(role)
     name = model_cfg.get("name", "?")
     if not target:
@@ -131,7 +145,7 @@ def build_estimator(
         cls = get_class(target)
     except Exception as exc:  # hydra wraps import errors in its own exception type
         raise ConfigError(f"model '{name}': cannot import {role} '{target}': {exc}") from exc
-    params = {**(model_cfg.get("params") or {}), **(model_cfg.get(f"{role}_params") or {})}
+    params = kind_params(model_cfg, kind)
     batch_size = scaled_batch_size(model_cfg, settings)
     if batch_size is not None:
         params["batch_size"] = batch_size

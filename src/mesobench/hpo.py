@@ -2,7 +2,7 @@
 
 A model declares its search space in ``conf/hpo/<model>.yaml`` (composed into ``hpo.space``):
 ``params`` for every task kind, optionally ``regressor_params`` / ``classifier_params`` merged
-over them for that kind (as the model configs do). ``hpo.n_trials=N`` turns the search on, for
+over them for that kind (as the model configs do: :func:`mesobench.estimators.kind_params`). ``hpo.n_trials=N`` turns the search on, for
 the models listed in ``hpo.models`` (null: every model), so one sweep can tune some models and
 not others. ``hpo.sampler``: ``tpe`` (seeded TPE, N trials) or ``grid`` (every combination of
 the ``categorical`` choices once, at most N trials; Optuna's ``GridSampler``). Every trial fits
@@ -28,13 +28,6 @@ log = logging.getLogger(__name__)
 
 SPEC_TYPES = ("float", "int", "categorical")
 SAMPLERS = ("tpe", "grid")
-
-
-def space_for(space_cfg: Mapping[str, Any] | None, kind: str) -> dict[str, Any]:
-    """The parameter specs for a task ``kind``: ``params`` + ``<role>_params`` merged over it."""
-    space_cfg = space_cfg or {}
-    role = "regressor" if kind == "regression" else "classifier"
-    return {**(space_cfg.get("params") or {}), **(space_cfg.get(f"{role}_params") or {})}
 
 
 def _sampler(name: str, space: Mapping[str, Mapping[str, Any]], seed: int) -> tuple[Any, int]:

@@ -83,9 +83,8 @@ def schema_fingerprint(plain: Mapping[str, Any]) -> str:
     """A hash of the config's hashed key paths, model, task and search space aside (those differ
     between models and tasks by design): it changes when a knob is added to or removed from the
     runner's config."""
-    identity = json.loads(_canonical(plain))
-    identity.pop("hydra", None)
-    for key in (*BOOKKEEPING_KEYS, "model", "task", "hpo.space"):
+    identity = run_identity(plain)
+    for key in ("model", "task", "hpo.space"):
         _drop(identity, key)
 
     def paths(tree: Any, prefix: str = "") -> list[str]:

@@ -22,7 +22,7 @@ import numpy as np
 from mesobench import explain_summary, gamma_search, hpo
 from mesobench.data import FoldData, Preprocessor, validation_split
 from mesobench.errors import DataError
-from mesobench.estimators import accepts
+from mesobench.estimators import accepts, kind_params
 from mesobench.metrics import classification_metrics, fidelity, regression_metrics
 from mesobench.resources import measure
 
@@ -207,7 +207,7 @@ def evaluate_fold(
 
             result = hpo.search(
                 estimator,
-                hpo.space_for(hpo_cfg.get("space"), kind),
+                kind_params(hpo_cfg.get("space"), kind),
                 fit_and_score,
                 n_trials=n_trials,
                 seed=seed,
@@ -277,10 +277,12 @@ def evaluate_fold(
             None if kind == "regression" else list(data.task.classes),
             rows,
         )
-    if (fidelity_cfg or {}).get("enabled", True) and fidelity.attribution_method(estimator):
-        affine = prep.numeric_affine()
+    fidelity_on = (fidelity_cfg or {}).get("enabled", True)
+    # synthetic tasks: model units -> raw units, for the ground-truth errors
+    affine = prep.numeric_affine() if data.truth is not None else None
+    if fidelity_on and fidelity.attribution_method(estimator):
         truth_kwargs = {}
-        if data.truth is not None and affine is not None:
+        if affine is not None:
             offset, scale, columns = affine
             truth_kwargs = dict(
                 truth=data.truth,
@@ -302,17 +304,15 @@ def evaluate_fold(
         metrics["fidelity_seconds"] = fidelity_usage.seconds
         params.update(result.params)
         notes.extend(result.notes)
-    if (fidelity_cfg or {}).get("enabled", True) and data.truth is not None:
-        affine = prep.numeric_affine()
-        if affine is not None and (kind == "regression" or n_classes == 2):
-            offset, scale, _ = affine
-            beta = fidelity.marginal_effect_at_origin(
-                fidelity.logit_output(estimator, kind),
-                data.truth.n_features,
-                offset=offset,
-                scale=scale,
-            )
-            metrics["fidelity/gt_coef_mae"] = float(np.mean(np.abs(beta - data.truth.coefficients)))
+    if fidelity_on and affine is not None and (kind == "regression" or n_classes == 2):
+        offset, scale, _ = affine
+        beta = fidelity.marginal_effect_at_origin(
+            fidelity.logit_output(estimator, kind),
+            data.truth.n_features,
+            offset=offset,
+            scale=scale,
+        )  # raw units already
+        metrics["fidelity/gt_coef_mae"] = fidelity.coefficient_error(beta, data.truth)
     if hasattr(estimator, "describe"):
         artifacts["model/description.json"] = estimator.describe()
     files: dict[str, bytes] = {}

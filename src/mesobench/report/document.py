@@ -27,6 +27,7 @@ from mesobench.report.runs import (
     failures,
     fidelity_gaps,
     fold_summary,
+    key_rules,
     latest_per_key,
     metric_columns,
     metric_summary,
@@ -481,9 +482,7 @@ def _provenance_lines(keyed: pd.DataFrame, n_old_rule: int) -> list[str]:
             )
         lines += [f"{warning}Code (`mlflow.source.git.commit`): {listed}.", ""]
     if not keyed.empty:
-        # rule 1 had no version tag (and tables written then no such column)
-        rules = keyed.get("key_version", pd.Series(index=keyed.index, dtype=object))
-        rules = rules.astype(object).where(rules.notna(), "1").astype(str)
+        rules = key_rules(keyed)
         older = rules.ne(RUN_KEY_VERSION)
         if older.any():
             counts = ", ".join(f"rule {v}: {n}" for v, n in rules[older].value_counts().items())

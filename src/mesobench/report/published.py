@@ -232,8 +232,11 @@ def check_targets(
                 "tasks": n_tasks,
                 "met": "undecided" if met is None else ("yes" if met else "no"),
                 "ceiling": ceiling_value,
-                "note": ("unreachable: beyond the ceiling" if unreachable else "")
-                + (f"{'; ' if unreachable and t.source else ''}{t.source}" if t.source else ""),
+                "note": "; ".join(
+                    n
+                    for n in ("unreachable: beyond the ceiling" if unreachable else "", t.source)
+                    if n
+                ),
             }
         )
     return pd.DataFrame(rows)

@@ -50,10 +50,10 @@ RUN_TAGS = (
 #: and the model's name before configurations were told apart (``model`` may be ``imn[...]``).
 PROVENANCE_COLUMNS = ("key_version", "git_commit", "git_dirty", "model_name")
 
-#: Run columns that are bookkeeping, not metrics.
 #: Run column listing every experiment (suite) the run counts in, as ``,a,b,`` (a run made by one
 #: experiment and reused by another, same run key, counts in both).
 SUITES_COLUMN = "suites"
+#: Run columns that are bookkeeping, not metrics.
 NON_METRICS = {
     "run_id",
     "status",
@@ -63,6 +63,15 @@ NON_METRICS = {
     *RUN_TAGS,
     *PROVENANCE_COLUMNS,
 }
+
+
+def key_rules(runs: pd.DataFrame) -> pd.Series:
+    """Each run's run-key rule as a string; rule 1 had no version tag (and tables written then
+    no ``key_version`` column), so a missing value reads ``"1"``."""
+    rules = (
+        runs["key_version"] if "key_version" in runs else pd.Series(index=runs.index, dtype=object)
+    )
+    return rules.astype(object).where(rules.notna(), "1").astype(str)
 
 
 def split_key_versions(runs: pd.DataFrame, current: str | None) -> tuple[pd.DataFrame, int]:
