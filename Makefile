@@ -59,7 +59,8 @@ report: install
 	$(PY) -m mesobench.aggregate +experiment=$(EXPERIMENT)
 
 # IMN at the paper settings on the 10 diabetes folds, against the IMN reference code's figures
-# (results/imn_parity/; ARGS adds runner overrides, e.g. ARGS=model.params.optimizer=adamw).
+# (results/imn_parity/, with the variants of conf/model/variants/imn_*; ARGS adds runner
+# overrides, e.g. ARGS="model=imn model.params.lr=0.001" for one more configuration).
 parity: install $(CACHE_PREREQ)
 	$(PY) -m mesobench.run -m +experiment=imn_parity hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) $(ARGS)
 	$(PY) -m mesobench.aggregate +experiment=imn_parity \

@@ -23,7 +23,10 @@ from mesobench.pipeline import evaluate_fold
 from mesobench.report import published
 
 register_resolvers()
-EXPERIMENTS = sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
+EXPERIMENT_DIR = conf_dir() / "experiment"
+EXPERIMENTS = sorted(
+    p.relative_to(EXPERIMENT_DIR).with_suffix("").as_posix() for p in EXPERIMENT_DIR.rglob("*.yaml")
+)
 
 
 def _compose(primary: str, *overrides: str, hydra: bool = False):
