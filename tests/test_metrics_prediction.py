@@ -3,6 +3,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from mesobench.metrics import classification_metrics, regression_metrics
+from mesobench.metrics.prediction import ovr_macro_auroc
 
 
 def _proba(rng, n, c):
@@ -50,3 +51,22 @@ def test_perfect_regression():
     y = np.array([1.0, 2.0, 3.0])
     m = regression_metrics(y, y)
     assert m["mse"] == 0.0 and m["r2"] == 1.0
+
+
+def test_ovr_macro_auroc_matches_sklearn_and_skips_absent_classes():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 200)
+    scores = rng.random((200, 3)) + np.eye(3)[y] * 0.3
+    assert ovr_macro_auroc(y, scores) == pytest.approx(
+        np.mean([roc_auc_score(y == k, scores[:, k]) for k in range(3)])
+    )
+    binary = y[y < 2]
+    assert ovr_macro_auroc(binary, scores[y < 2, :1]) == pytest.approx(
+        roc_auc_score(binary, scores[y < 2, 0])
+    )
+    without_class_2 = y != 2
+    assert ovr_macro_auroc(y[without_class_2], scores[without_class_2]) == pytest.approx(
+        np.mean(
+            [roc_auc_score(y[without_class_2] == k, scores[without_class_2, k]) for k in (0, 1)]
+        )
+    )

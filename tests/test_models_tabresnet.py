@@ -11,7 +11,6 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
 from mesobench.models import TabResNetClassifier, TabResNetRegressor
-from mesobench.models.tabresnet import ovr_macro_auroc
 
 SMALL = {"epochs": 8, "warmup_epochs": 2, "batch_size": 64, "hidden_size": 32}
 
@@ -137,25 +136,6 @@ def test_regressor_predicts_on_the_original_scale():
     pred = model.predict(X[300:])
     assert abs(pred.mean() - y[300:].mean()) < 0.2 * y.std()
     assert np.corrcoef(pred, y[300:])[0, 1] > 0.9
-
-
-def test_ovr_macro_auroc_matches_sklearn_and_skips_absent_classes():
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 3, 200)
-    scores = rng.random((200, 3)) + np.eye(3)[y] * 0.3
-    assert ovr_macro_auroc(y, scores) == pytest.approx(
-        np.mean([roc_auc_score(y == k, scores[:, k]) for k in range(3)])
-    )
-    binary = y[y < 2]
-    assert ovr_macro_auroc(binary, scores[y < 2, :1]) == pytest.approx(
-        roc_auc_score(binary, scores[y < 2, 0])
-    )
-    without_class_2 = y != 2
-    assert ovr_macro_auroc(y[without_class_2], scores[without_class_2]) == pytest.approx(
-        np.mean(
-            [roc_auc_score(y[without_class_2] == k, scores[without_class_2, k]) for k in (0, 1)]
-        )
-    )
 
 
 def test_n_jobs_sets_torch_threads_only_while_fitting(monkeypatch):

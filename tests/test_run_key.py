@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from conftest import runner
-from mesobench import aggregate, identity, tracking
+from mesobench import aggregate, identity, tags
 from mesobench.paths import conf_dir, register_resolvers
 
 register_resolvers()
@@ -138,8 +138,8 @@ def test_a_changed_fidelity_setting_is_a_new_run_and_an_identical_rerun_is_skipp
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
     assert sorted(r.data.params["fidelity.sigma"] for r in runs) == ["0.1", "0.5"]
-    assert len({r.data.tags[tracking.RUN_KEY_TAG] for r in runs}) == 2
-    assert {r.data.tags[tracking.RUN_KEY_VERSION_TAG] for r in runs} == {identity.RUN_KEY_VERSION}
+    assert len({r.data.tags[tags.RUN_KEY_TAG] for r in runs}) == 2
+    assert {r.data.tags[tags.RUN_KEY_VERSION_TAG] for r in runs} == {identity.RUN_KEY_VERSION}
     # the report tells the two configurations apart instead of counting fold 0 twice
     labelled = aggregate.load_runs(store, "mesobench")
     assert sorted(labelled["model"]) == ["logreg[sigma=0.1]", "logreg[sigma=0.5]"]

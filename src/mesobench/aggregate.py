@@ -39,17 +39,15 @@ from mesobench.report import document, latest_per_key, plots
 from mesobench.report.parity import ParityReference, read_reference
 from mesobench.report.published import Target, read_published
 from mesobench.report.runs import PROVENANCE_COLUMNS, RUN_TAGS, SUITES_COLUMN, key_rules
-from mesobench.tracking import (
+from mesobench.tags import (
     GIT_COMMIT_TAG,
     GIT_DIRTY_TAG,
     RUN_KEY_TAG,
     RUN_KEY_VERSION_TAG,
-    Tracker,
-    flatten,
-    retrying,
     suites_of,
     suites_value,
 )
+from mesobench.tracking import Tracker, flatten, retrying
 
 log = logging.getLogger("mesobench.aggregate")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from mlflow.tracking import MlflowClient
 
-from mesobench.tracking import RUN_KEY_TAG
+from mesobench.tags import RUN_KEY_TAG
 
 
 @dataclass

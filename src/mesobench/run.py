@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,61 +62,97 @@ def resolve_threads(value: Any) -> int:
     return max(1, cores // n_jobs)
 
 
-def execute(cfg: DictConfig) -> dict[str, Any]:
-    """Run the job described by a composed config; returns a small status dict."""
-    from mesobench import identity, tracking
-    from mesobench import job as jobs
-    from mesobench.errors import MesobenchError
+@dataclass(frozen=True)
+class RunRequest:
+    """One job as the runner records it: the resolved config, its run key and identity tags."""
+
+    plain: dict[str, Any]
+    key: str
+    tags: dict[str, Any]
+    fold: int
+    seed: int
+    threads: int
+
+    @property
+    def label(self) -> str:
+        model, task = self.plain["model"]["name"], self.plain["task"]["name"]
+        return f"{model} on {task} fold {self.fold} seed {self.seed}"
+
+    @property
+    def run_name(self) -> str:
+        model, task = self.plain["model"]["name"], self.plain["task"]["name"]
+        return f"{model}/{task}/fold{self.fold}/seed{self.seed}"
+
+
+def build_request(cfg: DictConfig) -> RunRequest:
+    """The run key and the tags that identify the run (model, task, fold, experiment, code)."""
+    from mesobench import identity, tags, tracking
 
     plain = OmegaConf.to_container(cfg, resolve=True)
-    model_cfg, task_cfg = plain["model"], plain["task"]
-    model_name, task_name = model_cfg["name"], task_cfg["name"]
-    fold, seed = int(cfg.fold), int(cfg.seed)
-    guards = plain["guards"]
-    label = f"{model_name} on {task_name} fold {fold} seed {seed}"
     DeviceSettings.from_config(plain["device"])  # a bad value fails before any run
+    task_cfg = plain["task"]
+    fold, seed = int(cfg.fold), int(cfg.seed)
+    run_tags = {
+        "model": plain["model"]["name"],
+        "task": task_cfg["name"],
+        "task_id": task_cfg.get("task_id", ""),
+        "dataset": task_cfg["name"],
+        "fold": fold,
+        "seed": seed,
+        "suite": cfg.suite_name or "",
+        tags.SUITES_TAG: tags.suites_value([cfg.suite_name or ""]),
+        "sweep_id": resolve_sweep_id(cfg),
+        "config_hash": identity.config_hash(identity.without_task(cfg)),
+        tags.RUN_KEY_VERSION_TAG: identity.RUN_KEY_VERSION,
+        **tracking.code_version(),
+        "device": cfg.device.name,
+    }
+    key = identity.run_key(plain)
+    return RunRequest(plain, key, run_tags, fold, seed, resolve_threads(cfg.threads))
 
+
+def execute(cfg: DictConfig) -> dict[str, Any]:
+    """Run the job described by a composed config; returns a small status dict.
+
+    Stages: identify (run key, tags) → claim the key in the store (skip what FINISHED) → run the
+    job (:mod:`mesobench.job`, in a guarded child where configured) → record the outcome or the
+    failure. Nothing raised inside the job escapes: it becomes a FAILED run.
+    """
+    from mesobench import job as jobs
+    from mesobench import tracking
+
+    request = build_request(cfg)
     tracker = tracking.Tracker(
         cfg.tracking.uri,
         cfg.tracking.experiment,
         cfg.tracking.get("artifact_location"),
         sqlite_wal=bool(cfg.tracking.get("sqlite_wal", True)),
     )
-    key = identity.run_key(plain)
-    threads = resolve_threads(cfg.threads)
-    tags = {
-        tracking.RUN_KEY_TAG: key,
-        "model": model_name,
-        "task": task_name,
-        "task_id": task_cfg.get("task_id", ""),
-        "dataset": task_name,
-        "fold": fold,
-        "seed": seed,
-        "suite": cfg.suite_name or "",
-        tracking.SUITES_TAG: tracking.suites_value([cfg.suite_name or ""]),
-        "sweep_id": resolve_sweep_id(cfg),
-        "config_hash": identity.config_hash(identity.without_task(cfg)),
-        tracking.RUN_KEY_VERSION_TAG: identity.RUN_KEY_VERSION,
-        **tracking.code_version(),
-        "device": cfg.device.name,
-    }
+    guards = request.plain["guards"]
     claim = tracker.claim(
-        key,
-        f"{model_name}/{task_name}/fold{fold}/seed{seed}",
-        tags,
+        request.key,
+        request.run_name,
+        request.tags,
         force=bool(cfg.force),
         stale_after_s=float(guards["stale_after_s"]),
     )
     if claim.run_id is None:
         if claim.finished_run_id and cfg.suite_name:  # reused: it counts in this experiment too
             tracker.join_suite(claim.finished_run_id, str(cfg.suite_name))
-        log.info("skip %s: %s%s", label, claim.reason, "" if cfg.force else " (force=true reruns)")
+        log.info(
+            "skip %s: %s%s",
+            request.label,
+            claim.reason,
+            "" if cfg.force else " (force=true reruns)",
+        )
         return {"status": "SKIPPED", "reason": claim.reason}
     run_id = claim.run_id
-    log.info("start %s (run %s, %d threads)", label, run_id, threads)
-    tracker.log_params(run_id, {**tracking.flatten(plain), "threads": threads})
-    tracker.log_text(run_id, OmegaConf.to_yaml(plain), "config.yaml")
-    job = jobs.Job(plain=plain, fold=fold, seed=seed, threads=threads)
+    log.info("start %s (run %s, %d threads)", request.label, run_id, request.threads)
+    tracker.log_params(run_id, {**tracking.flatten(request.plain), "threads": request.threads})
+    tracker.log_text(run_id, OmegaConf.to_yaml(request.plain), "config.yaml")
+    job = jobs.Job(
+        plain=request.plain, fold=request.fold, seed=request.seed, threads=request.threads
+    )
     try:
         with tracker.heartbeat(run_id, float(guards["heartbeat_s"])):
             outcome, device = jobs.run(job, guards.get("time_limit_s"))
@@ -124,24 +161,39 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
         tracker.end(run_id, "KILLED")
         raise
     except Exception as exc:  # every failure is recorded, and the sweep goes on
-        if isinstance(exc, jobs.JobFailed):
-            type_name, trace, expected = exc.type_name, exc.trace, exc.expected
-            reason = f"{type_name}: {exc}"
-        else:
-            type_name, trace = type(exc).__name__, traceback.format_exc()
-            expected, reason = isinstance(exc, MesobenchError), jobs.explain_failure(exc)
-        tracker.set_tags(run_id, {"error": reason[:5000], "error_type": type_name})
-        tracker.log_text(run_id, trace or reason, "error.txt")
-        tracker.end(run_id, "FAILED")
-        if expected:
-            log.error("FAILED %s: %s", label, reason)
-        else:
-            log.error("FAILED %s (unexpected; traceback in the run's error.txt): %s", label, reason)
-        return {"status": "FAILED", "run_id": run_id, "error": reason}
+        return record_failure(tracker, run_id, request.label, exc)
+    record_outcome(tracker, run_id, request.label, outcome, device)
+    return {"status": "FINISHED", "run_id": run_id, "metrics": outcome.metrics}
+
+
+def record_failure(tracker: Any, run_id: str, label: str, exc: Exception) -> dict[str, Any]:
+    """End the run FAILED with its reason (tag ``error``) and traceback (artifact error.txt)."""
+    from mesobench import job as jobs
+    from mesobench.errors import MesobenchError
+
+    if isinstance(exc, jobs.JobFailed):
+        type_name, trace, expected = exc.type_name, exc.trace, exc.expected
+        reason = f"{type_name}: {exc}"
+    else:
+        type_name, trace = type(exc).__name__, traceback.format_exc()
+        expected, reason = isinstance(exc, MesobenchError), jobs.explain_failure(exc)
+    tracker.set_tags(run_id, {"error": reason[:5000], "error_type": type_name})
+    tracker.log_text(run_id, trace or reason, "error.txt")
+    tracker.end(run_id, "FAILED")
+    if expected:
+        log.error("FAILED %s: %s", label, reason)
+    else:
+        log.error("FAILED %s (unexpected; traceback in the run's error.txt): %s", label, reason)
+    return {"status": "FAILED", "run_id": run_id, "error": reason}
+
+
+def record_outcome(tracker: Any, run_id: str, label: str, outcome: Any, device: str) -> None:
+    """Log a finished job's params, notes, metrics (with per-step series) and artifacts."""
+    from mesobench import tags
 
     tracker.log_params(run_id, {"resolved_device": device, **outcome.params})
     if outcome.notes:
-        tracker.set_tags(run_id, {"notes": tracking.NOTES_SEPARATOR.join(outcome.notes)[:5000]})
+        tracker.set_tags(run_id, {"notes": tags.NOTES_SEPARATOR.join(outcome.notes)[:5000]})
         for note in outcome.notes:
             log.warning("%s: %s", label, note)
     tracker.log_metrics(run_id, outcome.metrics)
@@ -164,7 +216,6 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
         "n/a" if headline is None else f"{headline:.4f}",
         outcome.metrics["fit_seconds"],
     )
-    return {"status": "FINISHED", "run_id": run_id, "metrics": outcome.metrics}
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")

@@ -33,6 +33,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mesobench.paths import repo_root
+from mesobench.tags import (
+    GIT_COMMIT_TAG,
+    GIT_DIRTY_TAG,
+    RUN_KEY_TAG,
+    SUITES_TAG,
+    suites_of,
+    suites_value,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +50,6 @@ MAX_PARAM_VALUE = 6000
 PARAM_BATCH = 100
 METRIC_BATCH = 1000
 
-RUN_KEY_TAG = "mesobench.run_key"
-RUN_KEY_VERSION_TAG = "mesobench.run_key_version"
-NOTES_SEPARATOR = " | "
-"""Joins a run's notes in its ``notes`` tag; the report splits on it to read them back."""
 T = TypeVar("T")
 
 
@@ -59,13 +63,6 @@ def flatten(cfg: Mapping, prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
-
-
-GIT_COMMIT_TAG = "mlflow.source.git.commit"
-"""MLflow's standard tag for the code version; the UI and any MLflow tool read it."""
-GIT_DIRTY_TAG = "mesobench.git_dirty"
-"""``true`` when the checkout had uncommitted changes under :data:`RESULT_PATHS`: the commit
-alone does not say which code ran."""
 
 
 RESULT_PATHS = ("src", "conf", "pyproject.toml")
@@ -164,23 +161,6 @@ def presumed_dead(tags: Mapping[str, str], stale_after_s: float, now: float | No
     if now - beat > stale_after_s:
         return f"no heartbeat for {now - beat:.0f}s (> {stale_after_s:.0f}s)"
     return ""
-
-
-SUITES_TAG = "mesobench.suites"
-"""Every experiment (suite) a run belongs to, as ``,a,b,``: the one that made it (tag ``suite``)
-and those that reused it instead of rerunning an identical run key."""
-
-
-def suites_value(names: list[str]) -> str:
-    """The :data:`SUITES_TAG` value for ``names`` (delimited, so a LIKE filter is exact)."""
-    return "," + ",".join(dict.fromkeys(n for n in names if n)) + ","
-
-
-def suites_of(tags: Mapping[str, str]) -> list[str]:
-    """The experiments a run belongs to: :data:`SUITES_TAG`, else its ``suite`` tag."""
-    names = [n for n in str(tags.get(SUITES_TAG) or "").split(",") if n]
-    own = tags.get("suite")
-    return list(dict.fromkeys([*([own] if own else []), *names]))
 
 
 @dataclass

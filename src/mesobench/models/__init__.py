@@ -2,9 +2,9 @@
 
 Baselines (:mod:`.baselines`), the TabResNet network (:mod:`.tabresnet`), IMN (:mod:`.imn`),
 LFR-IMN (:mod:`.lfr_imn`), NIMO (:mod:`.nimo`), the NIMO paper's Lasso and MLP
-(:mod:`.sparse_mlp`), the synthetic tasks' oracle (:mod:`.oracle`) and deliberately failing estimators for tests (:mod:`.debug`). The torch
-building blocks shared with the IMN family live in :mod:`.trunk` (TabResNet and MLP trunks) and
-:mod:`.training` (mini-batch trainer).
+(:mod:`.sparse_mlp`) and the synthetic tasks' oracle (:mod:`.oracle`). The torch building blocks
+shared with the IMN family live in :mod:`.trunk` (TabResNet and MLP trunks) and :mod:`.training`
+(mini-batch trainer). Deliberately failing estimators for tests are in :mod:`mesobench.testing`.
 """
 
 from mesobench.models.baselines import (
@@ -16,7 +16,6 @@ from mesobench.models.baselines import (
     XGBoostClassifier,
     XGBoostRegressor,
 )
-from mesobench.models.debug import AlwaysFailsClassifier, DivergingClassifier, SlowClassifier
 from mesobench.models.device import resolve_device
 from mesobench.models.explanation import Explanation
 from mesobench.models.imn import IMNClassifier, IMNRegressor
@@ -28,11 +27,8 @@ from mesobench.models.tabresnet import TabResNetClassifier, TabResNetRegressor
 
 __all__ = [
     "Explanation",
-    "AlwaysFailsClassifier",
     "CatBoostClassifier",
     "CatBoostRegressor",
-    "DivergingClassifier",
-    "SlowClassifier",
     "IMNClassifier",
     "IMNRegressor",
     "LFRIMNClassifier",

@@ -35,10 +35,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mesobench.errors import ConfigError
+from mesobench.metrics.prediction import ovr_macro_auroc
 from mesobench.models.device import resolve_device
 from mesobench.models.explanation import Explanation
 from mesobench.models.persistence import TorchPersistable
-from mesobench.models.tabresnet import ovr_macro_auroc
 from mesobench.models.training import (
     check_precision_compile,
     encode_class_labels,

@@ -83,10 +83,10 @@ from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 from mesobench.errors import ConfigError
+from mesobench.metrics.prediction import ovr_macro_auroc
 from mesobench.models.device import resolve_device
 from mesobench.models.explanation import Explanation
 from mesobench.models.persistence import TorchPersistable
-from mesobench.models.tabresnet import ovr_macro_auroc
 from mesobench.models.training import (
     check_precision_compile,
     encode_class_labels,

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from mesobench.metrics.prediction import ovr_macro_auroc
 from mesobench.models.device import resolve_device
 from mesobench.models.persistence import TorchPersistable
 from mesobench.models.training import (
@@ -49,29 +49,6 @@ class TabResNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.trunk(x))
-
-
-def ovr_macro_auroc(y: np.ndarray, scores: np.ndarray) -> float:
-    """One-vs-rest macro AUROC of integer labels ``y`` against per-class ``scores`` (n, C).
-
-    Rank-based (Mann–Whitney U, ties averaged), all classes in one pass; a class absent from ``y``
-    is skipped, so a small validation split that misses a rare class still gets a score. For
-    C = 1 the single column scores the positive class of a binary problem. Returns NaN when fewer
-    than two classes are present.
-    """
-    if scores.shape[1] == 1:
-        positives = (y == 1)[:, None]
-    else:
-        positives = y[:, None] == np.arange(scores.shape[1])[None, :]
-    n_pos = positives.sum(axis=0)
-    n_neg = len(y) - n_pos
-    defined = (n_pos > 0) & (n_neg > 0)
-    if not defined.any():
-        return float("nan")
-    ranks = rankdata(scores[:, defined], axis=0)
-    n_pos, n_neg = n_pos[defined], n_neg[defined]
-    u = (ranks * positives[:, defined]).sum(axis=0) - n_pos * (n_pos + 1) / 2
-    return float(np.mean(u / (n_pos * n_neg)))
 
 
 _COMMON_DOC = """

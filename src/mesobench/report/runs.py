@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mesobench.tracking import NOTES_SEPARATOR
+from mesobench.tags import NOTES_SEPARATOR
 
 #: What to do with incomplete cells in the cross-task statistics (``missing:`` in aggregate.yaml).
 TREATMENTS = {

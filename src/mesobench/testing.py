@@ -1,4 +1,6 @@
-"""Estimators that fail on purpose, to test that the harness records failed runs.
+"""Estimators that fail on purpose, to test that the harness records failed runs (the configs
+``conf/model/debug_*.yaml``). Kept out of :mod:`mesobench.models`, which holds the benchmark's
+models only.
 
 * :class:`AlwaysFailsClassifier` raises ``RuntimeError`` in ``fit`` (a crashing model);
 * :class:`DivergingClassifier` trains a linear model through the shared trainer with an absurd
