@@ -18,6 +18,7 @@ from mesobench.data import Preprocessor, load_fold
 from mesobench.errors import ConfigError, DataError
 from mesobench.models import Explanation, IMNClassifier, IMNRegressor
 from mesobench.models.imn import HyperNetwork
+from mesobench.paths import compose_config
 from mesobench.pipeline import evaluate_fold
 
 REPO = Path(__file__).resolve().parents[1]
@@ -273,7 +274,7 @@ def test_describe_reports_the_training_as_plain_values():
 
 
 def test_model_config_repeats_the_paper_defaults_of_the_class():
-    cfg = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" / "imn.yaml"))
+    cfg = compose_config("model=imn")["model"]
     assert cfg["name"] == "imn" and cfg["preprocessing"] == "neural"
     assert cfg["use_validation"] is False  # no early stopping → no validation split needed
     defaults = IMNClassifier().get_params()
@@ -281,14 +282,6 @@ def test_model_config_repeats_the_paper_defaults_of_the_class():
     paper = {"lr": 0.01, "weight_decay": 0.01, "weight_l1": 0.1, "batch_size": 64, "epochs": 500}
     assert {k: cfg["params"][k] for k in paper} == paper
     assert cfg["params"]["snapshot_ensemble"] is True
-
-
-def test_fast_config_changes_only_the_budget():
-    paper = OmegaConf.load(REPO / "conf" / "model" / "imn.yaml")
-    fast = OmegaConf.load(REPO / "conf" / "model" / "imn_fast.yaml")
-    changed = {k for k in paper.params if paper.params[k] != fast.params[k]}
-    assert changed == {"epochs", "batch_size"} and set(fast.params) == set(paper.params)
-    assert fast.name == "imn_fast" and fast.use_validation is False
 
 
 def test_through_the_runner_protocol_the_explanation_identity_holds():
@@ -308,7 +301,7 @@ def test_through_the_runner_protocol_the_explanation_identity_holds():
 
 
 def test_hpo_space_names_constructor_parameters():
-    space = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "hpo" / "imn.yaml"))["params"]
+    space = compose_config("model=imn")["hpo"]["space"]["params"]
     assert set(space) == {"epochs", "lr", "batch_size", "weight_decay", "weight_l1", "dropout"}
     assert set(space) <= set(IMNClassifier().get_params())
     assert space["batch_size"]["choices"] == [32, 64, 128, 256, 512]

@@ -27,6 +27,7 @@ from mesobench.models import (
 )
 from mesobench.models.imn import HyperNetwork, local_linear_output
 from mesobench.models.lfr_imn import nearest_neighbor_index
+from mesobench.paths import compose_config
 from mesobench.pipeline import evaluate_fold
 
 REPO = Path(__file__).resolve().parents[1]
@@ -295,22 +296,11 @@ def test_invalid_settings_fail_at_fit_with_the_parameter_named(params, named):
 # ---- configs ------------------------------------------------------------------------------------
 
 
-def test_fast_config_changes_only_the_budget_and_matches_imn_fast():
-    paper = OmegaConf.load(REPO / "conf" / "model" / "lfr_imn.yaml")
-    fast = OmegaConf.load(REPO / "conf" / "model" / "lfr_imn_fast.yaml")
-    changed = {k for k in paper.params if paper.params[k] != fast.params[k]}
-    assert changed == {"epochs", "batch_size"} and set(fast.params) == set(paper.params)
-    imn_fast = OmegaConf.load(REPO / "conf" / "model" / "imn_fast.yaml")
-    differs = {k for k in imn_fast.params if fast.params[k] != imn_fast.params[k]}
-    assert differs == LFR_DEFAULTS_DIFFER_FROM_IMN  # the LFR defaults, nothing else
-    assert fast.params.backbone == "tabresnet"  # IMN's (unlisted) default
-
-
 LFR_DEFAULTS_DIFFER_FROM_IMN = {"dropout", "weight_decay", "weight_l1"}
 
 
 def test_configs_repeat_the_lfr_defaults_of_the_class():
-    paper = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" / "lfr_imn.yaml"))
+    paper = compose_config("model=lfr_imn")["model"]
     defaults = LFRIMNRegressor().get_params()
     assert {k: defaults[k] for k in paper["params"]} == paper["params"]
     imn = IMNRegressor().get_params()
@@ -319,10 +309,9 @@ def test_configs_repeat_the_lfr_defaults_of_the_class():
 
 
 def test_hpo_space_is_imns_and_leaves_gamma_to_the_gamma_search():
-    load = OmegaConf.load
-    space = OmegaConf.to_container(load(REPO / "conf" / "hpo" / "lfr_imn.yaml"))["params"]
-    imn = OmegaConf.to_container(load(REPO / "conf" / "hpo" / "imn.yaml"))["params"]
-    assert space == imn and "gamma" not in space
+    space = compose_config("model=lfr_imn_fast")["hpo"]["space"]["params"]
+    assert space == compose_config("model=imn")["hpo"]["space"]["params"]
+    assert "gamma" not in space
 
 
 # ---- the γ search -------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mesobench.errors import ConfigError, MesobenchError
 from mesobench.identity import RUN_KEY_VERSION
-from mesobench.paths import conf_dir, register_resolvers
+from mesobench.paths import compose_config, conf_dir, register_resolvers
 from mesobench.report import document, latest_per_key, plots
 from mesobench.report.parity import ParityReference, read_reference
 from mesobench.report.published import Target, read_published
@@ -299,16 +299,16 @@ def _strict_mode(values: list[Any]) -> Any:
 
 
 def _config_defaults(model: str) -> dict[str, str]:
-    """``conf/model/<model>.yaml``'s params as the runner logs them (``model.params.k``: str).
+    """``conf/model/<model>.yaml``'s params (with those it inherits) as the runner logs them
+    (``model.params.k``: str).
 
     Variants are named by what differs from these, so ``lfr_imn`` in a report is the
     configuration of ``conf/model/lfr_imn.yaml`` whenever it ran. Empty for a model without a
     config file (renamed, or a store made elsewhere): then the commonest values are the base.
     """
-    path = conf_dir() / "model" / f"{model}.yaml"
-    if not path.is_file():
+    if not (conf_dir() / "model" / f"{model}.yaml").is_file():
         return {}
-    params = OmegaConf.to_container(OmegaConf.load(path)).get("params") or {}
+    params = compose_config(f"model={model}")["model"].get("params") or {}
     return {k: "None" if v is None else str(v) for k, v in flatten(params, "model.params.").items()}
 
 

@@ -107,7 +107,7 @@ def role_of(kind: str) -> str:
 
 def kind_params(section: Mapping[str, Any] | None, kind: str) -> dict[str, Any]:
     """``params`` with ``<role>_params`` merged over them for a task ``kind``: a model config's
-    constructor arguments, or a search space (``conf/hpo/<model>.yaml``), whose recipe differs
+    constructor arguments, or a search space (``conf/hpo/*.yaml``), whose recipe differs
     by task kind."""
     section = section or {}
     role = role_of(kind)

@@ -1,9 +1,11 @@
 """In-run hyperparameter search: Optuna (TPE or a full grid) on the validation split.
 
-A model declares its search space in ``conf/hpo/<model>.yaml`` (composed into ``hpo.space``):
-``params`` for every task kind, optionally ``regressor_params`` / ``classifier_params`` merged
-over them for that kind (as the model configs do: :func:`mesobench.estimators.kind_params`). ``hpo.n_trials=N`` turns the search on, for
-the models listed in ``hpo.models`` (null: every model), so one sweep can tune some models and
+A model declares its search space in its config's defaults list
+(``- /hpo@_global_.hpo.space: imn`` names ``conf/hpo/imn.yaml``, composed into ``hpo.space``; a
+config that inherits a model inherits its space): ``params`` for every task kind, optionally
+``regressor_params`` / ``classifier_params`` merged over them for that kind (as the model configs
+do: :func:`mesobench.estimators.kind_params`). ``hpo.n_trials=N`` turns the search on, for the
+models listed in ``hpo.models`` (null: every model), so one sweep can tune some models and
 not others. ``hpo.sampler``: ``tpe`` (seeded TPE, N trials) or ``grid`` (every combination of
 the ``categorical`` choices once, at most N trials; Optuna's ``GridSampler``). Every trial fits
 a fresh clone of the configured estimator with the trial's constructor parameters on the
@@ -95,7 +97,8 @@ def search(
 
     if not space:
         raise ConfigError(
-            "hpo.n_trials > 0 but this model has no search space: add conf/hpo/<model>.yaml"
+            "hpo.n_trials > 0 but this model has no search space: add a conf/hpo/<space>.yaml and"
+            " '- /hpo@_global_.hpo.space: <space>' to the defaults list of its conf/model/ file"
         )
     unknown = sorted(set(space) - set(estimator.get_params()))
     if unknown:

@@ -63,7 +63,7 @@ INACTIVE_SECTIONS: dict[str, tuple[str, Any]] = {
 }
 """Sections reduced to their switch while it is off (``{section: (switch, off value)}``): the
 settings of a search that does not run cannot change a result, and editing them (e.g. a model's
-``conf/hpo/<model>.yaml`` search space) must not redo every run made without a search."""
+``conf/hpo/`` search space) must not redo every run made without a search."""
 
 CONTEXT_KEYS = ("task", "fold", "seed")
 """What places a run in the benchmark grid; the rest of its identity is its *configuration*."""

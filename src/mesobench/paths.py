@@ -28,3 +28,23 @@ def register_resolvers() -> None:
     """Resolvers used by conf/: ``${mesobench_root:}`` is the repository root."""
     if not OmegaConf.has_resolver("mesobench_root"):
         OmegaConf.register_new_resolver("mesobench_root", lambda: str(repo_root()))
+
+
+def compose_config(*overrides: str) -> dict:
+    """The runner's config for ``overrides`` (e.g. ``"model=imn_fast"``), composed as the runner
+    composes it (defaults lists, so inherited settings included) and resolved.
+
+    For code that needs a config group option's effective values outside a run: the report
+    names a model's variants by what differs from its config, the speed bench builds models from
+    their configs. Works inside a running Hydra app (the aggregator) and outside one.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_resolvers()
+    if GlobalHydra.instance().is_initialized():
+        cfg = compose("config", overrides=list(overrides))
+    else:
+        with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+            cfg = compose("config", overrides=list(overrides))
+    return OmegaConf.to_container(cfg, resolve=True)

@@ -50,11 +50,10 @@ import numpy as np
 import pandas as pd
 import psutil
 import torch
-from omegaconf import OmegaConf
 
 from mesobench.estimators import DeviceSettings, build_estimator
 from mesobench.metrics import fidelity
-from mesobench.paths import repo_root
+from mesobench.paths import compose_config, repo_root
 from mesobench.resources import measure
 
 REPO = repo_root()
@@ -141,7 +140,7 @@ def make_data(n: int, f: int, c: int, seed: int) -> tuple[np.ndarray, np.ndarray
 
 
 def model_config(name: str, epochs: int, args: argparse.Namespace) -> dict:
-    cfg = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" / f"{name}.yaml"))
+    cfg = compose_config(f"model={name}")["model"]
     params = cfg.setdefault("params", {})
     params["epochs"] = epochs
     params["verbose"] = False
