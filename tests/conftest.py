@@ -90,3 +90,14 @@ def binary_interaction_task():
     logit = X @ np.array([1.5, -1.0, 0.5, 0.0, 0.0]) + 0.5 * X[:, 0] * X[:, 1]
     y = (rng.random(600) < 1 / (1 + np.exp(-logit))).astype(int)
     return X[:400], y[:400], X[400:], y[400:]
+
+
+def protocol(*overrides: str, **fields):
+    """The runner's :class:`~mesobench.settings.Protocol` for a config composed with
+    ``overrides`` (e.g. ``"fidelity.enabled=false"``), with ``fields`` replaced."""
+    from dataclasses import replace
+
+    from mesobench.paths import compose_config
+    from mesobench.settings import Protocol
+
+    return replace(Protocol.from_config(compose_config(*overrides)), **fields)

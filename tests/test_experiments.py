@@ -5,6 +5,7 @@ generic HPO, and published figures and targets are data the report checks."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from conftest import protocol
 from mesobench import aggregate, hpo
 from mesobench.data import Preprocessor, load_fold
 from mesobench.errors import ConfigError
@@ -84,21 +86,15 @@ def _fold(task: str, fold: int = 0):
     return load_fold(cfg, fold)
 
 
-def _run(model_name: str, task: str, **kwargs):
+def _run(model_name: str, task: str, *overrides: str):
     cfg = _compose("config", f"model={model_name}", f"task={task}")
     plain = OmegaConf.to_container(cfg, resolve=True)
     data = _fold(task)
     estimator = build_estimator(plain["model"], data.task.kind, seed=0, device="cpu", threads=1)
-    return evaluate_fold(
-        data,
-        estimator,
-        preprocessing=plain["preprocessing"],
-        validation=plain["validation"],
-        seed=0,
-        use_validation=False,
-        explanations={"enabled": False},
-        **kwargs,
+    settings = protocol(
+        f"model={model_name}", f"task={task}", "explanations.enabled=false", *overrides
     )
+    return evaluate_fold(data, estimator, replace(settings, use_validation=False), seed=0)
 
 
 def test_the_oracle_scores_the_noise_floor_and_explains_exactly():

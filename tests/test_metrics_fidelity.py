@@ -20,6 +20,8 @@ from mesobench.models import (
     XGBoostClassifier,
     XGBoostRegressor,
 )
+from mesobench.paths import compose_config
+from mesobench.settings import FidelitySettings
 
 # --------------------------------------------------------------------------------------------
 # Small known models
@@ -38,6 +40,14 @@ class LinearExplained:
     def explain(self, X):
         n = len(X)
         return Explanation(np.tile(self.model_.coef_, (n, 1)), np.full(n, self.model_.intercept_))
+
+
+def _config(**changes):
+    """The runner's fidelity settings (conf/config.yaml) with ``changes``."""
+    from dataclasses import replace
+
+    base = FidelitySettings.from_config(compose_config()["fidelity"]).metrics
+    return replace(base, **changes)
 
 
 def _square(X):
@@ -462,7 +472,7 @@ def test_frame_codec_round_trips_numbers_missing_values_and_categories():
 def test_evaluate_scores_a_local_linear_model_and_is_deterministic():
     X, y = _class_data(2)
     logreg = LogisticRegressionClassifier().fit(X, y)
-    config = fd.FidelityConfig(sample_size=50, n_neighbors=5, yeh_n_perturbations=5)
+    config = _config(sample_size=50, n_neighbors=5, yeh_n_perturbations=5)
     result = fd.evaluate(logreg, X, kind="binary", seed=0, config=config)
     assert set(result.metrics) == {
         "fidelity/lfr_infidelity",
@@ -487,7 +497,7 @@ def test_evaluate_perturbs_only_numeric_columns_of_a_native_frame():
     )
     y = ((X["colour"] == "red") ^ (X["size"] > 50)).astype(int)
     model = XGBoostClassifier(n_estimators=20, random_state=0, n_jobs=1).fit(X, y)
-    config = fd.FidelityConfig(sample_size=40, yeh_n_perturbations=5)
+    config = _config(sample_size=40, yeh_n_perturbations=5)
     result = fd.evaluate(model, X, kind="binary", seed=0, config=config)
     assert {"fidelity/yeh_infidelity", "fidelity/deletion_auc"} <= set(result.metrics)
     assert "fidelity/lfr_infidelity" not in result.metrics
@@ -498,7 +508,7 @@ def test_evaluate_perturbs_only_numeric_columns_of_a_native_frame():
 def test_evaluate_skips_models_without_attributions_with_a_note():
     X, y = _class_data(2)
     forest = RandomForestClassifier(n_estimators=2, random_state=0).fit(X, y)
-    result = fd.evaluate(forest, X, kind="binary")
+    result = fd.evaluate(forest, X, kind="binary", seed=0, config=_config())
     assert result.metrics == {} and "no local attributions" in result.notes[0]
 
 
@@ -508,7 +518,7 @@ def test_evaluate_reports_ground_truth_errors_in_raw_units():
     offset, scale = X_raw.mean(0), X_raw.std(0)
     X_model = (X_raw - offset) / scale
     model = LinearExplained(X_model, truth.mean(X_raw))
-    config = fd.FidelityConfig(sample_size=40, n_neighbors=2, yeh_n_perturbations=2)
+    config = _config(sample_size=40, n_neighbors=2, yeh_n_perturbations=2)
     result = fd.evaluate(
         model,
         X_model,

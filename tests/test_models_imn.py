@@ -14,6 +14,7 @@ from sklearn.datasets import make_classification
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
+from conftest import protocol
 from mesobench.data import Preprocessor, load_fold
 from mesobench.errors import ConfigError, DataError
 from mesobench.models import Explanation, IMNClassifier, IMNRegressor
@@ -287,14 +288,7 @@ def test_model_config_repeats_the_paper_defaults_of_the_class():
 def test_through_the_runner_protocol_the_explanation_identity_holds():
     data = load_fold(LINEAR_TASK, 0)
     model = IMNRegressor(random_state=0, **SMALL)
-    outcome = evaluate_fold(
-        data,
-        model,
-        preprocessing={"mode": "neural"},
-        validation={"fraction": 0.2},
-        seed=0,
-        use_validation=False,
-    )
+    outcome = evaluate_fold(data, model, protocol("model=imn"), seed=0)
     assert outcome.params["n_fit"] == len(data.y_train)  # no validation split was cut
     assert outcome.metrics["explain_identity_error"] < 1e-6
     assert "explanations/global_importance.csv" in outcome.artifacts

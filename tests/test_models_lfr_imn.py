@@ -14,7 +14,7 @@ from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.exceptions import NotFittedError
 
-from conftest import runner
+from conftest import protocol, runner
 from mesobench import gamma_search, identity
 from mesobench.data import load_fold
 from mesobench.errors import ConfigError
@@ -29,6 +29,7 @@ from mesobench.models.imn import HyperNetwork, local_linear_output
 from mesobench.models.lfr_imn import nearest_neighbor_index
 from mesobench.paths import compose_config
 from mesobench.pipeline import evaluate_fold
+from mesobench.settings import GammaSearchSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"epochs": 8, "warmup_epochs": 2, "batch_size": 64, "hidden_size": 32, "n_jobs": 1}
@@ -213,15 +214,8 @@ def test_smote_fit_keeps_the_neighbour_index_on_the_model_device():
 
 def _protocol_metrics(data, model):
     """Test metrics of ``model`` on ``data`` under the runner's protocol (standardised inputs)."""
-    return evaluate_fold(
-        data,
-        model,
-        preprocessing={"mode": "neural"},
-        validation={"fraction": 0.2},
-        seed=0,
-        use_validation=False,
-        explanations={"enabled": False},
-    ).metrics
+    settings = protocol("model=lfr_imn", "explanations.enabled=false")
+    return evaluate_fold(data, model, settings, seed=0).metrics
 
 
 def test_lfr_makes_the_explanations_faithful_where_imn_is_not():
@@ -350,18 +344,19 @@ def test_search_picks_the_highest_tuning_score_and_records_failed_points():
 
 
 def test_search_config_is_checked_against_the_model():
+    def settings(grid, alpha=0.5):
+        section = {"enabled": True, "grid": grid, "alpha": alpha, "param": "gamma"}
+        return GammaSearchSettings.from_config(section)
+
     lfr = LFRIMNClassifier()
-    assert gamma_search.check_config({"grid": [0, 1], "alpha": 0.3}, lfr) == (
-        [0.0, 1.0],
-        0.3,
-        "gamma",
-    )
+    assert settings([0, 1], 0.3) == GammaSearchSettings(True, (0.0, 1.0), 0.3, "gamma")
+    gamma_search.check_estimator(settings([0, 1]), lfr)
     with pytest.raises(ConfigError, match="has no parameter 'gamma'"):
-        gamma_search.check_config({"grid": [0, 1]}, LogisticRegressionClassifier())
+        gamma_search.check_estimator(settings([0, 1]), LogisticRegressionClassifier())
     with pytest.raises(ConfigError, match="including 0"):
-        gamma_search.check_config({"grid": [1, 10]}, lfr)
+        settings([1, 10])
     with pytest.raises(ConfigError, match="alpha"):
-        gamma_search.check_config({"grid": [0, 1], "alpha": 2}, lfr)
+        settings([0, 1], alpha=2)
 
 
 def test_run_key_changes_with_an_enabled_gamma_search_only():
@@ -377,17 +372,17 @@ def test_gamma_search_picks_a_positive_gamma_on_the_lfr_example():
     """IMN's explanations there are unfaithful (R_F gains ≈ 0.5) at no cost in R²."""
     data = load_fold(_lfr_task(), 0)
     grid = [0.0, 1.0, 10.0]
-    outcome = evaluate_fold(
-        data,
-        LFRIMNRegressor(random_state=0, **REFERENCE),
-        preprocessing={"mode": "neural"},
-        validation={"fraction": 0.2},
-        seed=0,
-        use_validation=False,
-        explanations={"enabled": False},
-        fidelity_cfg={"enabled": False, "n_neighbors": 5, "sample_size": 100},
-        gamma_search_cfg={"enabled": True, "grid": grid, "alpha": 0.5},
+    settings = protocol(
+        "model=lfr_imn",
+        "explanations.enabled=false",
+        "fidelity.enabled=false",
+        "fidelity.n_neighbors=5",
+        "fidelity.sample_size=100",
+        "gamma_search.enabled=true",
+        f"gamma_search.grid={grid}",
+        "gamma_search.alpha=0.5",
     )
+    outcome = evaluate_fold(data, LFRIMNRegressor(random_state=0, **REFERENCE), settings, seed=0)
     assert outcome.params["gamma_search.chosen_gamma"] > 0
     assert (
         outcome.metrics["gamma_search/chosen_gamma"] == outcome.params["gamma_search.chosen_gamma"]

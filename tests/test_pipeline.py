@@ -8,17 +8,11 @@ import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 
+from conftest import protocol
 from mesobench.data import FoldData, TaskInfo
 from mesobench.models import Explanation
 from mesobench.pipeline import evaluate_fold
-
-PREP = {
-    "mode": "neural",
-    "max_missing_fraction": 0.9,
-    "max_unique_fraction": 0.9,
-    "onehot_max_categories": 10,
-    "high_cardinality": "target",
-}
+from mesobench.settings import HPOSettings
 
 
 class LinearExplained(ClassifierMixin, BaseEstimator):
@@ -70,10 +64,9 @@ def _fold(n=400, seed=0):
     )
 
 
-def _run(estimator, **kwargs):
-    return evaluate_fold(
-        _fold(), estimator, preprocessing=PREP, validation={"fraction": 0.2}, seed=0, **kwargs
-    )
+def _run(estimator, *overrides, **fields):
+    """The runner's protocol (``conf/config.yaml`` + ``overrides``) on the toy fold."""
+    return evaluate_fold(_fold(), estimator, protocol("model=logreg", *overrides, **fields), seed=0)
 
 
 def test_an_estimator_that_takes_eval_set_gets_a_validation_split():
@@ -103,7 +96,7 @@ def test_explanations_fold_one_hot_columns_back_to_their_source():
 
 def test_a_hyperparameter_search_keeps_the_best_trial():
     space = {"params": {"C": {"type": "float", "low": 1e-4, "high": 1e2, "log": True}}}
-    outcome = _run(LinearExplained(), hpo_cfg={"n_trials": 6, "space": space})
+    outcome = _run(LinearExplained(), hpo=HPOSettings(n_trials=6, space=space))
     scores = outcome.step_metrics["hpo/validation_score"]
     assert len(scores) == 6
     assert outcome.params["hpo.trials_run"] == 6
@@ -118,4 +111,4 @@ def test_a_search_space_naming_an_unknown_parameter_is_an_error():
 
     space = {"params": {"gamma": {"type": "float", "low": 0.1, "high": 1.0}}}
     with pytest.raises(ConfigError, match="gamma"):
-        _run(LinearExplained(), hpo_cfg={"n_trials": 2, "space": space})
+        _run(LinearExplained(), hpo=HPOSettings(n_trials=2, space=space))

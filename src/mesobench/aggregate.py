@@ -21,6 +21,7 @@ import os
 import re
 import shlex
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,45 +104,17 @@ def load_runs(
             "yet. Run a sweep first (make benchmark) or point tracking.uri at the right store."
         )
     tags = dict(tags or {})
-    clauses = []
-    if sweep_id:
-        clauses.append(f"tags.sweep_id = {_quote(sweep_id)}")
+    clauses = [f"tags.sweep_id = {_quote(sweep_id)}"] if sweep_id else []
     for key, value in tags.items():
         if isinstance(value, str | int | float):
             clauses.append(f"tags.`{key}` = {_quote(str(value))}")
-    rows: list[dict[str, Any]] = []
-    token = None
-    while True:
-        page = client.search_runs(
-            [exp.experiment_id],
-            filter_string=" and ".join(clauses),
-            max_results=5000,
-            page_token=token,
-        )
-        for run in page:
-            run_tags = run.data.tags
-            if run_tags.get(SUMMARY_TAG) or not _tags_match(run_tags, tags):
-                continue
-            if suite and suite not in suites_of(run_tags):  # made by it, or reused by it
-                continue
-            rows.append(
-                {
-                    "run_id": run.info.run_id,
-                    "status": run.info.status,
-                    "start_time": run.info.start_time,
-                    "run_key": run_tags.get(RUN_KEY_TAG, run.info.run_id),
-                    "key_version": run_tags.get(RUN_KEY_VERSION_TAG),
-                    "git_commit": run_tags.get(GIT_COMMIT_TAG, run_tags.get("git_commit")),
-                    "git_dirty": run_tags.get(GIT_DIRTY_TAG),
-                    **{t: run_tags.get(t) for t in RUN_TAGS},
-                    SUITES_COLUMN: suites_value(suites_of(run_tags)),
-                    CONFIG_COLUMN: _configuration(run.data.params),
-                    **run.data.metrics,
-                }
-            )
-        token = page.token
-        if not token:
-            break
+    rows = [
+        _run_row(run)
+        for run in _search_all(client, exp.experiment_id, " and ".join(clauses))
+        if not run.data.tags.get(SUMMARY_TAG)
+        and _tags_match(run.data.tags, tags)
+        and (not suite or suite in suites_of(run.data.tags))  # made by it, or reused by it
+    ]
     runs = pd.DataFrame(
         rows,
         columns=[
@@ -164,6 +137,37 @@ def load_runs(
     for column in ("fold", "seed"):
         runs[column] = pd.to_numeric(runs[column], errors="coerce")
     return label_models(runs)
+
+
+def _search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> Iterator[Any]:
+    """Every run of the experiment matching ``filter_string``, page after page."""
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string=filter_string, max_results=5000, page_token=token
+        )
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def _run_row(run: Any) -> dict[str, Any]:
+    """One row of the runs table: identity, provenance, tags, configuration and metrics."""
+    run_tags = run.data.tags
+    return {
+        "run_id": run.info.run_id,
+        "status": run.info.status,
+        "start_time": run.info.start_time,
+        "run_key": run_tags.get(RUN_KEY_TAG, run.info.run_id),
+        "key_version": run_tags.get(RUN_KEY_VERSION_TAG),
+        "git_commit": run_tags.get(GIT_COMMIT_TAG, run_tags.get("git_commit")),
+        "git_dirty": run_tags.get(GIT_DIRTY_TAG),
+        **{t: run_tags.get(t) for t in RUN_TAGS},
+        SUITES_COLUMN: suites_value(suites_of(run_tags)),
+        CONFIG_COLUMN: _configuration(run.data.params),
+        **run.data.metrics,
+    }
 
 
 def read_runs_table(

@@ -16,8 +16,11 @@ class ConfigError(MesobenchError):
     """A configuration value is missing, unknown or inconsistent."""
 
 
-class DataError(MesobenchError):
-    """The data cannot be used as given (missing column, no usable feature, empty fold...)."""
+class DataError(MesobenchError, ValueError):
+    """The data cannot be used as given (missing column, no usable feature, empty fold...).
+
+    Also a ``ValueError``, as scikit-learn raises for unusable data (e.g. one class only), so
+    code written for scikit-learn estimators catches it."""
 
 
 class TaskNotAvailableError(MesobenchError):

@@ -31,6 +31,7 @@ from sklearn.base import clone
 
 from mesobench.errors import ConfigError
 from mesobench.metrics import fidelity
+from mesobench.settings import GammaSearchSettings
 
 log = logging.getLogger(__name__)
 
@@ -43,24 +44,15 @@ class GammaSearchResult:
     table: pd.DataFrame  # one row per grid point: index, gamma, D, I, R_F, S, error
 
 
-def check_config(cfg: Mapping[str, Any], estimator: Any) -> tuple[list[float], float, str]:
-    """``(grid, alpha, param)`` of an enabled search, or ConfigError naming what is wrong."""
-    param = str(cfg.get("param", "gamma"))
-    if param not in estimator.get_params():
+def check_estimator(settings: GammaSearchSettings, estimator: Any) -> None:
+    """Refuse an enabled search for a model without the varied parameter (ConfigError)."""
+    settings.check()
+    if settings.param not in estimator.get_params():
         raise ConfigError(
             f"gamma_search.enabled=true, but {type(estimator).__name__} has no parameter "
-            f"'{param}': the search is for models with a fidelity weight (e.g. model=lfr_imn)."
+            f"'{settings.param}': the search is for models with a fidelity weight "
+            "(e.g. model=lfr_imn)."
         )
-    grid = [float(g) for g in cfg.get("grid") or []]
-    if 0.0 not in grid or any(g < 0 for g in grid) or len(set(grid)) != len(grid):
-        raise ConfigError(
-            f"gamma_search.grid={grid}: needs distinct values >= 0 including 0, the "
-            "unregularised baseline that the fidelity ratio R_F is measured against."
-        )
-    alpha = float(cfg.get("alpha", 0.5))
-    if not 0.0 <= alpha <= 1.0:
-        raise ConfigError(f"gamma_search.alpha={alpha}: expected a value in [0, 1].")
-    return grid, alpha, param
 
 
 def search(

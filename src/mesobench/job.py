@@ -65,11 +65,12 @@ def evaluate(job: Job) -> tuple[Any, str]:
         scaled_batch_size,
         settings_notes,
     )
-    from mesobench.identity import hpo_settings
     from mesobench.models import resolve_device
     from mesobench.pipeline import evaluate_fold
+    from mesobench.settings import Protocol
 
     plain = job.plain
+    protocol = Protocol.from_config(plain)  # a bad setting fails before the data is loaded
     set_threads(job.threads)
     device = resolve_device(plain["device"]["name"])
     data = load_fold(
@@ -90,16 +91,9 @@ def evaluate(job: Job) -> tuple[Any, str]:
     outcome = evaluate_fold(
         data,
         estimator,
-        preprocessing=plain["preprocessing"],
-        validation=plain["validation"],
+        protocol,
         seed=job.seed,
-        use_validation=bool(plain["model"].get("use_validation", True)),
-        hpo_cfg=hpo_settings(plain),
-        explanations=plain["explanations"],
-        fidelity_cfg=plain["fidelity"],
-        gamma_search_cfg=plain.get("gamma_search"),
         cuda=device.startswith("cuda"),
-        save_model=bool((plain.get("artifacts") or {}).get("save_model", False)),
     )
     outcome.notes[:0] = settings_notes(plain["model"], estimator, settings)
     batch_size = scaled_batch_size(plain["model"], settings)

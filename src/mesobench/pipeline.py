@@ -25,6 +25,7 @@ from mesobench.errors import DataError
 from mesobench.estimators import accepts, kind_params
 from mesobench.metrics import classification_metrics, fidelity, regression_metrics
 from mesobench.resources import measure
+from mesobench.settings import ExplanationSettings, FidelitySettings, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +78,6 @@ def _performance(metrics: dict[str, float]) -> float:
     return metrics.get("auroc", metrics["accuracy"])
 
 
-def _fidelity_settings(fidelity_cfg: dict[str, Any] | None) -> fidelity.FidelityConfig:
-    return fidelity.FidelityConfig(
-        **{k: v for k, v in (fidelity_cfg or {}).items() if k != "enabled"}
-    )
-
-
 def validation_infidelity(
     estimator: Any, X_val: Any, X_fit: Any, *, kind: str, seed: int, settings
 ) -> float:
@@ -125,162 +120,274 @@ def saved_model_files(estimator: Any, feature_names: list[str]) -> tuple[dict[st
     return files, ""
 
 
+@dataclass
+class _Split:
+    """The training fold cut for validation (or not): fitting rows and validation rows."""
+
+    X_fit: Any
+    y_fit: np.ndarray
+    X_val: Any = None
+    y_val: np.ndarray | None = None
+
+
+@dataclass
+class _Prepared:
+    """The preprocessor fitted on the fitting rows, and every part in model units."""
+
+    prep: Preprocessor
+    Xf: Any
+    Xv: Any
+    Xt: Any
+    fit_kwargs: dict[str, Any]
+
+
 def evaluate_fold(
-    data: FoldData,
-    estimator: Any,
-    *,
-    preprocessing: dict[str, Any],
-    validation: dict[str, Any],
-    seed: int,
-    use_validation: bool = True,
-    hpo_cfg: dict[str, Any] | None = None,
-    explanations: dict[str, Any] | None = None,
-    fidelity_cfg: dict[str, Any] | None = None,
-    gamma_search_cfg: dict[str, Any] | None = None,
-    cuda: bool = False,
-    save_model: bool = False,
+    data: FoldData, estimator: Any, protocol: Protocol, *, seed: int, cuda: bool = False
 ) -> FoldOutcome:
-    """Run the protocol on one fold.
+    """Run the protocol on one fold: split → prepare → (search) → fit → score → explain →
+    fidelity → files. Each stage adds its metrics, params, notes and artifacts to the outcome.
 
-    ``use_validation``: give the estimator ``eval_set`` (early stopping) when its ``fit`` takes
-    one. A validation split is cut from the training fold when the estimator uses it or when a
-    hyperparameter search or the γ search (``gamma_search_cfg["enabled"]``, see
-    :mod:`mesobench.gamma_search`) needs it; otherwise the model trains on the whole training
-    fold. With both searches, HPO runs first and the γ search varies γ of its best trial.
-    ``save_model``: return the final model's files (:func:`saved_model_files`) in
-    ``FoldOutcome.files``, or a note where the model has no pickle-free format.
+    A validation split is cut from the training fold when the estimator early-stops on it
+    (``protocol.use_validation`` and its ``fit`` takes ``eval_set``) or a search (HPO, γ) needs
+    it; otherwise the model trains on the whole training fold. With both searches, HPO runs
+    first and the γ search varies γ of its best trial.
     """
-    kind, n_classes = data.task.kind, data.n_classes
-    hpo_cfg = hpo_cfg or {}
-    n_trials = int(hpo_cfg.get("n_trials") or 0)
-    gs_cfg = gamma_search_cfg or {}
-    gs_enabled = bool(gs_cfg.get("enabled"))
-    if gs_enabled:  # refuse a bad setting before any data is touched
-        gs_grid, gs_alpha, gs_param = gamma_search.check_config(gs_cfg, estimator)
-    notes: list[str] = []
-    artifacts: dict[str, Any] = {}
-    params: dict[str, Any] = {}
-    step_metrics: dict[str, list[float]] = {}
-    metrics_extra: dict[str, float] = {}
-
-    gives_eval_set = use_validation and accepts(estimator.fit, "eval_set")
-    X_fit, y_fit = data.X_train, data.y_train
-    X_val = y_val = None
-    if gives_eval_set or n_trials > 0 or gs_enabled:
-        if data.X_val is not None:
-            X_val, y_val = data.X_val, data.y_val
-        else:
-            fit_idx, val_idx = validation_split(
-                y_fit, validation["fraction"], seed, stratify=kind != "regression"
-            )
-            X_val, y_val = _take(X_fit, val_idx), y_fit[val_idx]
-            X_fit, y_fit = _take(X_fit, fit_idx), y_fit[fit_idx]
-    if len(y_fit) == 0:
-        raise DataError(f"task {data.task.name} fold {data.fold}: the training fold is empty")
-
-    prep = Preprocessor(**preprocessing, random_state=seed)
-    # fit_transform, not fit + transform: target encoding gives the fitting rows cross-fitted
-    # codes, so their own labels do not leak into their features.
-    Xf = prep.fit_transform(X_fit, y_fit, categorical=data.categorical)
-    Xt = prep.transform(data.X_test)
-    Xv = prep.transform(X_val) if X_val is not None else None
-    fit_kwargs = {"eval_set": (Xv, y_val)} if gives_eval_set else {}
-    if prep.dropped_columns_:
-        notes.append(
-            "dropped columns: "
-            + "; ".join(f"{c} ({why})" for c, why in prep.dropped_columns_.items())
-        )
-    if kind != "regression":
-        absent = sorted(set(range(n_classes)) - set(np.unique(y_fit).tolist()))
-        if absent:
-            names = [data.task.classes[c] for c in absent]
-            notes.append(f"classes absent from the training data: {names} (scored as p=0)")
-        if len(set(np.unique(data.y_test).tolist())) < 2:
-            notes.append("test fold holds a single class: AUROC is undefined and not logged")
-
+    if protocol.gamma_search.enabled:  # refuse a bad setting before any data is touched
+        gamma_search.check_estimator(protocol.gamma_search, estimator)
+    outcome = FoldOutcome(metrics={})
+    gives_eval_set = protocol.use_validation and accepts(estimator.fit, "eval_set")
+    needs_split = gives_eval_set or protocol.hpo.enabled or protocol.gamma_search.enabled
+    split = split_training_fold(data, needs_split, protocol.validation_fraction, seed)
+    prepared = prepare(data, split, protocol.preprocessing, seed, gives_eval_set, outcome)
     with measure(cuda=cuda) as fit_usage:
-        if n_trials > 0:
-
-            def fit_and_score(candidate: Any) -> float:
-                candidate.fit(Xf, y_fit, **fit_kwargs)
-                return _validation_score(score(candidate, Xv, y_val, kind, n_classes))
-
-            result = hpo.search(
-                estimator,
-                kind_params(hpo_cfg.get("space"), kind),
-                fit_and_score,
-                n_trials=n_trials,
-                seed=seed,
-                timeout_s=hpo_cfg.get("timeout_s"),
-                sampler=str(hpo_cfg.get("sampler") or "tpe"),
-            )
-            estimator = result.estimator
-            params.update({f"hpo.best.{k}": v for k, v in result.best_params.items()})
-            params["hpo.trials_run"] = len(result.trials)
-            step_metrics["hpo/validation_score"] = result.trials["value"].tolist()
-            artifacts["hpo/trials.csv"] = result.trials
-        elif not gs_enabled:
-            estimator.fit(Xf, y_fit, **fit_kwargs)
-        if gs_enabled:
-            settings = _fidelity_settings(fidelity_cfg)
-            found = gamma_search.search(
-                estimator,
-                grid=gs_grid,
-                alpha=gs_alpha,
-                param=gs_param,
-                fit=lambda candidate: candidate.fit(Xf, y_fit, **fit_kwargs),
-                performance=lambda c: _performance(score(c, Xv, y_val, kind, n_classes)),
-                infidelity=lambda c: validation_infidelity(
-                    c, Xv, Xf, kind=kind, seed=seed, settings=settings
-                ),
-            )
-            estimator = found.estimator
-            table = found.table
-            for column in ("gamma", "D", "I", "R_F", "S"):
-                step_metrics[f"gamma_search/{column}"] = table[column].tolist()
-            metrics_extra["gamma_search/chosen_gamma"] = found.chosen_gamma
-            params["gamma_search.chosen_gamma"] = found.chosen_gamma
-            params["gamma_search.chosen_index"] = found.chosen_index
-            artifacts["gamma_search/grid.csv"] = table
-            failed = table.loc[table["error"].ne(""), "gamma"].tolist()
-            if failed:
-                notes.append(f"gamma search: grid point(s) γ={failed} failed (see grid.csv)")
+        estimator = fit_model(estimator, data, split, prepared, protocol, seed, outcome)
     with measure(cuda=cuda) as predict_usage:
-        metrics = score(estimator, Xt, data.y_test, kind, n_classes)
-
-    metrics.update(metrics_extra)
-    metrics.update(
+        outcome.metrics.update(score(estimator, prepared.Xt, data.y_test, *_kind(data)))
+    outcome.metrics.update(
         fit_seconds=fit_usage.seconds,
         predict_seconds=predict_usage.seconds,
         peak_rss_mb=max(fit_usage.peak_rss_mb, predict_usage.peak_rss_mb),
     )
     if fit_usage.peak_cuda_mb is not None:
-        metrics["peak_cuda_mb"] = max(fit_usage.peak_cuda_mb, predict_usage.peak_cuda_mb or 0.0)
+        outcome.metrics["peak_cuda_mb"] = max(
+            fit_usage.peak_cuda_mb, predict_usage.peak_cuda_mb or 0.0
+        )
+    if hasattr(estimator, "explain") and protocol.explanations.enabled:
+        explain(estimator, data, prepared, protocol.explanations, seed, cuda, outcome)
+    if protocol.fidelity.enabled:
+        score_fidelity(estimator, data, prepared, protocol.fidelity, seed, cuda, outcome)
+    if hasattr(estimator, "describe"):
+        outcome.artifacts["model/description.json"] = estimator.describe()
+    if protocol.save_model:
+        outcome.files, note = saved_model_files(estimator, prepared.prep.feature_names_out_)
+        if note:
+            outcome.notes.append(note)
+    outcome.params.update(
+        n_fit=len(split.y_fit),
+        n_val=0 if split.y_val is None else len(split.y_val),
+        n_test=len(data.y_test),
+        n_features_in=data.X_train.shape[1],
+        n_features_model=prepared.prep.n_features_out_,
+    )
+    return outcome
 
-    if hasattr(estimator, "explain") and (explanations or {}).get("enabled", True):
-        Xt_dense = np.asarray(Xt, dtype=np.float64)
-        with measure(cuda=cuda) as explain_usage:
-            explanation = estimator.explain(Xt)
-        metrics["explain_seconds"] = explain_usage.seconds
-        output = estimator.predict(Xt) if kind == "regression" else estimator.decision_function(Xt)
-        metrics["explain_identity_error"] = explain_summary.identity_error(
-            explanation, Xt_dense, output
+
+def _kind(data: FoldData) -> tuple[str, int | None]:
+    return data.task.kind, data.n_classes
+
+
+def split_training_fold(data: FoldData, needed: bool, fraction: float, seed: int) -> _Split:
+    """The task's own validation rows, else a seeded (stratified) share of the training fold,
+    when ``needed``; else the whole training fold for fitting."""
+    split = _Split(data.X_train, data.y_train)
+    if needed:
+        if data.X_val is not None:
+            split.X_val, split.y_val = data.X_val, data.y_val
+        else:
+            kind = data.task.kind
+            fit_idx, val_idx = validation_split(
+                split.y_fit, fraction, seed, stratify=kind != "regression"
+            )
+            split.X_val, split.y_val = _take(split.X_fit, val_idx), split.y_fit[val_idx]
+            split.X_fit, split.y_fit = _take(split.X_fit, fit_idx), split.y_fit[fit_idx]
+    if len(split.y_fit) == 0:
+        raise DataError(f"task {data.task.name} fold {data.fold}: the training fold is empty")
+    return split
+
+
+def prepare(
+    data: FoldData,
+    split: _Split,
+    preprocessing: Any,
+    seed: int,
+    gives_eval_set: bool,
+    outcome: FoldOutcome,
+) -> _Prepared:
+    """Fit the preprocessor on the fitting rows only; notes on dropped columns and classes."""
+    prep = Preprocessor(**preprocessing, random_state=seed)
+    # fit_transform, not fit + transform: target encoding gives the fitting rows cross-fitted
+    # codes, so their own labels do not leak into their features.
+    Xf = prep.fit_transform(split.X_fit, split.y_fit, categorical=data.categorical)
+    Xt = prep.transform(data.X_test)
+    Xv = prep.transform(split.X_val) if split.X_val is not None else None
+    fit_kwargs = {"eval_set": (Xv, split.y_val)} if gives_eval_set else {}
+    if prep.dropped_columns_:
+        outcome.notes.append(
+            "dropped columns: "
+            + "; ".join(f"{c} ({why})" for c, why in prep.dropped_columns_.items())
         )
-        artifacts["explanations/global_importance.csv"] = explain_summary.global_importance(
-            explanation, Xt_dense, prep.source_columns_
+    if data.task.kind != "regression":
+        absent = sorted(set(range(data.n_classes)) - set(np.unique(split.y_fit).tolist()))
+        if absent:
+            names = [data.task.classes[c] for c in absent]
+            outcome.notes.append(f"classes absent from the training data: {names} (scored as p=0)")
+        if len(set(np.unique(data.y_test).tolist())) < 2:
+            outcome.notes.append(
+                "test fold holds a single class: AUROC is undefined and not logged"
+            )
+    return _Prepared(prep, Xf, Xv, Xt, fit_kwargs)
+
+
+def fit_model(
+    estimator: Any,
+    data: FoldData,
+    split: _Split,
+    prepared: _Prepared,
+    protocol: Protocol,
+    seed: int,
+    outcome: FoldOutcome,
+) -> Any:
+    """Fit the run's model: the HPO search's best trial and/or the γ search's choice, else
+    one plain fit. Returns the fitted estimator (a search returns a fitted clone)."""
+    if protocol.hpo.enabled:
+        estimator = search_hyperparameters(
+            estimator, data, split, prepared, protocol, seed, outcome
         )
-        n_sample = min(int((explanations or {}).get("sample_size", 100)), len(Xt_dense))
-        rows = np.sort(np.random.default_rng(seed).choice(len(Xt_dense), n_sample, replace=False))
-        artifacts["explanations/local_weights_sample.csv"] = explain_summary.local_weights_sample(
+    elif not protocol.gamma_search.enabled:
+        estimator.fit(prepared.Xf, split.y_fit, **prepared.fit_kwargs)
+    if protocol.gamma_search.enabled:
+        estimator = search_gamma(estimator, data, split, prepared, protocol, seed, outcome)
+    return estimator
+
+
+def search_hyperparameters(
+    estimator: Any,
+    data: FoldData,
+    split: _Split,
+    prepared: _Prepared,
+    protocol: Protocol,
+    seed: int,
+    outcome: FoldOutcome,
+) -> Any:
+    """Optuna over the model's search space, each trial scored on the validation rows."""
+    kind, n_classes = _kind(data)
+
+    def fit_and_score(candidate: Any) -> float:
+        candidate.fit(prepared.Xf, split.y_fit, **prepared.fit_kwargs)
+        return _validation_score(score(candidate, prepared.Xv, split.y_val, kind, n_classes))
+
+    settings = protocol.hpo
+    result = hpo.search(
+        estimator,
+        kind_params(settings.space, kind),
+        fit_and_score,
+        n_trials=settings.n_trials,
+        seed=seed,
+        timeout_s=settings.timeout_s,
+        sampler=settings.sampler,
+    )
+    outcome.params.update({f"hpo.best.{k}": v for k, v in result.best_params.items()})
+    outcome.params["hpo.trials_run"] = len(result.trials)
+    outcome.step_metrics["hpo/validation_score"] = result.trials["value"].tolist()
+    outcome.artifacts["hpo/trials.csv"] = result.trials
+    return result.estimator
+
+
+def search_gamma(
+    estimator: Any,
+    data: FoldData,
+    split: _Split,
+    prepared: _Prepared,
+    protocol: Protocol,
+    seed: int,
+    outcome: FoldOutcome,
+) -> Any:
+    """The γ with the best tuning score S on the validation rows (:mod:`.gamma_search`)."""
+    kind, n_classes = _kind(data)
+    Xf, Xv, y_fit, y_val = prepared.Xf, prepared.Xv, split.y_fit, split.y_val
+    settings, metrics = protocol.gamma_search, protocol.fidelity.metrics
+    found = gamma_search.search(
+        estimator,
+        grid=settings.grid,
+        alpha=settings.alpha,
+        param=settings.param,
+        fit=lambda candidate: candidate.fit(Xf, y_fit, **prepared.fit_kwargs),
+        performance=lambda c: _performance(score(c, Xv, y_val, kind, n_classes)),
+        infidelity=lambda c: validation_infidelity(
+            c, Xv, Xf, kind=kind, seed=seed, settings=metrics
+        ),
+    )
+    table = found.table
+    for column in ("gamma", "D", "I", "R_F", "S"):
+        outcome.step_metrics[f"gamma_search/{column}"] = table[column].tolist()
+    outcome.metrics["gamma_search/chosen_gamma"] = found.chosen_gamma
+    outcome.params["gamma_search.chosen_gamma"] = found.chosen_gamma
+    outcome.params["gamma_search.chosen_index"] = found.chosen_index
+    outcome.artifacts["gamma_search/grid.csv"] = table
+    failed = table.loc[table["error"].ne(""), "gamma"].tolist()
+    if failed:
+        outcome.notes.append(f"gamma search: grid point(s) γ={failed} failed (see grid.csv)")
+    return found.estimator
+
+
+def explain(
+    estimator: Any,
+    data: FoldData,
+    prepared: _Prepared,
+    settings: ExplanationSettings,
+    seed: int,
+    cuda: bool,
+    outcome: FoldOutcome,
+) -> None:
+    """Explain the test fold: the identity check, global importance, a sample of local weights."""
+    Xt, kind = prepared.Xt, data.task.kind
+    Xt_dense = np.asarray(Xt, dtype=np.float64)
+    with measure(cuda=cuda) as explain_usage:
+        explanation = estimator.explain(Xt)
+    outcome.metrics["explain_seconds"] = explain_usage.seconds
+    output = estimator.predict(Xt) if kind == "regression" else estimator.decision_function(Xt)
+    outcome.metrics["explain_identity_error"] = explain_summary.identity_error(
+        explanation, Xt_dense, output
+    )
+    outcome.artifacts["explanations/global_importance.csv"] = explain_summary.global_importance(
+        explanation, Xt_dense, prepared.prep.source_columns_
+    )
+    n_sample = min(settings.sample_size, len(Xt_dense))
+    rows = np.sort(np.random.default_rng(seed).choice(len(Xt_dense), n_sample, replace=False))
+    outcome.artifacts["explanations/local_weights_sample.csv"] = (
+        explain_summary.local_weights_sample(
             explanation,
-            prep.feature_names_out_,
+            prepared.prep.feature_names_out_,
             None if kind == "regression" else list(data.task.classes),
             rows,
         )
-    fidelity_on = (fidelity_cfg or {}).get("enabled", True)
-    # synthetic tasks: model units -> raw units, for the ground-truth errors
-    affine = prep.numeric_affine() if data.truth is not None else None
-    if fidelity_on and fidelity.attribution_method(estimator):
+    )
+
+
+def score_fidelity(
+    estimator: Any,
+    data: FoldData,
+    prepared: _Prepared,
+    settings: FidelitySettings,
+    seed: int,
+    cuda: bool,
+    outcome: FoldOutcome,
+) -> None:
+    """The fidelity metrics on the test fold; on a synthetic task also the errors against the
+    true function, in raw feature units (the preprocessor's affine map undone)."""
+    kind = data.task.kind
+    affine = prepared.prep.numeric_affine() if data.truth is not None else None
+    if fidelity.attribution_method(estimator):
         truth_kwargs = {}
         if affine is not None:
             offset, scale, columns = affine
@@ -293,18 +400,18 @@ def evaluate_fold(
         with measure(cuda=cuda) as fidelity_usage:
             result = fidelity.evaluate(
                 estimator,
-                Xt,
+                prepared.Xt,
                 kind=kind,
                 seed=seed,
-                config=_fidelity_settings(fidelity_cfg),
-                X_reference=Xf,
+                config=settings.metrics,
+                X_reference=prepared.Xf,
                 **truth_kwargs,
             )
-        metrics.update(result.metrics)
-        metrics["fidelity_seconds"] = fidelity_usage.seconds
-        params.update(result.params)
-        notes.extend(result.notes)
-    if fidelity_on and affine is not None and (kind == "regression" or n_classes == 2):
+        outcome.metrics.update(result.metrics)
+        outcome.metrics["fidelity_seconds"] = fidelity_usage.seconds
+        outcome.params.update(result.params)
+        outcome.notes.extend(result.notes)
+    if affine is not None and (kind == "regression" or data.n_classes == 2):
         offset, scale, _ = affine
         beta = fidelity.marginal_effect_at_origin(
             fidelity.logit_output(estimator, kind),
@@ -312,27 +419,4 @@ def evaluate_fold(
             offset=offset,
             scale=scale,
         )  # raw units already
-        metrics["fidelity/gt_coef_mae"] = fidelity.coefficient_error(beta, data.truth)
-    if hasattr(estimator, "describe"):
-        artifacts["model/description.json"] = estimator.describe()
-    files: dict[str, bytes] = {}
-    if save_model:
-        files, note = saved_model_files(estimator, prep.feature_names_out_)
-        if note:
-            notes.append(note)
-
-    params.update(
-        n_fit=len(y_fit),
-        n_val=0 if y_val is None else len(y_val),
-        n_test=len(data.y_test),
-        n_features_in=data.X_train.shape[1],
-        n_features_model=prep.n_features_out_,
-    )
-    return FoldOutcome(
-        metrics=metrics,
-        params=params,
-        notes=notes,
-        artifacts=artifacts,
-        step_metrics=step_metrics,
-        files=files,
-    )
+        outcome.metrics["fidelity/gt_coef_mae"] = fidelity.coefficient_error(beta, data.truth)

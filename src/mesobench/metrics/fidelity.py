@@ -754,7 +754,9 @@ class FrameCodec:
 
 @dataclass(frozen=True)
 class FidelityConfig:
-    """Settings of :func:`evaluate` (the runner reads them from its config).
+    """Settings of :func:`evaluate`: the ``fidelity`` section of ``conf/config.yaml``, which
+    holds their defaults and documentation (build one from a composed config, e.g.
+    ``FidelitySettings.from_config`` in :mod:`mesobench.settings`).
 
     sample_size: test rows scored (a seeded sample; None = all).
     neighborhood, sigma, n_neighbors, k_nearest: LFR neighbourhoods (see :func:`draw_neighbors`).
@@ -762,15 +764,15 @@ class FidelityConfig:
     deletion_steps: see :func:`deletion_auc`.
     """
 
-    sample_size: int | None = 500
-    neighborhood: str = "gaussian"
-    sigma: float = 0.1
-    n_neighbors: int = 10
-    k_nearest: int = 5
-    yeh_perturbation: str = "relative"
-    yeh_noise_std: float = 0.1
-    yeh_n_perturbations: int = 20
-    deletion_steps: int = 20
+    sample_size: int | None
+    neighborhood: str
+    sigma: float
+    n_neighbors: int
+    k_nearest: int
+    yeh_perturbation: str
+    yeh_noise_std: float
+    yeh_n_perturbations: int
+    deletion_steps: int
 
 
 @dataclass
@@ -789,8 +791,8 @@ def evaluate(
     X: Any,
     *,
     kind: str,
-    seed: int = 0,
-    config: FidelityConfig | None = None,
+    seed: int,
+    config: FidelityConfig,
     X_reference: Any = None,
     truth: Any = None,
     X_raw: Any = None,
@@ -807,13 +809,10 @@ def evaluate(
     numeric mean and scale; 0 and 1 for native input).
 
     Models with ``explain`` get the LFR metrics; every model with attributions (see
-    :func:`attributions`) gets Yeh infidelity and the deletion score. Native DataFrame input is
-    scored through :class:`FrameCodec`: only numeric columns are perturbed (categories stay as
-    they are), their baseline is the mean over the scored rows and their noise is scaled by
-    their standard deviation there. A model without attributions gets a note and no metrics.
+    :func:`attributions`) gets Yeh infidelity and the deletion score, perturbed as
+    :func:`perturbation_space` says. A model without attributions gets a note and no metrics.
     Random streams for the LFR and Yeh metrics are independent children of ``seed``.
     """
-    cfg = config or FidelityConfig()
     result = FidelityResult()
     method = attribution_method(estimator)
     if method is None:
@@ -821,104 +820,148 @@ def evaluate(
             f"fidelity metrics skipped: {type(estimator).__name__} has no local attributions"
         )
         return result
-    rows = sample_rows(len(X), cfg.sample_size, seed)
+    rows = sample_rows(len(X), config.sample_size, seed)
     X_s = _take(X, rows)
     rng_lfr, rng_yeh = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    output = output_function(estimator, kind)
-    m = result.metrics
     result.params.update({"fidelity.n_points": len(rows), "fidelity.attribution": method})
-
-    if isinstance(X_s, pd.DataFrame):
-        codec = FrameCodec(X_s)
-        Z = codec.encode(X_s)
-        perturbable = codec.perturbable
-        numeric = Z[:, perturbable]
-        baseline = np.zeros(Z.shape[1])
-        noise_scale = np.ones(Z.shape[1])
-        if numeric.size:
-            with np.errstate(all="ignore"):
-                mean, std = np.nanmean(numeric, axis=0), np.nanstd(numeric, axis=0)
-            baseline[perturbable] = np.where(np.isfinite(mean), mean, 0.0)
-            noise_scale[perturbable] = np.where(np.isfinite(std) & (std > 0), std, 1.0)
-
-        def output_fn(A: np.ndarray) -> np.ndarray:
-            return output(codec.decode(A))
-
-        if (~perturbable).any():
-            result.notes.append(
-                f"fidelity: {int((~perturbable).sum())} categorical column(s) are not perturbed "
-                "by the Yeh / deletion metrics; numeric baseline = mean of the scored rows"
-            )
-    else:
-        Z = _matrix(X_s)
-        perturbable = np.ones(Z.shape[1], dtype=bool)
-        baseline, noise_scale = np.zeros(Z.shape[1]), np.ones(Z.shape[1])
-        output_fn = output
-    result.params["fidelity.n_features_perturbed"] = int(perturbable.sum())
-
+    space = perturbation_space(X_s, output_function(estimator, kind), result.notes)
+    result.params["fidelity.n_features_perturbed"] = int(space.perturbable.sum())
     attr = attributions(estimator, X_s, kind)
     if method == "local_linear":
         ref = None if X_reference is None else _matrix(X_reference)
-        lfr = lfr_infidelity(
-            attr.explanation,
-            output_fn,
-            Z,
-            neighborhood=cfg.neighborhood,
-            sigma=cfg.sigma,
-            n_neighbors=cfg.n_neighbors,
-            X_reference=ref,
-            k_nearest=cfg.k_nearest,
-            rng=rng_lfr,
-        )
-        m["fidelity/lfr_infidelity"] = lfr["infidelity"]
-        m["fidelity/lfr_scaled_infidelity"] = lfr["scaled_infidelity"]
-    if perturbable.any():
-        yeh = yeh_infidelity(
-            attr.values,
-            output_fn,
-            Z,
-            perturbation=cfg.yeh_perturbation,
-            noise_std=cfg.yeh_noise_std,
-            n_perturbations=cfg.yeh_n_perturbations,
-            baseline=baseline,
-            feature_scale=noise_scale,
-            perturbable=perturbable,
-            target=attr.target,
-            rng=rng_yeh,
-        )
-        m["fidelity/yeh_infidelity"] = yeh["infidelity"]
-        m["fidelity/yeh_scaled_infidelity"] = yeh["scaled_infidelity"]
-        m["fidelity/deletion_auc"] = deletion_auc(
-            attr.values,
-            output_fn,
-            Z,
-            baseline=baseline,
-            n_steps=cfg.deletion_steps,
-            perturbable=perturbable,
-            target=attr.target,
-        )["deletion_auc"]
+        result.metrics.update(_lfr_metrics(attr, space, config, ref, rng_lfr))
+    if space.perturbable.any():
+        result.metrics.update(_perturbation_metrics(attr, space, config, rng_yeh))
     else:
         result.notes.append("fidelity: no numeric feature to perturb; Yeh / deletion skipped")
-
     if truth is not None and X_raw is not None:
-        X_raw_s = _take(X_raw, rows)
-        if Z.shape[1] != truth.n_features or attr.target is not None:
-            result.notes.append(
-                "fidelity: ground-truth errors skipped (model features do not map one-to-one "
-                "onto the synthetic task's features, or the output is multiclass)"
-            )
-        else:
-            # the attribution is relative to the baseline (model units) = this raw point
-            reference = np.asarray(feature_offset) + np.asarray(feature_scale) * baseline
-            gt = ground_truth_errors(
-                truth,
-                X_raw_s,
-                slope=attr.slope,
-                intercept=attr.intercept,
-                attribution=attr.values,
-                offset=feature_offset,
-                scale=feature_scale,
-                reference=reference,
-            )
-            m.update({f"fidelity/gt_{k}": v for k, v in gt.items()})
+        affine = (np.asarray(feature_offset), np.asarray(feature_scale))
+        _ground_truth_metrics(result, attr, space, truth, _take(X_raw, rows), affine)
     return result
+
+
+@dataclass
+class PerturbationSpace:
+    """The scored rows as the perturbation metrics see them: a float matrix ``Z``, the columns
+    that may be perturbed, their baseline and noise scale, and the output as a function of Z."""
+
+    Z: np.ndarray
+    perturbable: np.ndarray  # bool per column
+    baseline: np.ndarray
+    noise_scale: np.ndarray
+    output: Callable[[np.ndarray], np.ndarray]
+
+
+def perturbation_space(
+    X_s: Any, output: Callable[[Any], np.ndarray], notes: list[str]
+) -> PerturbationSpace:
+    """A matrix is perturbed as it is (baseline 0, unit noise scale: standardised units).
+    Native DataFrame input goes through :class:`FrameCodec`: only numeric columns are
+    perturbed (categories stay as they are), their baseline is the mean over the scored rows
+    and their noise is scaled by their standard deviation there."""
+    if not isinstance(X_s, pd.DataFrame):
+        Z = _matrix(X_s)
+        ones = np.ones(Z.shape[1])
+        return PerturbationSpace(Z, ones.astype(bool), np.zeros(Z.shape[1]), ones, output)
+    codec = FrameCodec(X_s)
+    Z = codec.encode(X_s)
+    perturbable = codec.perturbable
+    numeric = Z[:, perturbable]
+    baseline = np.zeros(Z.shape[1])
+    noise_scale = np.ones(Z.shape[1])
+    if numeric.size:
+        with np.errstate(all="ignore"):
+            mean, std = np.nanmean(numeric, axis=0), np.nanstd(numeric, axis=0)
+        baseline[perturbable] = np.where(np.isfinite(mean), mean, 0.0)
+        noise_scale[perturbable] = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+    if (~perturbable).any():
+        notes.append(
+            f"fidelity: {int((~perturbable).sum())} categorical column(s) are not perturbed "
+            "by the Yeh / deletion metrics; numeric baseline = mean of the scored rows"
+        )
+    return PerturbationSpace(
+        Z, perturbable, baseline, noise_scale, lambda A: output(codec.decode(A))
+    )
+
+
+def _lfr_metrics(
+    attr: Any, space: PerturbationSpace, cfg: FidelityConfig, reference: Any, rng: Any
+) -> dict[str, float]:
+    lfr = lfr_infidelity(
+        attr.explanation,
+        space.output,
+        space.Z,
+        neighborhood=cfg.neighborhood,
+        sigma=cfg.sigma,
+        n_neighbors=cfg.n_neighbors,
+        X_reference=reference,
+        k_nearest=cfg.k_nearest,
+        rng=rng,
+    )
+    return {
+        "fidelity/lfr_infidelity": lfr["infidelity"],
+        "fidelity/lfr_scaled_infidelity": lfr["scaled_infidelity"],
+    }
+
+
+def _perturbation_metrics(
+    attr: Any, space: PerturbationSpace, cfg: FidelityConfig, rng: Any
+) -> dict[str, float]:
+    yeh = yeh_infidelity(
+        attr.values,
+        space.output,
+        space.Z,
+        perturbation=cfg.yeh_perturbation,
+        noise_std=cfg.yeh_noise_std,
+        n_perturbations=cfg.yeh_n_perturbations,
+        baseline=space.baseline,
+        feature_scale=space.noise_scale,
+        perturbable=space.perturbable,
+        target=attr.target,
+        rng=rng,
+    )
+    deletion = deletion_auc(
+        attr.values,
+        space.output,
+        space.Z,
+        baseline=space.baseline,
+        n_steps=cfg.deletion_steps,
+        perturbable=space.perturbable,
+        target=attr.target,
+    )
+    return {
+        "fidelity/yeh_infidelity": yeh["infidelity"],
+        "fidelity/yeh_scaled_infidelity": yeh["scaled_infidelity"],
+        "fidelity/deletion_auc": deletion["deletion_auc"],
+    }
+
+
+def _ground_truth_metrics(
+    result: FidelityResult,
+    attr: Any,
+    space: PerturbationSpace,
+    truth: Any,
+    X_raw_s: Any,
+    affine: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """Errors against the synthetic task's true function, in raw units (``fidelity/gt_*``)."""
+    if space.Z.shape[1] != truth.n_features or attr.target is not None:
+        result.notes.append(
+            "fidelity: ground-truth errors skipped (model features do not map one-to-one "
+            "onto the synthetic task's features, or the output is multiclass)"
+        )
+        return
+    offset, scale = affine
+    # the attribution is relative to the baseline (model units) = this raw point
+    reference = offset + scale * space.baseline
+    gt = ground_truth_errors(
+        truth,
+        X_raw_s,
+        slope=attr.slope,
+        intercept=attr.intercept,
+        attribution=attr.values,
+        offset=offset,
+        scale=scale,
+        reference=reference,
+    )
+    result.metrics.update({f"fidelity/gt_{k}": v for k, v in gt.items()})

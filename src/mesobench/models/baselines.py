@@ -111,6 +111,7 @@ class _WrappedClassifier(ClassifierMixin, _Wrapper):
 
     def predict(self, X) -> np.ndarray:
         """Most probable class label for each row."""
+        check_is_fitted(self)  # NotFittedError, not an AttributeError on classes_
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     def _predict_proba(self, X):

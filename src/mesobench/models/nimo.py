@@ -684,11 +684,10 @@ class NIMORegressor(RegressorMixin, _NIMOBase):
     ``fit(X, y, eval_set=(X_val, y_val))`` early-stops on the validation −MSE.
 """ + _common_doc(score="−MSE")
 
-    n_outputs_ = 1
-
     def fit(self, X, y, eval_set=None):
         """Fit on ``(X, y)``; ``eval_set=(X_val, y_val)`` is used only for early stopping."""
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True, ensure_min_samples=2)
+        self.n_outputs_ = 1  # a fitted attribute: an unfitted estimator has none
         self.device_ = resolve_device(self.device)
         y = np.asarray(y, dtype=np.float64)
         self.y_mean_ = float(y.mean())

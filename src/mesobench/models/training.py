@@ -404,89 +404,21 @@ def train(
     precision: str = "fp32",
     compile: bool = False,
 ) -> TrainResult:
-    """Train ``module`` in place with Adam(W) on ``(X, y)`` (tensors already on the module's device).
+    """Train ``module`` in place on ``(X, y)`` (tensors on the device to train on).
 
-    Parameters
-    ----------
-    module : nn.Module
-        Model to train; it is put in training mode for each epoch.
-    loss_fn : callable
-        ``loss_fn(module, xb, yb) -> Tensor``, the scalar loss of a batch. Any custom loss works
-        (e.g. IMN's task loss + λ·mean|w(x)|).
-    X, y : Tensor
-        Training inputs and targets, first dimension n, on the device to train on.
-    epochs : int
-        Maximum number of passes over the data (warm-up included).
-    batch_size : int
-        Rows per step; a value above n is cut to n. Rows are reshuffled every epoch; the last,
-        smaller batch is used unless it has a single row, which is dropped (BatchNorm cannot
-        normalise one row in training mode).
-    lr, weight_decay : float
-        Base learning rate and weight decay (applied to all parameters).
-    optimizer : {"adam", "adamw"}, default "adam"
-        ``adam``: weight decay as L2 added to the gradient (the IMN reference); ``adamw``:
-        decoupled weight decay. See :func:`make_optimizer`.
-    warmup_epochs : float, default 5
-        Length of the linear warm-up (SPEC §1: 5 epochs).
-    scheduler : {"cosine_restarts", "constant"}, default "cosine_restarts"
-        Rate after warm-up, see :class:`LRSchedule`.
-    cycle_timing : {"after_warmup", "reference"}, default "after_warmup"
-        With ``cosine_restarts``: ``after_warmup`` lays ``n_cycles`` cycles of ``t0_epochs``
-        over the epochs after warm-up and reports their exact ends (:class:`LRSchedule`);
-        ``reference`` counts ``T_0`` in iterations over all steps and reports the reference
-        code's snapshot steps (:class:`ReferenceSchedule`; ``t0_epochs`` is then ignored).
-    t0_epochs : float, optional
-        Length of the first cosine cycle in epochs (may be fractional). Default:
-        :func:`default_t0_epochs`, so that ``n_cycles`` cycles fill the training.
-    n_cycles : int, default 3
-        Used only to derive the default ``t0_epochs`` (or the reference's ``T_0``).
-    val_score : callable, optional
-        ``val_score(module) -> float``, higher is better, evaluated after every epoch (use
-        :func:`predict_in_batches`, which switches to eval mode). When given, the weights of the
-        best epoch are restored at the end. A NaN score never counts as an improvement.
-    patience : int, optional
-        Stop when ``val_score`` has not improved for this many epochs (needs ``val_score``).
-    seed : int, default 0
-        Seeds the batch order and torch's global RNG (dropout).
-    log_every_s : float, default 10
-        At most one INFO progress line per this many seconds (0: one per epoch).
-    on_epoch_end : callable, optional
-        Called with an :class:`EpochEnd` after every epoch (after ``val_score``).
-    on_cycle_end : callable, optional
-        ``on_cycle_end(cycle_index, module)`` right after the optimiser step that ends a cosine
-        cycle (cycle_index 0, 1, ...), e.g. to copy ``module.state_dict()`` for a snapshot
-        ensemble. Only completed cycles are reported; their end times (in epochs) are in
-        ``TrainResult.cycle_end_epochs``.
-    precision : {"fp32", "bf16"}, default "fp32"
-        ``"bf16"``: every ``loss_fn`` call runs under ``torch.autocast(device_type=X.device.type,
-        dtype=torch.bfloat16)`` (CPU or CUDA), so autocast-eligible ops (matrix products,
-        linear layers) compute in bfloat16, and the loss is returned as float32. The backward
-        pass, the gradients, the optimiser state and the weights stay float32 (the weights are the
-        float32 master copy; autocast casts them per op). A loss that has numerically sensitive
-        parts keeps them in float32 with :func:`full_precision` (NIMO's β solve). ``val_score``
-        and the hooks run outside autocast, in float32. On CUDA the GPU must support bfloat16
-        (``torch.cuda.is_bf16_supported()``, Ampere or newer).
-    compile : bool, default False
-        Wrap the per-step loss computation, ``loss_fn`` (inside the autocast region when
-        ``precision="bf16"``), in ``torch.compile`` (default inductor backend): the module is an
-        argument of the compiled function, so any custom ``loss_fn`` (extra forward passes,
-        closed-form solves, buffer updates) is compiled as written, and its backward is
-        compiled by AOTAutograd. Unsupported Python in ``loss_fn`` is a graph break (run
-        eagerly), not an error. The first step pays the compilation (seconds to minutes), a
-        differently sized last batch one recompilation. If ``torch.compile`` is missing or the
-        first compiled step fails (e.g. no C++ compiler for the CPU backend, no Triton for
-        CUDA), a :class:`~mesobench.errors.ConfigError` is raised: there is no silent fallback
-        to eager mode. Compiled steps are not bitwise identical to eager ones (fused kernels,
-        inductor's own random streams for dropout / noise).
+    ``loss_fn(module, xb, yb)``: a batch's scalar loss, so any custom loss trains. At most
+    ``epochs`` passes of ``batch_size`` rows per step (cut to n; reshuffled every epoch; a last
+    batch of one row is dropped: BatchNorm cannot normalise it). Optimiser: :func:`make_optimizer`;
+    learning-rate schedule: :func:`plan_steps`. ``val_score(module)`` (higher is better) after
+    every epoch: the best epoch's weights are restored at the end (NaN never counts), and
+    ``patience`` epochs without improvement stop the fit. ``seed`` seeds the batch order and
+    torch's global RNG (dropout). Hooks: ``on_epoch_end(EpochEnd)``; ``on_cycle_end(k, module)``
+    right after the step that ends cosine cycle k (snapshot ensembles). ``precision`` and
+    ``compile``: :func:`_step_loss`. At most one INFO line per ``log_every_s`` seconds.
 
-    Raises
-    ------
-    DivergenceError
-        An epoch's mean training loss is NaN or infinite.
-    ConfigError
-        An argument is out of range.
-    DataError
-        X and y do not match, or there are fewer than 2 rows.
+    Raises :class:`DivergenceError` when an epoch's mean loss is not finite,
+    :class:`ConfigError` for an argument out of range, :class:`DataError` when X and y do not
+    match or hold fewer than 2 rows.
     """
     check_precision_compile(precision, compile)
     step_loss = _step_loss(loss_fn, X.device, precision=precision, compile=compile)
@@ -494,13 +426,72 @@ def train(
     _check_settings(
         epochs, batch_size, lr, weight_decay, warmup_epochs, scheduler, t0_epochs, patience
     )
+    if patience is not None and val_score is None:
+        raise ConfigError("patience (early stopping) needs a val_score callable to monitor.")
+    plan = plan_steps(
+        X.shape[0], batch_size, epochs, warmup_epochs, scheduler, cycle_timing, t0_epochs, n_cycles
+    )
+    optim = make_optimizer(module, optimizer, lr=lr, weight_decay=weight_decay)
+    generator = torch.Generator(device=X.device).manual_seed(seed)
+    torch.manual_seed(seed)
+    result = TrainResult(epochs_run=0, best_epoch=0, best_score=None, stopped_early=False)
+    best = _BestWeights()
+    with flush_denormals(X.device):
+        clock = _Clock(log_every_s)
+        step = 0
+        for epoch in range(1, epochs + 1):
+            epoch_started = time.perf_counter()
+            loss_sum, step, current_lr = _run_epoch(
+                module, optim, step_loss, X, y, plan, lr, step, generator, on_cycle_end
+            )
+            epoch_loss = float(loss_sum) / plan.steps_per_epoch  # the one host sync of the epoch
+            result.epoch_seconds.append(time.perf_counter() - epoch_started)
+            _check_finite(epoch_loss, epoch, epochs, lr, current_lr)
+            result.losses.append(epoch_loss)
+            result.epochs_run = epoch
+            score = best.update(module, val_score, result, epoch)
+            if on_epoch_end is not None:
+                on_epoch_end(EpochEnd(epoch, epochs, epoch_loss, score, current_lr, module))
+            clock.progress(epoch, epochs, epoch_loss, score, current_lr)
+            if patience is not None and epoch - result.best_epoch >= patience:
+                result.stopped_early = True
+                break
+    best.restore(module, result)
+    _finish(result, plan, step, clock, epochs)
+    return result
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """Steps of a fit: batch size (cut to n), steps per epoch, the schedule, cycle-end steps."""
+
+    n: int
+    batch_size: int
+    steps_per_epoch: int
+    schedule: LRSchedule | ReferenceSchedule
+    cycle_ends: dict[int, int]  # 0-based step → index of the cosine cycle it ends
+
+
+def plan_steps(
+    n: int,
+    batch_size: int,
+    epochs: int,
+    warmup_epochs: float,
+    scheduler: str,
+    cycle_timing: str,
+    t0_epochs: float | None,
+    n_cycles: int,
+) -> StepPlan:
+    """The learning-rate schedule over the fit's steps: a linear warm-up of ``warmup_epochs``,
+    then ``scheduler`` (``cosine_restarts``, T_mult 2, or ``constant``). ``cycle_timing``:
+    ``after_warmup`` lays cycles of ``t0_epochs`` (default :func:`default_t0_epochs`: ``n_cycles``
+    cycles fill the fit) over the epochs after warm-up (:class:`LRSchedule`); ``reference`` counts
+    T_0 in iterations over all steps, with the IMN reference's snapshot steps
+    (:class:`ReferenceSchedule`; ``t0_epochs`` ignored)."""
     if cycle_timing not in CYCLE_TIMINGS:
         raise ConfigError(
             f"cycle_timing={cycle_timing!r} is invalid: expected one of {CYCLE_TIMINGS}."
         )
-    if patience is not None and val_score is None:
-        raise ConfigError("patience (early stopping) needs a val_score callable to monitor.")
-    n = X.shape[0]
     batch_size = min(batch_size, n)
     steps_per_epoch = n // batch_size + (1 if n % batch_size > 1 else 0)
     total_steps = epochs * steps_per_epoch
@@ -511,84 +502,114 @@ def train(
     else:
         schedule = LRSchedule(steps_per_epoch, warmup_epochs, scheduler, t0_epochs)
     cycle_ends = {step: k for k, step in enumerate(schedule.cycle_end_steps(total_steps))}
+    return StepPlan(n, batch_size, steps_per_epoch, schedule, cycle_ends)
 
-    optim = make_optimizer(module, optimizer, lr=lr, weight_decay=weight_decay)
-    generator = torch.Generator(device=X.device).manual_seed(seed)
-    torch.manual_seed(seed)
 
-    result = TrainResult(epochs_run=0, best_epoch=0, best_score=None, stopped_early=False)
-    best_state: dict[str, Tensor] | None = None
-    with flush_denormals(X.device):
-        started = last_log = time.perf_counter()
-        step = 0
-        for epoch in range(1, epochs + 1):
-            epoch_started = time.perf_counter()
-            module.train()
-            order = torch.randperm(n, generator=generator, device=X.device)
-            loss_sum = torch.zeros((), device=X.device)
-            for b in range(steps_per_epoch):
-                idx = order[b * batch_size : (b + 1) * batch_size]
-                current_lr = lr * schedule.factor(step)
-                for group in optim.param_groups:
-                    group["lr"] = current_lr
-                optim.zero_grad(set_to_none=True)
-                loss = step_loss(module, X[idx], y[idx])
-                loss.backward()
-                optim.step()
-                loss_sum += loss.detach()
-                if on_cycle_end is not None and step in cycle_ends:
-                    on_cycle_end(cycle_ends[step], module)
-                step += 1
+def _run_epoch(
+    module: nn.Module,
+    optim: torch.optim.Optimizer,
+    step_loss: LossFn,
+    X: Tensor,
+    y: Tensor,
+    plan: StepPlan,
+    lr: float,
+    step: int,
+    generator: torch.Generator,
+    on_cycle_end: Callable[[int, nn.Module], None] | None,
+) -> tuple[Tensor, int, float]:
+    """One pass over the shuffled rows: ``(loss summed on the device, next step, last lr)``."""
+    module.train()
+    order = torch.randperm(plan.n, generator=generator, device=X.device)
+    loss_sum = torch.zeros((), device=X.device)
+    current_lr = lr
+    for b in range(plan.steps_per_epoch):
+        idx = order[b * plan.batch_size : (b + 1) * plan.batch_size]
+        current_lr = lr * plan.schedule.factor(step)
+        for group in optim.param_groups:
+            group["lr"] = current_lr
+        optim.zero_grad(set_to_none=True)
+        loss = step_loss(module, X[idx], y[idx])
+        loss.backward()
+        optim.step()
+        loss_sum += loss.detach()
+        if on_cycle_end is not None and step in plan.cycle_ends:
+            on_cycle_end(plan.cycle_ends[step], module)
+        step += 1
+    return loss_sum, step, current_lr
 
-            epoch_loss = float(loss_sum) / steps_per_epoch  # the one host sync of the epoch
-            result.epoch_seconds.append(time.perf_counter() - epoch_started)
-            if not math.isfinite(epoch_loss):
-                raise DivergenceError(
-                    f"Training diverged: the mean training loss of epoch {epoch}/{epochs} is "
-                    f"{epoch_loss} (base lr {lr:g}, lr at the end of the epoch {current_lr:.3g}). "
-                    f"Try a lower learning rate (e.g. lr={lr / 10:g}) and check the inputs for "
-                    "NaN/inf values or unscaled features."
-                )
-            result.losses.append(epoch_loss)
-            result.epochs_run = epoch
 
-            score = None
-            if val_score is not None:
-                score = float(val_score(module))
-                result.val_scores.append(score)
-                if math.isfinite(score) and (
-                    result.best_score is None or score > result.best_score
-                ):
-                    result.best_score, result.best_epoch = score, epoch
-                    best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-            else:
-                result.best_epoch = epoch
+def _check_finite(epoch_loss: float, epoch: int, epochs: int, lr: float, current_lr: float) -> None:
+    if not math.isfinite(epoch_loss):
+        raise DivergenceError(
+            f"Training diverged: the mean training loss of epoch {epoch}/{epochs} is "
+            f"{epoch_loss} (base lr {lr:g}, lr at the end of the epoch {current_lr:.3g}). "
+            f"Try a lower learning rate (e.g. lr={lr / 10:g}) and check the inputs for "
+            "NaN/inf values or unscaled features."
+        )
 
-            if on_epoch_end is not None:
-                on_epoch_end(EpochEnd(epoch, epochs, epoch_loss, score, current_lr, module))
 
-            now = time.perf_counter()
-            if now - last_log >= log_every_s:
-                last_log = now
-                logger.info(
-                    "epoch %d/%d  loss %.4f  val %s  lr %.2e  %.1fs",
-                    epoch,
-                    epochs,
-                    epoch_loss,
-                    "-" if score is None else f"{score:.4f}",
-                    current_lr,
-                    now - started,
-                )
-            if patience is not None and epoch - result.best_epoch >= patience:
-                result.stopped_early = True
-                break
+class _BestWeights:
+    """Early stopping's memory: the weights of the epoch with the best validation score."""
 
-    if best_state is not None:
-        module.load_state_dict(best_state)
-    else:  # no validation score, or none of them finite: keep the last weights
-        result.best_epoch = result.epochs_run
-    result.cycle_end_epochs = [(s + 1) / steps_per_epoch for s in sorted(cycle_ends) if s < step]
-    result.seconds = time.perf_counter() - started
+    def __init__(self) -> None:
+        self.state: dict[str, Tensor] | None = None
+
+    def update(
+        self,
+        module: nn.Module,
+        val_score: Callable[[nn.Module], float] | None,
+        result: TrainResult,
+        epoch: int,
+    ) -> float | None:
+        """Score the epoch (if there is a ``val_score``); keep its weights when it is the best."""
+        if val_score is None:
+            result.best_epoch = epoch
+            return None
+        score = float(val_score(module))
+        result.val_scores.append(score)
+        if math.isfinite(score) and (result.best_score is None or score > result.best_score):
+            result.best_score, result.best_epoch = score, epoch
+            self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        return score
+
+    def restore(self, module: nn.Module, result: TrainResult) -> None:
+        if self.state is not None:
+            module.load_state_dict(self.state)
+        else:  # no validation score, or none of them finite: keep the last weights
+            result.best_epoch = result.epochs_run
+
+
+class _Clock:
+    """Wall time since the start of training, and at most one progress line per interval."""
+
+    def __init__(self, log_every_s: float) -> None:
+        self.log_every_s = log_every_s
+        self.started = self.last_log = time.perf_counter()
+
+    def progress(
+        self, epoch: int, epochs: int, loss: float, score: float | None, lr: float
+    ) -> None:
+        now = time.perf_counter()
+        if now - self.last_log < self.log_every_s:
+            return
+        self.last_log = now
+        logger.info(
+            "epoch %d/%d  loss %.4f  val %s  lr %.2e  %.1fs",
+            epoch,
+            epochs,
+            loss,
+            "-" if score is None else f"{score:.4f}",
+            lr,
+            now - self.started,
+        )
+
+
+def _finish(result: TrainResult, plan: StepPlan, steps: int, clock: _Clock, epochs: int) -> None:
+    """The completed cycles' ends (in epochs), the wall time, and one summary line."""
+    result.cycle_end_epochs = [
+        (s + 1) / plan.steps_per_epoch for s in sorted(plan.cycle_ends) if s < steps
+    ]
+    result.seconds = time.perf_counter() - clock.started
     logger.info(
         "trained %d/%d epochs in %.1fs (%s); using epoch %d%s",
         result.epochs_run,
@@ -598,7 +619,6 @@ def train(
         result.best_epoch,
         "" if result.best_score is None else f", val score {result.best_score:.4f}",
     )
-    return result
 
 
 def _check_data(X: Tensor, y: Tensor) -> None:
@@ -660,7 +680,19 @@ def full_precision(device_type: str) -> Any:
 
 
 def _step_loss(loss_fn: LossFn, device: torch.device, *, precision: str, compile: bool) -> LossFn:
-    """``loss_fn`` as one training step calls it: under bf16 autocast and/or ``torch.compile``."""
+    """``loss_fn`` as one training step calls it: under bf16 autocast and/or ``torch.compile``.
+
+    ``precision="bf16"``: every call runs under ``torch.autocast(device.type, bfloat16)`` (CPU
+    or CUDA), so matrix products and linear layers compute in bfloat16, and the loss is returned
+    as float32; backward, gradients, optimiser state and weights stay float32 (the master copy).
+    A numerically sensitive part of a loss stays float32 with :func:`full_precision` (NIMO's β
+    solve); ``val_score`` and the hooks run outside autocast. A CUDA GPU must support bfloat16.
+    ``compile=True``: the step (inside the autocast region) is wrapped in ``torch.compile``
+    with the module as an argument, so any custom ``loss_fn`` compiles as written; unsupported
+    Python is a graph break, not an error. The first step pays the compilation; a failure there
+    raises :class:`ConfigError` (no silent fallback to eager). Compiled steps are not bitwise
+    identical to eager ones.
+    """
     step = loss_fn
     if precision == "bf16":
         if device.type == "cuda" and not torch.cuda.is_bf16_supported():

@@ -22,6 +22,7 @@ from mesobench.report import plots, stats, tables
 from mesobench.report import published as published_mod
 from mesobench.report.runs import (
     TREATMENTS,
+    Treated,
     cells,
     code_versions,
     failures,
@@ -192,8 +193,7 @@ def write_report(
     experiment's acceptance targets (:mod:`mesobench.report.published`).
     """
     s = settings or ReportSettings()
-    metric, hib = s.metric, s.direction()
-    stem = file_stem(metric)
+    metric = s.metric
     out_dir.mkdir(parents=True, exist_ok=True)
     _clear_previous_report(out_dir)
     current, n_old_rule = split_key_versions(runs, s.key_version)
@@ -203,12 +203,40 @@ def write_report(
     models = expected_models(keyed, s.models)
     summary = fold_summary(keyed, metric)
     long = metric_summary(keyed)
-    treated = treat_missing(keyed, metric, s.missing, models=models, higher_is_better=hib)
-    scores = treated.scores.dropna(axis=0, how="any")
+    treated = treat_missing(keyed, metric, s.missing, models=models, higher_is_better=s.direction())
+    lines = _header_lines(keyed, models, title, command, source, selection, n_old_rule)
+    if published is not None:
+        lines += _published_section(keyed, published, out_dir)
+    if parity is not None:
+        lines += _parity_section(keyed, parity, metric, out_dir)
+    lines += _per_task_section(keyed, summary, long, models, metric, out_dir)
+    lines += _across_tasks_section(treated, s, out_dir)
+    lines += _fidelity_section(keyed, long, summary, models, metric, s, out_dir)
+    lines += _time_section(keyed, out_dir)
+    lines += _explanation_section(explanations, s, out_dir)
+    lines += _missing_section(keyed, treated, out_dir)
+    status = status_counts(keyed) if not keyed.empty else pd.DataFrame()
+    lines += ["## Runs per model", "", tables.write_table(status, out_dir, "status")]
+    if comparison is not None:
+        lines += _compare_section(summary, comparison, metric, s, out_dir)
+    page = "\n".join(lines)
+    (out_dir / "README.md").write_text(page + "\n" + MARKER + "\n")
+    return page
+
+
+def _header_lines(
+    keyed: pd.DataFrame,
+    models: list[str],
+    title: str,
+    command: str,
+    source: str,
+    selection: str,
+    n_old_rule: int,
+) -> list[str]:
+    """Title, counts, how to regenerate the page, and which code made the runs."""
     n_done = int(keyed["status"].eq("FINISHED").sum()) if not keyed.empty else 0
     n_tasks = keyed["task"].nunique() if not keyed.empty else 0
-
-    lines = [
+    return [
         f"# {title}",
         "",
         f"{len(keyed)} runs ({n_done} finished) of {len(models)} model(s) on {n_tasks} task(s)"
@@ -223,12 +251,17 @@ def write_report(
         *_provenance_lines(keyed, n_old_rule),
     ]
 
-    if published is not None:
-        lines += _published_section(keyed, published, out_dir)
-    if parity is not None:
-        lines += _parity_section(keyed, parity, metric, out_dir)
 
-    # -- per task ---------------------------------------------------------------------------
+def _per_task_section(
+    keyed: pd.DataFrame,
+    summary: pd.DataFrame,
+    long: pd.DataFrame,
+    models: list[str],
+    metric: str,
+    out_dir: Path,
+) -> list[str]:
+    """The metric's mean ± std over folds per (task, model), every metric on its own page."""
+    stem = file_stem(metric)
     cell_table = cells(keyed, metric, models)
     wide = tables.wide_mean_std(summary, expected=cell_table)
     keyed.to_csv(out_dir / "runs.csv", index=False)
@@ -237,7 +270,7 @@ def write_report(
     (out_dir / f"{stem}_by_task.md").write_text(tables.markdown_table(wide))
     (out_dir / f"{stem}_by_task.tex").write_text(tables.latex_table(wide))
     (out_dir / "metrics_by_task.md").write_text(_every_metric_page(long, cell_table))
-    lines += [
+    lines = [
         f"## {metric}: mean ± std over folds, per task",
         "",
         "(k/n): only k of the n expected runs finished; — : no finished run. Every other metric "
@@ -248,16 +281,21 @@ def write_report(
     if not summary.empty:
         plots.per_task_scores(summary, metric, out_dir / f"{stem}_by_task.png")
         lines += [f"![{metric} per task]({stem}_by_task.png)", ""]
+    return lines
 
-    # -- across tasks -----------------------------------------------------------------------
+
+def _across_tasks_section(treated: Treated, s: ReportSettings, out_dir: Path) -> list[str]:
+    """Average ranks, normalised scores, the Friedman test and the reference's win/tie/loss,
+    over the tasks where every model has a result (after ``s.missing``)."""
+    metric, hib = s.metric, s.direction()
+    scores = treated.scores.dropna(axis=0, how="any")
     treatment_line = (
         f"Incomplete (task, model) cells are treated with `missing: {s.missing}`: "
         f"{TREATMENTS[s.missing]}."
     )
-    lines += ["## Across tasks", ""]
-    reference = None
+    lines = ["## Across tasks", ""]
     if scores.empty or scores.shape[1] < 2:
-        lines += [
+        return lines + [
             f"_Cross-task statistics need at least 2 models on at least 1 task where every "
             f"model has a result (after treating missing runs); have {scores.shape[1]} model(s) "
             f"on {len(scores)} task(s)._",
@@ -272,85 +310,78 @@ def write_report(
             ),
             "",
         ]
-    else:
-        ranks = stats.average_rank(scores, hib)
-        rank_by_task = stats.rank_matrix(scores, hib)
-        normalised = stats.normalised_scores(scores, hib)
-        ranking = pd.DataFrame(
-            {
-                "average_rank": ranks,
-                f"normalised_{metric}": normalised.mean(axis=0),
-                f"mean_{metric}": scores.mean(axis=0),
-            }
-        ).loc[ranks.index]
-        ranking.index.name = "model"
-        rank_by_task.to_csv(out_dir / "ranks_by_task.csv")
-        normalised.to_csv(out_dir / f"normalised_{stem}_by_task.csv")
-        scores.to_csv(out_dir / f"{stem}_used_for_ranking.csv")
-        n_flat = int(normalised.isna().all(axis=1).sum())
-        lines += [
-            f"Over the {len(scores)} task(s) where every model has a result. {treatment_line}"
-            + (
-                f" Left out: {', '.join(f'{t} ({why})' for t, why in treated.dropped.items())}."
-                if treated.dropped
-                else ""
-            ),
-            "",
-            "### Average rank",
-            "",
-            f"Rank 1 = best {metric} on a task; tied models share the average of their ranks. "
-            f"Normalised {metric}: per task (score − worst) / (best − worst) over the models, "
-            "1 = best, averaged over tasks"
-            + (f" ({n_flat} task(s) where all models tie are left out of it)" if n_flat else "")
-            + ".",
-            "",
-            tables.write_table(ranking, out_dir, "average_rank"),
-        ]
-        fried = stats.friedman(scores)
-        lines += _friedman_section(fried, ranks, scores, s.alpha, out_dir, hib)
-        reference, how = resolve_reference(s.reference, list(scores.columns), ranks)
-        wtl = stats.win_tie_loss(scores, reference, tolerance=s.tie_tolerance, higher_is_better=hib)
-        lines += [
-            f"### Win / tie / loss of {reference}",
-            "",
-            f"{how}. Per task, {reference} wins when its {metric} beats the other model's by "
-            f"more than {s.tie_tolerance:g}, loses when it trails by more, else ties. "
-            f"mean_delta: mean over tasks of {reference} − other (> 0 favours {reference}); "
-            "wilcoxon_p: two-sided Wilcoxon signed-rank test over tasks.",
-            "",
-            tables.write_table(wtl, out_dir, "win_tie_loss"),
-        ]
+    ranks = stats.average_rank(scores, hib)
+    left_out = (
+        f" Left out: {', '.join(f'{t} ({why})' for t, why in treated.dropped.items())}."
+        if treated.dropped
+        else ""
+    )
+    lines += [
+        f"Over the {len(scores)} task(s) where every model has a result. {treatment_line}"
+        + left_out,
+        "",
+        *_ranking_lines(scores, ranks, metric, hib, out_dir),
+    ]
+    fried = stats.friedman(scores)
+    lines += _friedman_section(fried, ranks, scores, s.alpha, out_dir, hib)
+    reference, how = resolve_reference(s.reference, list(scores.columns), ranks)
+    wtl = stats.win_tie_loss(scores, reference, tolerance=s.tie_tolerance, higher_is_better=hib)
+    return lines + [
+        f"### Win / tie / loss of {reference}",
+        "",
+        f"{how}. Per task, {reference} wins when its {metric} beats the other model's by "
+        f"more than {s.tie_tolerance:g}, loses when it trails by more, else ties. "
+        f"mean_delta: mean over tasks of {reference} − other (> 0 favours {reference}); "
+        "wilcoxon_p: two-sided Wilcoxon signed-rank test over tasks.",
+        "",
+        tables.write_table(wtl, out_dir, "win_tie_loss"),
+    ]
 
-    # -- fidelity and time ------------------------------------------------------------------
-    lines += _fidelity_section(keyed, long, summary, models, metric, s, out_dir)
+
+def _ranking_lines(
+    scores: pd.DataFrame, ranks: pd.Series, metric: str, hib: bool, out_dir: Path
+) -> list[str]:
+    """The average-rank table (with normalised and mean scores) and its CSVs."""
+    stem = file_stem(metric)
+    rank_by_task = stats.rank_matrix(scores, hib)
+    normalised = stats.normalised_scores(scores, hib)
+    ranking = pd.DataFrame(
+        {
+            "average_rank": ranks,
+            f"normalised_{metric}": normalised.mean(axis=0),
+            f"mean_{metric}": scores.mean(axis=0),
+        }
+    ).loc[ranks.index]
+    ranking.index.name = "model"
+    rank_by_task.to_csv(out_dir / "ranks_by_task.csv")
+    normalised.to_csv(out_dir / f"normalised_{stem}_by_task.csv")
+    scores.to_csv(out_dir / f"{stem}_used_for_ranking.csv")
+    n_flat = int(normalised.isna().all(axis=1).sum())
+    return [
+        "### Average rank",
+        "",
+        f"Rank 1 = best {metric} on a task; tied models share the average of their ranks. "
+        f"Normalised {metric}: per task (score − worst) / (best − worst) over the models, "
+        "1 = best, averaged over tasks"
+        + (f" ({n_flat} task(s) where all models tie are left out of it)" if n_flat else "")
+        + ".",
+        "",
+        tables.write_table(ranking, out_dir, "average_rank"),
+    ]
+
+
+def _time_section(keyed: pd.DataFrame, out_dir: Path) -> list[str]:
     time = tables.time_table(keyed)
-    lines += ["## Time per run (seconds)", ""]
+    lines = ["## Time per run (seconds)", ""]
     if time.empty:
-        lines += ["_(no timings logged)_", ""]
-    else:
-        lines += [
-            "Mean wall-clock seconds per finished run (fit includes any hyperparameter search; "
-            "explain = the model's own explain(); fidelity = computing the fidelity metrics), "
-            "and the total in hours. Measured under the sweep's load: compare within a sweep.",
-            "",
-            tables.write_table(time, out_dir, "time", floatfmt=".3f"),
-        ]
-
-    # -- explanation picture ----------------------------------------------------------------
-    lines += _explanation_section(explanations, s, out_dir)
-
-    # -- missing and failed -----------------------------------------------------------------
-    lines += _missing_section(keyed, treated, out_dir)
-
-    status = status_counts(keyed) if not keyed.empty else pd.DataFrame()
-    lines += ["## Runs per model", "", tables.write_table(status, out_dir, "status")]
-
-    if comparison is not None:
-        lines += _compare_section(summary, comparison, metric, s, out_dir)
-
-    page = "\n".join(lines)
-    (out_dir / "README.md").write_text(page + "\n" + MARKER + "\n")
-    return page
+        return lines + ["_(no timings logged)_", ""]
+    return lines + [
+        "Mean wall-clock seconds per finished run (fit includes any hyperparameter search; "
+        "explain = the model's own explain(); fidelity = computing the fidelity metrics), "
+        "and the total in hours. Measured under the sweep's load: compare within a sweep.",
+        "",
+        tables.write_table(time, out_dir, "time", floatfmt=".3f"),
+    ]
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -232,20 +233,7 @@ def explanation_picture(
     if multiclass and klass is None:
         first = next(s.weights for s in samples.values() if "class" in s.weights)
         klass = str(first["class"].iloc[0])
-
-    def pick(frame: pd.DataFrame) -> pd.DataFrame:
-        if "class" in frame:
-            frame = frame[frame["class"].astype(str) == str(klass)]
-        return frame
-
-    at_row: dict[str, pd.Series] = {}
-    for model, sample in samples.items():
-        chosen = pick(sample.weights)
-        chosen = chosen[chosen["row"] == row]
-        if chosen.empty:
-            notes.append(f"{model}: test row {row} is not in its sample; left out")
-            continue
-        at_row[model] = chosen.iloc[0][_feature_columns(chosen)].astype(float)
+    at_row = _weights_at_row(samples, row, klass, notes)
     if not at_row:
         return ExplanationPicture(None, row, klass, notes + ["no model explains that row"])
     weights = pd.DataFrame(at_row)  # features × models
@@ -255,8 +243,39 @@ def explanation_picture(
     nimo = [m for m in at_row if _interaction_ready(m, samples[m], klass, notes)]
     fig = Figure(figsize=(11, 4.2 + (3.8 if nimo else 0)), layout="constrained")
     grid = fig.add_gridspec(2 if nimo else 1, 3, height_ratios=[1, 0.9] if nimo else [1])
-    ax = fig.add_subplot(grid[0, :])
-    models = list(at_row)
+    what = f"test row {row}" + (f", class {klass}" if klass is not None else "")
+    _weight_bars(
+        fig.add_subplot(grid[0, :]), weights, top, title or f"Local linear models for {what}"
+    )
+    if nimo:
+        model = nimo[0]
+        if len(nimo) > 1:
+            notes.append(f"interaction panels drawn for {model} only")
+        _nimo_panels(fig, grid, model, samples[model], top, row, klass)
+    _save(fig, path)
+    return ExplanationPicture(path, row, klass, notes, nimo[0] if nimo else None)
+
+
+def _weights_at_row(
+    samples: dict[str, ExplanationSample], row: int, klass: str | None, notes: list[str]
+) -> dict[str, pd.Series]:
+    """Each model's local weights for test row ``row`` (and class ``klass``), by feature."""
+    at_row: dict[str, pd.Series] = {}
+    for model, sample in samples.items():
+        chosen = sample.weights
+        if "class" in chosen:
+            chosen = chosen[chosen["class"].astype(str) == str(klass)]
+        chosen = chosen[chosen["row"] == row]
+        if chosen.empty:
+            notes.append(f"{model}: test row {row} is not in its sample; left out")
+            continue
+        at_row[model] = chosen.iloc[0][_feature_columns(chosen)].astype(float)
+    return at_row
+
+
+def _weight_bars(ax: Any, weights: pd.DataFrame, top: list[str], title: str) -> None:
+    """Horizontal bars of the ``top`` features' weights, one colour per model."""
+    models = list(weights.columns)
     colours = _colours(models)
     height = 0.8 / len(models)
     y = np.arange(len(top))
@@ -272,18 +291,9 @@ def explanation_picture(
     ax.invert_yaxis()
     ax.axvline(0, color="black", lw=0.6)
     ax.set_xlabel("local weight w_j(x) (preprocessed feature units)")
-    what = f"test row {row}" + (f", class {klass}" if klass is not None else "")
-    ax.set_title(title or f"Local linear models for {what}", fontsize=10)
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
-
-    if nimo:
-        model = nimo[0]
-        if len(nimo) > 1:
-            notes.append(f"interaction panels drawn for {model} only")
-        _nimo_panels(fig, grid, model, samples[model], top, row, klass)
-    _save(fig, path)
-    return ExplanationPicture(path, row, klass, notes, nimo[0] if nimo else None)
 
 
 def _nimo_panels(

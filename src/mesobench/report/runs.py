@@ -15,6 +15,7 @@ treated by one of :data:`TREATMENTS` — and :func:`treat_missing` says, per cel
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -307,56 +308,29 @@ def treat_missing(
     notes: dict[tuple[str, str], str] = {}
     for task, on_task in table.groupby("task", sort=True):
         task_values = values[values["task"].eq(task)]
+        reason = _why_dropped(task, on_task, task_values, treatment, notes)
+        if reason:
+            dropped[task] = reason
+            continue
         task_runs = runs[runs["task"].eq(task)]
         expected = sorted(
             {_pair(f, s) for f, s in zip(task_runs["fold"], task_runs["seed"], strict=True)}
         )
-        if task_values.empty:
-            dropped[task] = "no model has a finished run"
-            for model in on_task["model"]:
-                notes[(task, model)] = "task dropped: no model has a finished run on it"
-            continue
-        bad = on_task[~on_task["complete"]]
-        if treatment == "drop_task" and not bad.empty:
-            names = ", ".join(bad["model"])
-            dropped[task] = f"incomplete: {names}"
-            for model in bad["model"]:
-                notes[(task, model)] = "task dropped from the cross-task statistics"
-            continue
-        if treatment == "available" and (bad["finished"] == 0).any():
-            names = ", ".join(bad.loc[bad["finished"] == 0, "model"])
-            dropped[task] = f"no finished run: {names}"
-            for model in bad["model"]:
-                notes[(task, model)] = "task dropped: some model has no finished run on it"
-            continue
         row: dict[str, float] = {}
         for model in model_list:
             mine = task_values[task_values["model"].eq(model)]
             if treatment == "worst":
-                filled = []
-                imputed = []
-                for pair in expected:
-                    got = mine.loc[mine["_pair"] == pair, metric]
-                    if len(got):
-                        filled.append(float(got.mean()))
-                        continue
-                    same = task_values.loc[task_values["_pair"] == pair, metric]
-                    value = float(worst(same)) if len(same) else float(worst(task_values[metric]))
-                    filled.append(value)
-                    imputed.append(value)
-                row[model] = float(np.mean(filled))
-                if imputed:
-                    notes[(task, model)] = (
-                        f"{len(imputed)} run(s) imputed with the worst result "
-                        f"({', '.join(f'{v:.4f}' for v in imputed)})"
-                    )
+                row[model], note = _worst_filled(mine, task_values, expected, metric, worst)
             else:
                 row[model] = float(mine[metric].mean())
                 cell = on_task[on_task["model"].eq(model)].iloc[0]
-                if not cell["complete"]:
-                    notes[(task, model)] = (
-                        f"mean over the {int(cell['finished'])} finished run(s) only"
-                    )
+                note = (
+                    ""
+                    if cell["complete"]
+                    else f"mean over the {int(cell['finished'])} finished run(s) only"
+                )
+            if note:
+                notes[(task, model)] = note
         scores[task] = row
     matrix = pd.DataFrame.from_dict(scores, orient="index", columns=model_list).sort_index()
     matrix.index.name = "task"
@@ -367,6 +341,59 @@ def treat_missing(
     ]
     incomplete = bad_cells[["task", "model", "finished", "expected", "problems", "treatment"]]
     return Treated(matrix, dropped, incomplete.reset_index(drop=True), treatment)
+
+
+def _why_dropped(
+    task: str,
+    on_task: pd.DataFrame,
+    task_values: pd.DataFrame,
+    treatment: str,
+    notes: dict[tuple[str, str], str],
+) -> str:
+    """Why ``task`` leaves the cross-task statistics under ``treatment`` ("" if it stays);
+    notes the affected cells."""
+    if task_values.empty:
+        for model in on_task["model"]:
+            notes[(task, model)] = "task dropped: no model has a finished run on it"
+        return "no model has a finished run"
+    bad = on_task[~on_task["complete"]]
+    if treatment == "drop_task" and not bad.empty:
+        for model in bad["model"]:
+            notes[(task, model)] = "task dropped from the cross-task statistics"
+        return f"incomplete: {', '.join(bad['model'])}"
+    if treatment == "available" and (bad["finished"] == 0).any():
+        for model in bad["model"]:
+            notes[(task, model)] = "task dropped: some model has no finished run on it"
+        return f"no finished run: {', '.join(bad.loc[bad['finished'] == 0, 'model'])}"
+    return ""
+
+
+def _worst_filled(
+    mine: pd.DataFrame,
+    task_values: pd.DataFrame,
+    expected: list[Any],
+    metric: str,
+    worst: Any,
+) -> tuple[float, str]:
+    """A model's mean over the expected (fold, seed) pairs, a missing run counted as the worst
+    result of that pair on the task (or of the task); and a note on what was imputed."""
+    filled, imputed = [], []
+    for pair in expected:
+        got = mine.loc[mine["_pair"] == pair, metric]
+        if len(got):
+            filled.append(float(got.mean()))
+            continue
+        same = task_values.loc[task_values["_pair"] == pair, metric]
+        value = float(worst(same)) if len(same) else float(worst(task_values[metric]))
+        filled.append(value)
+        imputed.append(value)
+    note = (
+        f"{len(imputed)} run(s) imputed with the worst result "
+        f"({', '.join(f'{v:.4f}' for v in imputed)})"
+        if imputed
+        else ""
+    )
+    return float(np.mean(filled)), note
 
 
 def fidelity_gaps(runs: pd.DataFrame, metrics: set[tuple[str, str]]) -> pd.DataFrame:
