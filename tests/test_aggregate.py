@@ -356,5 +356,19 @@ def test_configurations_are_told_apart_within_one_run_key_rule():
     assert labels == ["imn", "imn[lr=0.1]", "imn[lr=0.5]"]
 
 
+def test_the_settings_of_a_search_that_did_not_run_do_not_name_a_configuration():
+    """A variant config without a search space beside its base with one (hpo off in both)."""
+    base = {"model.params.lr": "0.1", "hpo.n_trials": "0"}
+    with_space = {**base, "hpo.space.params.lr.type": "float"}
+    runs = pd.DataFrame(
+        {
+            "model": ["imn", "imn"],
+            "config_hash": ["a", "b"],
+            "configuration": [json.dumps(with_space), json.dumps({**base, "model.params.lr": "1"})],
+        }
+    )
+    assert aggregate.label_models(runs)["model"].tolist() == ["imn[lr=0.1]", "imn[lr=1]"]
+
+
 def test_a_model_label_becomes_a_valid_metric_name():
     assert aggregate._metric_name("catboost[sampler=tpe,x=None]") == "catboost_sampler_tpe_x_None_"

@@ -34,7 +34,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from mesobench.errors import ConfigError, MesobenchError
-from mesobench.identity import RUN_KEY_VERSION
+from mesobench.identity import INACTIVE_SECTIONS, RUN_KEY_VERSION
 from mesobench.paths import compose_config, conf_dir, register_resolvers
 from mesobench.report import document, latest_per_key, plots
 from mesobench.report.parity import ParityReference, read_reference
@@ -316,10 +316,29 @@ def _config_defaults(model: str) -> dict[str, str]:
     return {k: "None" if v is None else str(v) for k, v in flatten(params, "model.params.").items()}
 
 
+def _active_settings(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` without the settings of sections that were switched off
+    (:data:`~mesobench.identity.INACTIVE_SECTIONS`, as the run key ignores them): the search
+    space of a search that did not run cannot tell two configurations apart."""
+    off = [
+        section
+        for section, (switch, value) in INACTIVE_SECTIONS.items()
+        if str(params.get(f"{section}.{switch}")) == str(value)
+    ]
+    return {
+        k: v
+        for k, v in params.items()
+        if not any(k.startswith(f"{s}.") and k != f"{s}.{INACTIVE_SECTIONS[s][0]}" for s in off)
+    }
+
+
 def _variant_labels(model: str, configs: pd.DataFrame) -> dict[tuple[str, str], str]:
     """``{(model, config_hash): label}`` for the configurations (one row per hash) of a model."""
     raw = configs[CONFIG_COLUMN] if CONFIG_COLUMN in configs else pd.Series(index=configs.index)
-    parsed = {h: json.loads(c) if isinstance(c, str) and c else {} for h, c in raw.items()}
+    parsed = {
+        h: _active_settings(json.loads(c) if isinstance(c, str) and c else {})
+        for h, c in raw.items()
+    }
     keys = sorted(set().union(*parsed.values()))
     modal = {k: _strict_mode([p.get(k) for p in parsed.values()]) for k in keys}
     modal.update({k: v for k, v in _config_defaults(model).items() if k in modal})

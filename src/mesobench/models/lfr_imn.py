@@ -265,7 +265,7 @@ _LFR_DOC = """
     0.082; the former LFR defaults (γ 1 with IMN's λ, dropout and L2) 0.450 / 0.087; γ 100
     alone 0.672 / 1.030 with independent dropout masks and 0.269 / 0.075 with tied ones; + λ
     0.01 and no dropout 0.141 / 0.032; + no weight decay (the defaults) 0.073 / 0.019. On
-    functions not used for choosing them: results/lfr_defaults (``suite=lfr_defaults``).
+    functions not used for choosing them: results/lfr_defaults (``+experiment=lfr_defaults``); this ablation is ``+experiment=lfr_ablation``.
 
     Extra attribute: ``neighbor_index_`` (int64 tensor (n,) on ``device_``, SMOTE only, else
     None): the nearest-other-row index of every training row (training-only: not saved by
