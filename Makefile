@@ -1,6 +1,7 @@
 # mesobench — the two commands a newcomer needs:
 #   make benchmark    run the quick experiment (cached CC18 tasks, 3 folds, every model) + report
 #   make test         run the test suite
+#   make test-fast    the in-process unit tests only (no command-line runs; a couple of minutes)
 #   make benchmark EXPERIMENT=nimo_synthetic   any experiment of conf/experiment/ (+ its report)
 #   make report       regenerate results/<experiment>/ from mlflow.db without training anything
 #   make parity       IMN on the diabetes folds against the IMN reference code's figures
@@ -29,7 +30,7 @@ CACHE_PREREQ := $(CURDIR)/.cache/openml/.copied
 endif
 endif
 
-.PHONY: install test benchmark report parity aggregate ui server lint format clean
+.PHONY: install test test-fast benchmark report parity aggregate ui server lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	@echo "Creating $(VENV) and installing mesobench with its dependencies (a few minutes the first time)..."
@@ -49,6 +50,9 @@ $(CURDIR)/.cache/openml/.copied:
 
 test: install $(CACHE_PREREQ)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install $(CACHE_PREREQ)
+	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
 
 benchmark: install $(CACHE_PREREQ)
 	$(PY) -m mesobench.run -m +experiment=$(EXPERIMENT) hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) $(ARGS)

@@ -101,3 +101,24 @@ def protocol(*overrides: str, **fields):
     from mesobench.settings import Protocol
 
     return replace(Protocol.from_config(compose_config(*overrides)), **fields)
+
+
+CLI_HELPERS = ("runner(", "run_cli(")
+"""A test that calls these starts the real command line (a fresh Python, Hydra, MLflow)."""
+CLI_FIXTURES = {"swept"}  # fixtures that run a sweep through the command line
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that goes through the command line ``slow``, so ``make test-fast``
+    (``-m "not slow"``) is the in-process unit loop; ``make test`` runs everything."""
+    import inspect
+
+    for item in items:
+        function = getattr(item, "function", None)
+        try:
+            source = inspect.getsource(function) if function else ""
+        except (OSError, TypeError):
+            source = ""
+        spawns = any(helper in source for helper in CLI_HELPERS)
+        if spawns or CLI_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import run_cli
 from mesobench import aggregate
+from mesobench.aggregate import RunFilter
 from mesobench.errors import MesobenchError
 from mesobench.identity import RUN_KEY_VERSION
 from mesobench.paths import conf_dir, repo_root
@@ -165,9 +166,9 @@ COMPARE_A_WITH_B = (
 
 def test_tag_filters_and_compare_two_sweeps(filled):
     tmp_path, uri = filled
-    only_cuda = aggregate.load_runs(uri, "mesobench", tags={"device": "cuda"})
+    only_cuda = aggregate.load_runs(uri, "mesobench", RunFilter(tags={"device": "cuda"}))
     assert set(only_cuda["sweep_id"]) == {"B"}
-    either = aggregate.load_runs(uri, "mesobench", tags={"device": ["cuda", "cpu"]})
+    either = aggregate.load_runs(uri, "mesobench", RunFilter(tags={"device": ["cuda", "cpu"]}))
     assert len(either) == len(SCORES) * 2 + 4
 
     cfg = _cfg(tmp_path, uri, *COMPARE_A_WITH_B)
@@ -272,7 +273,7 @@ def test_a_report_regenerates_from_its_runs_table_without_a_store(filled):
     for name in tables:
         assert (again / name).read_bytes() == (first / name).read_bytes(), name
     # filters work on the table's columns; the raw model name survives variant naming
-    only_imn = aggregate.read_runs_table(first / "runs.csv", models=["imn"])
+    only_imn = aggregate.read_runs_table(first / "runs.csv", RunFilter(models=["imn"]))
     assert set(only_imn["model"]) == {"imn"}
     # Parquet as well as CSV
     table = aggregate.read_runs_table(first / "runs.csv")

@@ -12,7 +12,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from mesobench.data import load_fold
-from mesobench.data.synthetic import GENERATORS
+from mesobench.data.truth import GENERATORS
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"

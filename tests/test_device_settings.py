@@ -19,18 +19,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from conftest import binary_interaction_task, run_key_of, runner
-from mesobench import estimators, identity
+from mesobench import estimators, identity, models
 from mesobench.errors import ConfigError, InvalidParameterError
 from mesobench.estimators import DeviceSettings, build_estimator, settings_notes
 from mesobench.models import (
     IMNClassifier,
-    IMNRegressor,
     LFRIMNClassifier,
-    LFRIMNRegressor,
     NIMOClassifier,
     NIMORegressor,
     TabResNetClassifier,
-    TabResNetRegressor,
     nimo,
     training,
 )
@@ -38,14 +35,9 @@ from mesobench.paths import conf_dir, register_resolvers
 
 register_resolvers()
 TORCH_MODELS = [
-    IMNClassifier,
-    IMNRegressor,
-    LFRIMNClassifier,
-    LFRIMNRegressor,
-    NIMOClassifier,
-    NIMORegressor,
-    TabResNetClassifier,
-    TabResNetRegressor,
+    getattr(models, f"{family}{role}")
+    for family in ("IMN", "LFRIMN", "NIMO", "TabResNet")
+    for role in ("Classifier", "Regressor")
 ]
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression
 
-from mesobench.data.synthetic import SyntheticTruth
+from mesobench.data.truth import SyntheticTruth
 from mesobench.metrics import fidelity as fd
 from mesobench.models import (
     CatBoostClassifier,

@@ -27,6 +27,7 @@ from mesobench.models import (
     NIMOClassifier,
     NIMORegressor,
     RandomForestClassifier,
+    RandomForestRegressor,
     TabResNetClassifier,
     TabResNetRegressor,
     XGBoostClassifier,
@@ -42,6 +43,7 @@ from mesobench.models.persistence import (
 )
 from mesobench.paths import conf_dir, register_resolvers
 from mesobench.pipeline import saved_model_files, score
+from mesobench.testing import SlowClassifier
 
 register_resolvers()
 
@@ -59,6 +61,7 @@ CLASSIFIERS = {
     "xgboost": (lambda: XGBoostClassifier(n_estimators=15, **BOOST), "model.ubj"),
     "catboost": (lambda: CatBoostClassifier(iterations=15, **BOOST), "model.cbm"),
     "logreg": (lambda: LogisticRegressionClassifier(), None),
+    "random_forest": (lambda: RandomForestClassifier(n_estimators=5, **BOOST), "model.skops"),
 }
 REGRESSORS = {
     "imn": (lambda: IMNRegressor(**IMN), WEIGHTS),
@@ -67,6 +70,7 @@ REGRESSORS = {
     "nimo": (lambda: NIMORegressor(**NIMO), WEIGHTS),
     "xgboost": (lambda: XGBoostRegressor(n_estimators=15, **BOOST), "model.ubj"),
     "catboost": (lambda: CatBoostRegressor(iterations=15, **BOOST), "model.cbm"),
+    "random_forest": (lambda: RandomForestRegressor(n_estimators=5, **BOOST), "model.skops"),
 }
 
 
@@ -232,13 +236,24 @@ def test_weights_are_read_with_weights_only_so_a_pickled_object_is_refused(tmp_p
 
 def test_a_model_without_a_pickle_free_format_is_not_saved(tmp_path):
     X, y, _ = _classification(2)
-    forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y)
-    with pytest.raises(UnsupportedModelError, match="RandomForestClassifier has no pickle-free"):
-        save_model(forest, tmp_path / "saved")
+    slow = SlowClassifier(seconds=0.0).fit(X, y)
+    with pytest.raises(UnsupportedModelError, match="SlowClassifier has no pickle-free"):
+        save_model(slow, tmp_path / "saved")
     assert not (tmp_path / "saved").exists()
-    files, note = saved_model_files(forest, ["a", "b"])
+    files, note = saved_model_files(slow, ["a", "b"])
     assert files == {}
-    assert note == "model not saved: RandomForestClassifier has no pickle-free format"
+    assert note == "model not saved: SlowClassifier has no pickle-free format"
+
+
+def test_a_forest_file_naming_a_foreign_type_is_refused(tmp_path):
+    """skops loads only the types it trusts: a file naming anything but forest parts fails."""
+    import skops.io
+
+    X, y, _ = _classification(2)
+    save_model(RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y), tmp_path)
+    (tmp_path / "model.skops").write_bytes(skops.io.dumps({"payload": pd.Timestamp(0)}))
+    with pytest.raises(ModelLoadError, match="types outside a forest"):
+        load_model(tmp_path)
 
 
 def _compose(*overrides: str):

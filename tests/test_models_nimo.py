@@ -205,18 +205,6 @@ def test_methods_before_fit_raise_not_fitted(method):
         NIMORegressor().describe()
 
 
-@pytest.mark.parametrize("n_classes", [2, 3])
-def test_predict_proba_rows_sum_to_one_in_classes_order_with_string_labels(n_classes):
-    X, y = _classification(n_classes)
-    names = np.array(["delta", "alpha", "charlie"])[:n_classes]
-    model = NIMOClassifier(random_state=0, **SMALL).fit(X, names[y])
-    proba = model.predict_proba(X)
-    assert list(model.classes_) == sorted(names)
-    assert proba.shape == (len(X), n_classes)
-    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
-    assert np.all(model.classes_[proba.argmax(1)] == model.predict(X))
-
-
 def test_binary_classifier_learns_and_explains_its_logit():
     X, y = _classification(2, n=400)
     model = NIMOClassifier(random_state=0, **SMALL).fit(X[:300], y[:300])
@@ -253,24 +241,6 @@ def test_regression_works_in_y_units_and_explains_predict():
     assert scaled.intercept_ == pytest.approx(100 * unit.intercept_ + 7, rel=1e-6)
     explanation = scaled.explain(X)
     np.testing.assert_allclose(explanation.output(X), scaled.predict(X), atol=1e-8, rtol=0)
-
-
-def test_same_seed_gives_identical_predictions_on_cpu():
-    X, y = _classification(3)
-    first = NIMOClassifier(random_state=7, **SMALL).fit(X, y).predict_proba(X)
-    second = NIMOClassifier(random_state=7, **SMALL).fit(X, y).predict_proba(X)
-    other = NIMOClassifier(random_state=8, **SMALL).fit(X, y).predict_proba(X)
-    assert np.array_equal(first, second)
-    assert not np.array_equal(first, other)
-
-
-def test_early_stopping_uses_the_eval_set():
-    X, y = _classification(2, n=400)
-    model = NIMOClassifier(random_state=0, early_stopping_patience=2, **{**SMALL, "epochs": 80})
-    model.fit(X[:300], y[:300], eval_set=(X[300:], y[300:]))
-    result = model.train_result_
-    assert len(result.val_scores) == result.epochs_run
-    assert result.best_score == max(result.val_scores)
 
 
 def test_describe_is_json_serialisable_with_the_interaction_structure():

@@ -30,43 +30,6 @@ def test_learns_an_easy_problem_to_high_auroc():
     assert roc_auc_score(y[test], model.predict_proba(X[test])[:, 1]) > 0.9
 
 
-@pytest.mark.parametrize("n_classes", [2, 4])
-def test_predict_proba_rows_sum_to_one_in_classes_order_with_string_labels(n_classes):
-    X, y = _classification(n_classes)
-    names = np.array(["delta", "alpha", "charlie", "bravo"])[:n_classes]
-    model = TabResNetClassifier(random_state=0, **SMALL).fit(X, names[y])
-    proba = model.predict_proba(X)
-    assert list(model.classes_) == sorted(names)
-    assert proba.shape == (len(X), n_classes)
-    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
-    assert set(model.predict(X)) <= set(names)
-    # the columns follow classes_: the predicted label's column is the largest
-    assert np.all(model.classes_[proba.argmax(1)] == model.predict(X))
-
-
-def test_same_seed_gives_identical_predictions_on_cpu():
-    X, y = _classification(3)
-    first = TabResNetClassifier(random_state=7, **SMALL).fit(X, y).predict_proba(X)
-    second = TabResNetClassifier(random_state=7, **SMALL).fit(X, y).predict_proba(X)
-    other = TabResNetClassifier(random_state=8, **SMALL).fit(X, y).predict_proba(X)
-    assert np.array_equal(first, second)
-    assert not np.array_equal(first, other)
-
-
-def test_early_stopping_uses_the_eval_set_and_keeps_the_best_epoch():
-    X, y = _classification(2, n=400)
-    model = TabResNetClassifier(
-        random_state=0, early_stopping_patience=3, **{**SMALL, "epochs": 60}
-    )
-    model.fit(X[:300], y[:300], eval_set=(X[300:], y[300:]))
-    result = model.train_result_
-    assert len(result.val_scores) == result.epochs_run
-    assert result.best_score == max(result.val_scores)
-    assert result.best_epoch == 1 + int(np.argmax(result.val_scores))
-    if result.stopped_early:
-        assert result.epochs_run == result.best_epoch + 3
-
-
 def test_without_eval_set_all_epochs_run():
     X, y = _classification(2)
     model = TabResNetClassifier(random_state=0, **SMALL).fit(X, y)

@@ -200,32 +200,26 @@ def test_same_seed_gives_bitwise_identical_weights():
     assert not all(torch.equal(first[k], other[k]) for k in first)
 
 
-def test_a_last_batch_of_one_row_is_dropped_but_larger_remainders_are_kept():
+def _batch_sizes(n: int, batch_size: int, epochs: int = 1) -> list[int]:
+    """The sizes of the batches the trainer feeds the loss, over ``epochs`` epochs of n rows."""
     sizes = []
 
     def loss_fn(module, xb, yb):
         sizes.append(len(xb))
         return _bce(module, xb, yb)
 
-    X, y = _data(n=9)
-    train(_mlp(), loss_fn, X, y, epochs=1, warmup_epochs=0, batch_size=4, lr=1e-3)
-    assert sizes == [4, 4]
-    sizes.clear()
-    X, y = _data(n=10)
-    train(_mlp(), loss_fn, X, y, epochs=1, warmup_epochs=0, batch_size=4, lr=1e-3)
-    assert sizes == [4, 4, 2]
+    X, y = _data(n=n)
+    train(_mlp(), loss_fn, X, y, epochs=epochs, warmup_epochs=0, batch_size=batch_size, lr=1e-3)
+    return sizes
+
+
+def test_a_last_batch_of_one_row_is_dropped_but_larger_remainders_are_kept():
+    assert _batch_sizes(9, batch_size=4) == [4, 4]
+    assert _batch_sizes(10, batch_size=4) == [4, 4, 2]
 
 
 def test_batch_size_above_n_means_full_batch():
-    sizes = []
-
-    def loss_fn(module, xb, yb):
-        sizes.append(len(xb))
-        return _bce(module, xb, yb)
-
-    X, y = _data(n=30)
-    train(_mlp(), loss_fn, X, y, epochs=2, warmup_epochs=0, batch_size=1000, lr=1e-3)
-    assert sizes == [30, 30]
+    assert _batch_sizes(30, batch_size=1000, epochs=2) == [30, 30]
 
 
 def test_cycle_end_callback_sees_each_completed_cosine_cycle():

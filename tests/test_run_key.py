@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from conftest import runner
 from mesobench import aggregate, identity, tags
+from mesobench.aggregate import RunFilter
 from mesobench.paths import conf_dir, register_resolvers
 
 register_resolvers()
@@ -190,6 +191,6 @@ def test_a_run_reused_by_another_experiment_counts_in_both(tmp_path, store):
         assert proc.returncode == 0, proc.stderr[-3000:]
     assert "already FINISHED" in proc.stdout + proc.stderr
     for suite in ("first", "second"):
-        runs = aggregate.load_runs(store, "mesobench", suite=suite)
+        runs = aggregate.load_runs(store, "mesobench", RunFilter(suite=suite))
         assert len(runs) == 1 and runs["suites"].tolist() == [",first,second,"]
-    assert aggregate.load_runs(store, "mesobench", suite="third").empty
+    assert aggregate.load_runs(store, "mesobench", RunFilter(suite="third")).empty

@@ -22,6 +22,7 @@ import re
 import shlex
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,20 +81,23 @@ def _quote(value: str) -> str:
     return "'" + str(value).replace("'", "\\'") + "'"
 
 
-def load_runs(
-    uri: str,
-    experiment: str,
-    *,
-    sweep_id: str | None = None,
-    suite: str | None = None,
-    models: list[str] | None = None,
-    tasks: list[str] | None = None,
-    tags: dict[str, Any] | None = None,
-) -> pd.DataFrame:
-    """All benchmark runs of ``experiment`` matching the filters, one row each, metrics as columns.
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs a report reads (``filters.*``), applied alike to a store and a runs table."""
 
-    ``tags``: ``{tag: value}`` or ``{tag: [values]}``; a run matches when its tag equals (one of)
-    the value(s). Summary runs (tag ``mesobench.summary``) and runs not made by mesobench (no
+    sweep_id: str | None = None
+    suite: str | None = None  # an experiment: the runs it made or reused
+    models: list[str] | None = None
+    tasks: list[str] | None = None
+    tags: dict[str, Any] = field(default_factory=dict)  # {tag: value or [values]}
+
+
+def load_runs(uri: str, experiment: str, where: RunFilter | None = None) -> pd.DataFrame:
+    """All benchmark runs of ``experiment`` that ``where`` selects, one row each, metrics as
+    columns.
+
+    ``where.tags``: ``{tag: value}`` or ``{tag: [values]}``; a run matches when its tag equals
+    (one of) the value(s). Summary runs (tag ``mesobench.summary``) and runs not made by mesobench (no
     ``model`` tag) are left out.
     """
     client = MlflowClient(tracking_uri=uri)
@@ -103,8 +107,9 @@ def load_runs(
             f"no experiment '{experiment}' in the MLflow store {uri}: nothing has been run there "
             "yet. Run a sweep first (make benchmark) or point tracking.uri at the right store."
         )
-    tags = dict(tags or {})
-    clauses = [f"tags.sweep_id = {_quote(sweep_id)}"] if sweep_id else []
+    where = where or RunFilter()
+    tags, suite = where.tags, where.suite
+    clauses = [f"tags.sweep_id = {_quote(where.sweep_id)}"] if where.sweep_id else []
     for key, value in tags.items():
         if isinstance(value, str | int | float):
             clauses.append(f"tags.`{key}` = {_quote(str(value))}")
@@ -129,10 +134,10 @@ def load_runs(
     )
     if rows:
         runs = pd.DataFrame(rows)
-    if models:
-        runs = runs[runs["model"].isin(list(models))]
-    if tasks:
-        runs = runs[runs["task"].isin(list(tasks))]
+    if where.models:
+        runs = runs[runs["model"].isin(list(where.models))]
+    if where.tasks:
+        runs = runs[runs["task"].isin(list(where.tasks))]
     runs = runs[runs["model"].notna()]  # runs not made by mesobench
     for column in ("fold", "seed"):
         runs[column] = pd.to_numeric(runs[column], errors="coerce")
@@ -170,15 +175,7 @@ def _run_row(run: Any) -> dict[str, Any]:
     }
 
 
-def read_runs_table(
-    path: Path,
-    *,
-    sweep_id: str | None = None,
-    suite: str | None = None,
-    models: list[str] | None = None,
-    tasks: list[str] | None = None,
-    tags: dict[str, Any] | None = None,
-) -> pd.DataFrame:
+def read_runs_table(path: Path, where: RunFilter | None = None) -> pd.DataFrame:
     """The runs of a committed runs table (a report's ``runs.csv`` or ``.parquet``), filtered as
     :func:`load_runs` filters a store, so a report regenerates with no MLflow store at all.
 
@@ -214,18 +211,19 @@ def read_runs_table(
     base = runs["model"].astype(str).str.replace(r"[\[@].*$", "", regex=True)
     names = runs["model_name"].fillna(base) if "model_name" in runs else base
     keep = pd.Series(True, index=runs.index)
-    if sweep_id:
-        keep &= runs["sweep_id"].astype(str).eq(str(sweep_id))
-    if suite:
-        member = runs["suite"].astype(str).eq(str(suite))
+    where = where or RunFilter()
+    if where.sweep_id:
+        keep &= runs["sweep_id"].astype(str).eq(str(where.sweep_id))
+    if where.suite:
+        member = runs["suite"].astype(str).eq(str(where.suite))
         if SUITES_COLUMN in runs:  # tables written before experiments could share runs lack it
-            member |= runs[SUITES_COLUMN].fillna("").str.contains(f",{suite},", regex=False)
+            member |= runs[SUITES_COLUMN].fillna("").str.contains(f",{where.suite},", regex=False)
         keep &= member
-    if models:
-        keep &= names.isin(list(models))
-    if tasks:
-        keep &= runs["task"].isin(list(tasks))
-    for key, value in (tags or {}).items():
+    if where.models:
+        keep &= names.isin(list(where.models))
+    if where.tasks:
+        keep &= runs["task"].isin(list(where.tasks))
+    for key, value in where.tags.items():
         if key not in runs:
             raise MesobenchError(f"filters.tags: {path} has no column {key!r}")
         keep &= runs[key].astype(str).isin(_allowed_values(value))
@@ -461,15 +459,15 @@ def settings_from(cfg: DictConfig) -> document.ReportSettings:
     models = _as_list(cfg.filters.models)
     settings = document.ReportSettings(
         metric=cfg.metric,
-        higher_is_better=cfg.get("higher_is_better"),
-        missing=cfg.get("missing", "drop_task"),
-        reference=cfg.get("reference"),
-        tie_tolerance=float(cfg.get("tie_tolerance", 0.0)),
-        alpha=float(cfg.get("alpha", 0.05)),
-        infidelity=cfg.get("infidelity"),
+        higher_is_better=cfg.higher_is_better,
+        missing=cfg.missing,
+        reference=cfg.reference,
+        tie_tolerance=float(cfg.tie_tolerance),
+        alpha=float(cfg.alpha),
+        infidelity=cfg.infidelity,
         models=models,
-        explain_top_k=int(OmegaConf.select(cfg, "explain.top_k", default=12)),
-        key_version=_key_version(OmegaConf.select(cfg, "filters.key_version", default="current")),
+        explain_top_k=int(cfg.explain.top_k),
+        key_version=_key_version(cfg.filters.key_version),
     )
     settings.direction()  # refuses a metric the registry does not know (without an override)
     return settings
@@ -480,17 +478,17 @@ def parity_from(cfg: DictConfig) -> ParityReference | None:
 
     A relative ``parity.reference`` is taken from the directory the command was started in.
     """
-    block = cfg.get("parity") or {}
-    if not block.get("reference"):
+    block = cfg.parity
+    if not block.reference:
         return None
     path = Path(to_absolute_path(str(block.reference)))
     return ParityReference(
         figures=read_reference(path, cfg.metric),
         source=str(block.reference),
-        label=str(block.get("label") or "reference code"),
-        models=_as_list(block.get("models")),
-        mean_tolerance=float(block.get("mean_tolerance", 0.01)),
-        fold_tolerance=float(block.get("fold_tolerance", 0.05)),
+        label=str(block.label),
+        models=_as_list(block.models),
+        mean_tolerance=float(block.mean_tolerance),
+        fold_tolerance=float(block.fold_tolerance),
     )
 
 
@@ -498,8 +496,8 @@ def published_from(cfg: DictConfig) -> document.Published | None:
     """``published`` (papers' figures, each ``{file, models}``), ``targets`` and ``ceiling`` as
     the report's published section, or None when none is set. Relative files are taken from the
     directory the command was started in; a bad file or target fails before runs are read."""
-    entries = _as_plain(cfg.get("published")) or []
-    targets = _as_plain(cfg.get("targets")) or []
+    entries = _as_plain(cfg.published) or []
+    targets = _as_plain(cfg.targets) or []
     if not entries and not targets:
         return None
     tables = []
@@ -511,7 +509,7 @@ def published_from(cfg: DictConfig) -> document.Published | None:
     return document.Published(
         tables=tables,
         targets=[Target.from_config(dict(t)) for t in targets],
-        ceiling=cfg.get("ceiling"),
+        ceiling=cfg.ceiling,
     )
 
 
@@ -556,69 +554,52 @@ def selection_text(cfg: DictConfig) -> str:
 
 
 def aggregate(cfg: DictConfig) -> str:
+    """Read the runs the config selects, write the report, log it as a summary run."""
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     cfg = with_experiment(cfg, overrides)
     filters = cfg.filters
     settings = settings_from(cfg)
     parity = parity_from(cfg)  # a bad path fails before anything is read
     published = published_from(cfg)
-    common = dict(
+    where = RunFilter(
+        sweep_id=filters.sweep_id,
+        suite=filters.suite,
         models=settings.models,
-        tasks=_as_list(filters.get("tasks")),
-        tags=_as_dict(filters.get("tags")),
+        tasks=_as_list(filters.tasks),
+        tags=_as_dict(filters.tags),
     )
-    table = cfg.get("runs")
-    table_path = Path(to_absolute_path(str(table))) if table else None
-
-    def read(sweep_id: str | None, suite: str | None) -> pd.DataFrame:
-        if table_path is not None:
-            return read_runs_table(table_path, sweep_id=sweep_id, suite=suite, **common)
-        return load_runs(
-            cfg.tracking.uri, cfg.tracking.experiment, sweep_id=sweep_id, suite=suite, **common
-        )
-
-    runs = read(filters.sweep_id, filters.suite)
-    explanations = None
-    explain = cfg.get("explain") or {}
-    if table_path is not None:
-        log.info("runs from %s: no MLflow store is read (no explanation picture)", table_path)
-    elif explain.get("enabled", True) and not runs.empty:
-        explanations = load_explanations(
-            cfg.tracking.uri,
-            latest_per_key(runs),
-            _as_list(explain.get("families")) or list(document.EXPLAIN_FAMILIES),
-            task=explain.get("task"),
-            row=explain.get("row"),
-            klass=None if explain.get("class") is None else str(explain.get("class")),
-        )
+    table_path = Path(to_absolute_path(str(cfg.runs))) if cfg.runs else None
+    runs = _read(cfg, table_path, where)
     comparison = None
-    compare = cfg.get("compare") or {}
-    if compare.get("sweep_id"):
-        other = read(compare.sweep_id, compare.get("suite") or filters.suite)
+    if cfg.compare.sweep_id:
+        other = _read(
+            cfg,
+            table_path,
+            replace(where, sweep_id=cfg.compare.sweep_id, suite=cfg.compare.suite or where.suite),
+        )
         labels = (
-            str(filters.sweep_id or "selection"),
-            str(compare.get("label") or compare.sweep_id),
+            str(where.sweep_id or "selection"),
+            str(cfg.compare.label or cfg.compare.sweep_id),
         )
         comparison = document.Comparison(other, labels)
-    title = f"mesobench report: {cfg.report}"
     command = " ".join(["python -m mesobench.aggregate", *map(shlex.quote, overrides)])
     selection = selection_text(cfg)
     out_dir = Path(cfg.out_dir)
     page = document.write_report(
         runs,
         out_dir,
-        title,
+        f"mesobench report: {cfg.report}",
         command,
         settings,
         source="its runs table" if table_path is not None else "the MLflow store",
-        explanations=explanations,
+        explanations=_explanations(cfg, runs, table_path),
         comparison=comparison,
         selection=selection,
         parity=parity,
         published=published,
     )
     log.info("wrote %s", out_dir)
-    if cfg.get("summary_run", True) and table_path is None:
+    if cfg.summary_run and table_path is None:
         run_id = log_summary_run(
             cfg.tracking.uri,
             cfg.tracking.experiment,
@@ -630,6 +611,34 @@ def aggregate(cfg: DictConfig) -> str:
         )
         log.info("logged the report as summary run %s", run_id)
     return page
+
+
+def _read(cfg: DictConfig, table_path: Path | None, where: RunFilter) -> pd.DataFrame:
+    """The selected runs, from the runs table when one is given, else from the store."""
+    if table_path is not None:
+        return read_runs_table(table_path, where)
+    return load_runs(cfg.tracking.uri, cfg.tracking.experiment, where)
+
+
+def _explanations(
+    cfg: DictConfig, runs: pd.DataFrame, table_path: Path | None
+) -> document.ExplanationInput | None:
+    """The runs' logged explanation samples for the picture (``explain.*``); a runs table has
+    none (they are artifacts in the store)."""
+    explain = cfg.explain
+    if table_path is not None:
+        log.info("runs from %s: no MLflow store is read (no explanation picture)", table_path)
+        return None
+    if not explain.enabled or runs.empty:
+        return None
+    return load_explanations(
+        cfg.tracking.uri,
+        latest_per_key(runs),
+        _as_list(explain.families) or list(document.EXPLAIN_FAMILIES),
+        task=explain.task,
+        row=explain.row,
+        klass=None if explain["class"] is None else str(explain["class"]),
+    )
 
 
 def write_report(

@@ -25,7 +25,7 @@ from mesobench.errors import DataError
 from mesobench.estimators import accepts, kind_params
 from mesobench.metrics import classification_metrics, fidelity, regression_metrics
 from mesobench.resources import measure
-from mesobench.settings import ExplanationSettings, FidelitySettings, Protocol
+from mesobench.settings import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,30 @@ class _Prepared:
     fit_kwargs: dict[str, Any]
 
 
+@dataclass
+class FoldRun:
+    """One fold as the stages see it: the data, the settings, what earlier stages made, and
+    the outcome every stage adds its metrics, params, notes and artifacts to."""
+
+    data: FoldData
+    protocol: Protocol
+    seed: int
+    cuda: bool
+    split: _Split
+    prepared: _Prepared
+    outcome: FoldOutcome
+
+    @property
+    def kind(self) -> str:
+        return self.data.task.kind
+
+    def validation_score(self, estimator: Any) -> dict[str, float]:
+        return score(estimator, self.prepared.Xv, self.split.y_val, self.kind, self.data.n_classes)
+
+    def fit(self, estimator: Any) -> None:
+        estimator.fit(self.prepared.Xf, self.split.y_fit, **self.prepared.fit_kwargs)
+
+
 def evaluate_fold(
     data: FoldData, estimator: Any, protocol: Protocol, *, seed: int, cuda: bool = False
 ) -> FoldOutcome:
@@ -159,10 +183,11 @@ def evaluate_fold(
     needs_split = gives_eval_set or protocol.hpo.enabled or protocol.gamma_search.enabled
     split = split_training_fold(data, needs_split, protocol.validation_fraction, seed)
     prepared = prepare(data, split, protocol.preprocessing, seed, gives_eval_set, outcome)
+    run = FoldRun(data, protocol, seed, cuda, split, prepared, outcome)
     with measure(cuda=cuda) as fit_usage:
-        estimator = fit_model(estimator, data, split, prepared, protocol, seed, outcome)
+        estimator = fit_model(estimator, run)
     with measure(cuda=cuda) as predict_usage:
-        outcome.metrics.update(score(estimator, prepared.Xt, data.y_test, *_kind(data)))
+        outcome.metrics.update(score(estimator, prepared.Xt, data.y_test, run.kind, data.n_classes))
     outcome.metrics.update(
         fit_seconds=fit_usage.seconds,
         predict_seconds=predict_usage.seconds,
@@ -173,9 +198,9 @@ def evaluate_fold(
             fit_usage.peak_cuda_mb, predict_usage.peak_cuda_mb or 0.0
         )
     if hasattr(estimator, "explain") and protocol.explanations.enabled:
-        explain(estimator, data, prepared, protocol.explanations, seed, cuda, outcome)
+        explain(estimator, run)
     if protocol.fidelity.enabled:
-        score_fidelity(estimator, data, prepared, protocol.fidelity, seed, cuda, outcome)
+        score_fidelity(estimator, run)
     if hasattr(estimator, "describe"):
         outcome.artifacts["model/description.json"] = estimator.describe()
     if protocol.save_model:
@@ -190,10 +215,6 @@ def evaluate_fold(
         n_features_model=prepared.prep.n_features_out_,
     )
     return outcome
-
-
-def _kind(data: FoldData) -> tuple[str, int | None]:
-    return data.task.kind, data.n_classes
 
 
 def split_training_fold(data: FoldData, needed: bool, fraction: float, seed: int) -> _Split:
@@ -248,51 +269,32 @@ def prepare(
     return _Prepared(prep, Xf, Xv, Xt, fit_kwargs)
 
 
-def fit_model(
-    estimator: Any,
-    data: FoldData,
-    split: _Split,
-    prepared: _Prepared,
-    protocol: Protocol,
-    seed: int,
-    outcome: FoldOutcome,
-) -> Any:
+def fit_model(estimator: Any, run: FoldRun) -> Any:
     """Fit the run's model: the HPO search's best trial and/or the γ search's choice, else
     one plain fit. Returns the fitted estimator (a search returns a fitted clone)."""
-    if protocol.hpo.enabled:
-        estimator = search_hyperparameters(
-            estimator, data, split, prepared, protocol, seed, outcome
-        )
-    elif not protocol.gamma_search.enabled:
-        estimator.fit(prepared.Xf, split.y_fit, **prepared.fit_kwargs)
-    if protocol.gamma_search.enabled:
-        estimator = search_gamma(estimator, data, split, prepared, protocol, seed, outcome)
+    if run.protocol.hpo.enabled:
+        estimator = search_hyperparameters(estimator, run)
+    elif not run.protocol.gamma_search.enabled:
+        run.fit(estimator)
+    if run.protocol.gamma_search.enabled:
+        estimator = search_gamma(estimator, run)
     return estimator
 
 
-def search_hyperparameters(
-    estimator: Any,
-    data: FoldData,
-    split: _Split,
-    prepared: _Prepared,
-    protocol: Protocol,
-    seed: int,
-    outcome: FoldOutcome,
-) -> Any:
+def search_hyperparameters(estimator: Any, run: FoldRun) -> Any:
     """Optuna over the model's search space, each trial scored on the validation rows."""
-    kind, n_classes = _kind(data)
 
     def fit_and_score(candidate: Any) -> float:
-        candidate.fit(prepared.Xf, split.y_fit, **prepared.fit_kwargs)
-        return _validation_score(score(candidate, prepared.Xv, split.y_val, kind, n_classes))
+        run.fit(candidate)
+        return _validation_score(run.validation_score(candidate))
 
-    settings = protocol.hpo
+    settings, outcome = run.protocol.hpo, run.outcome
     result = hpo.search(
         estimator,
-        kind_params(settings.space, kind),
+        kind_params(settings.space, run.kind),
         fit_and_score,
         n_trials=settings.n_trials,
-        seed=seed,
+        seed=run.seed,
         timeout_s=settings.timeout_s,
         sampler=settings.sampler,
     )
@@ -303,28 +305,23 @@ def search_hyperparameters(
     return result.estimator
 
 
-def search_gamma(
-    estimator: Any,
-    data: FoldData,
-    split: _Split,
-    prepared: _Prepared,
-    protocol: Protocol,
-    seed: int,
-    outcome: FoldOutcome,
-) -> Any:
+def search_gamma(estimator: Any, run: FoldRun) -> Any:
     """The γ with the best tuning score S on the validation rows (:mod:`.gamma_search`)."""
-    kind, n_classes = _kind(data)
-    Xf, Xv, y_fit, y_val = prepared.Xf, prepared.Xv, split.y_fit, split.y_val
-    settings, metrics = protocol.gamma_search, protocol.fidelity.metrics
+    settings, outcome, prepared = run.protocol.gamma_search, run.outcome, run.prepared
     found = gamma_search.search(
         estimator,
         grid=settings.grid,
         alpha=settings.alpha,
         param=settings.param,
-        fit=lambda candidate: candidate.fit(Xf, y_fit, **prepared.fit_kwargs),
-        performance=lambda c: _performance(score(c, Xv, y_val, kind, n_classes)),
+        fit=run.fit,
+        performance=lambda c: _performance(run.validation_score(c)),
         infidelity=lambda c: validation_infidelity(
-            c, Xv, Xf, kind=kind, seed=seed, settings=metrics
+            c,
+            prepared.Xv,
+            prepared.Xf,
+            kind=run.kind,
+            seed=run.seed,
+            settings=run.protocol.fidelity.metrics,
         ),
     )
     table = found.table
@@ -340,19 +337,11 @@ def search_gamma(
     return found.estimator
 
 
-def explain(
-    estimator: Any,
-    data: FoldData,
-    prepared: _Prepared,
-    settings: ExplanationSettings,
-    seed: int,
-    cuda: bool,
-    outcome: FoldOutcome,
-) -> None:
+def explain(estimator: Any, run: FoldRun) -> None:
     """Explain the test fold: the identity check, global importance, a sample of local weights."""
-    Xt, kind = prepared.Xt, data.task.kind
+    Xt, kind, prep, outcome = run.prepared.Xt, run.kind, run.prepared.prep, run.outcome
     Xt_dense = np.asarray(Xt, dtype=np.float64)
-    with measure(cuda=cuda) as explain_usage:
+    with measure(cuda=run.cuda) as explain_usage:
         explanation = estimator.explain(Xt)
     outcome.metrics["explain_seconds"] = explain_usage.seconds
     output = estimator.predict(Xt) if kind == "regression" else estimator.decision_function(Xt)
@@ -360,33 +349,25 @@ def explain(
         explanation, Xt_dense, output
     )
     outcome.artifacts["explanations/global_importance.csv"] = explain_summary.global_importance(
-        explanation, Xt_dense, prepared.prep.source_columns_
+        explanation, Xt_dense, prep.source_columns_
     )
-    n_sample = min(settings.sample_size, len(Xt_dense))
-    rows = np.sort(np.random.default_rng(seed).choice(len(Xt_dense), n_sample, replace=False))
+    n_sample = min(run.protocol.explanations.sample_size, len(Xt_dense))
+    rows = np.sort(np.random.default_rng(run.seed).choice(len(Xt_dense), n_sample, replace=False))
     outcome.artifacts["explanations/local_weights_sample.csv"] = (
         explain_summary.local_weights_sample(
             explanation,
-            prepared.prep.feature_names_out_,
-            None if kind == "regression" else list(data.task.classes),
+            prep.feature_names_out_,
+            None if kind == "regression" else list(run.data.task.classes),
             rows,
         )
     )
 
 
-def score_fidelity(
-    estimator: Any,
-    data: FoldData,
-    prepared: _Prepared,
-    settings: FidelitySettings,
-    seed: int,
-    cuda: bool,
-    outcome: FoldOutcome,
-) -> None:
+def score_fidelity(estimator: Any, run: FoldRun) -> None:
     """The fidelity metrics on the test fold; on a synthetic task also the errors against the
     true function, in raw feature units (the preprocessor's affine map undone)."""
-    kind = data.task.kind
-    affine = prepared.prep.numeric_affine() if data.truth is not None else None
+    data, outcome = run.data, run.outcome
+    affine = run.prepared.prep.numeric_affine() if data.truth is not None else None
     if fidelity.attribution_method(estimator):
         truth_kwargs = {}
         if affine is not None:
@@ -397,24 +378,24 @@ def score_fidelity(
                 feature_offset=offset,
                 feature_scale=scale,
             )
-        with measure(cuda=cuda) as fidelity_usage:
+        with measure(cuda=run.cuda) as fidelity_usage:
             result = fidelity.evaluate(
                 estimator,
-                prepared.Xt,
-                kind=kind,
-                seed=seed,
-                config=settings.metrics,
-                X_reference=prepared.Xf,
+                run.prepared.Xt,
+                kind=run.kind,
+                seed=run.seed,
+                config=run.protocol.fidelity.metrics,
+                X_reference=run.prepared.Xf,
                 **truth_kwargs,
             )
         outcome.metrics.update(result.metrics)
         outcome.metrics["fidelity_seconds"] = fidelity_usage.seconds
         outcome.params.update(result.params)
         outcome.notes.extend(result.notes)
-    if affine is not None and (kind == "regression" or data.n_classes == 2):
+    if affine is not None and (run.kind == "regression" or data.n_classes == 2):
         offset, scale, _ = affine
         beta = fidelity.marginal_effect_at_origin(
-            fidelity.logit_output(estimator, kind),
+            fidelity.logit_output(estimator, run.kind),
             data.truth.n_features,
             offset=offset,
             scale=scale,

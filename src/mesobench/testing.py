@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mesobench.models.device import resolve_device
+from mesobench.models.params import store_init_params
 from mesobench.models.training import (
     predict_in_batches,
     seed_everything,
@@ -40,9 +41,7 @@ class AlwaysFailsClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, message="deliberate failure", random_state=None, device="cpu"):
-        self.message = message
-        self.random_state = random_state
-        self.device = device
+        store_init_params(self, locals())
 
     def fit(self, X, y, eval_set=None):
         raise RuntimeError(self.message)
@@ -84,12 +83,7 @@ class DivergingClassifier(ClassifierMixin, BaseEstimator):
         random_state=None,
         device="cpu",
     ):
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.random_state = random_state
-        self.device = device
+        store_init_params(self, locals())
 
     def fit(self, X, y):
         X, y = validate_data(self, X, y, dtype=np.float32)
@@ -143,9 +137,7 @@ class SlowClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, seconds=1.0, random_state=None, device="cpu"):
-        self.seconds = seconds
-        self.random_state = random_state
-        self.device = device
+        store_init_params(self, locals())
 
     def fit(self, X, y):
         import time

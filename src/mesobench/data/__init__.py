@@ -14,13 +14,8 @@ from mesobench.data.fold import FoldData, TaskInfo
 from mesobench.data.loader import load_fold
 from mesobench.data.openml_source import load_openml_fold, load_openml_task
 from mesobench.data.preprocess import Preprocessor
-from mesobench.data.synthetic import (
-    GENERATORS,
-    SyntheticSample,
-    SyntheticTruth,
-    generate,
-    load_synthetic_fold,
-)
+from mesobench.data.synthetic import SyntheticSample, generate, load_synthetic_fold
+from mesobench.data.truth import GENERATORS, SyntheticTruth
 from mesobench.data.validation import validation_split
 
 __all__ = [

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from mesobench.data.synthetic import SyntheticTruth
+    from mesobench.data.truth import SyntheticTruth
 
 TASK_KINDS = ("binary", "multiclass", "regression")
 SOURCES = ("openml", "synthetic", "csv")

@@ -803,7 +803,7 @@ def evaluate(
 
     ``X``: the test rows as the estimator reads them (preprocessed matrix, or the native
     DataFrame). ``X_reference``: training rows in the same units, for ``smote``
-    neighbourhoods. Synthetic tasks: ``truth`` (:class:`~mesobench.data.synthetic
+    neighbourhoods. Synthetic tasks: ``truth`` (:class:`~mesobench.data.truth
     .SyntheticTruth`), ``X_raw`` (the raw test rows aligned with X) and the model-unit
     transform ``x_model = (x_raw − feature_offset) / feature_scale`` (the preprocessor's
     numeric mean and scale; 0 and 1 for native input).

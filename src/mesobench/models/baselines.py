@@ -14,7 +14,7 @@ Every wrapper
 
 Saving (:mod:`mesobench.models.persistence`): XGBoost in its own binary format (``model.ubj``),
 CatBoost in its own (``model.cbm``), logistic regression as its coefficients (JSON in the
-manifest); the random forests have no pickle-free format and are not saved.
+manifest), the random forests with skops (``model.skops``, loading only trusted types).
 
 Local attributions, for the fidelity metrics (:mod:`mesobench.metrics.fidelity`): logistic
 regression has ``explain(X)`` (its coefficients as a local linear model on every row) and
@@ -35,6 +35,8 @@ regression and random forest accept any ``device`` value and always run on the C
 
 from __future__ import annotations
 
+from typing import Any
+
 import catboost
 import numpy as np
 import pandas as pd
@@ -52,7 +54,8 @@ from threadpoolctl import threadpool_limits
 
 from mesobench.models.device import resolve_device
 from mesobench.models.explanation import Explanation
-from mesobench.models.persistence import ModelState, Persistable, native_bytes
+from mesobench.models.params import store_init_params
+from mesobench.models.persistence import ModelLoadError, ModelState, Persistable, native_bytes
 from mesobench.models.training import encode_class_labels, encode_eval_labels, seed_from
 
 # --------------------------------------------------------------------------------------------
@@ -178,11 +181,7 @@ class LogisticRegressionClassifier(Persistable, _WrappedClassifier):
     """
 
     def __init__(self, C=1.0, max_iter=1000, random_state=None, device="cpu", n_jobs=None):
-        self.C = C
-        self.max_iter = max_iter
-        self.random_state = random_state
-        self.device = device
-        self.n_jobs = n_jobs
+        store_init_params(self, locals())
 
     def _new_model(self) -> linear_model.LogisticRegression:
         return linear_model.LogisticRegression(
@@ -264,64 +263,72 @@ _RF_DOC = """
 """
 
 
-class RandomForestClassifier(_WrappedClassifier):
+SKOPS_FILE = "model.skops"
+FOREST_TYPE_PREFIXES = ("sklearn.ensemble._forest.", "sklearn.tree.", "numpy.", "builtins.")
+"""The types a saved scikit-learn forest may name (forest, trees, NumPy values)."""
+
+
+class _RandomForestParams(Persistable, _Wrapper):
+    """Parameters, fit and saving shared by the forest classifier and regressor.
+
+    Saved with skops (``model.skops``): scikit-learn has no format of its own for a forest
+    besides pickle, and skops' format loads only the types it is told to trust. Loading trusts
+    exactly the types a scikit-learn forest is made of (forest, trees, NumPy values) and refuses
+    a file naming anything else.
+    """
+
+    _allow_nan = True
+    _forest: Any = None  # the scikit-learn class a subclass wraps
+
+    def __init__(
+        self,
+        n_estimators=500,
+        max_features="sqrt",
+        min_samples_leaf=1,
+        random_state=None,
+        device="cpu",
+        n_jobs=None,
+    ):
+        store_init_params(self, locals())
+
+    def _fit_model(self, X, y, eval_set):
+        return self._forest(
+            n_estimators=self.n_estimators,
+            max_features=self.max_features,
+            min_samples_leaf=self.min_samples_leaf,
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
+        ).fit(X, y)
+
+    def _persist_state(self) -> ModelState:
+        import skops.io
+
+        return ModelState(
+            attributes=self._fitted_attributes(), files={SKOPS_FILE: skops.io.dumps(self.model_)}
+        )
+
+    def _restore_state(self, state: ModelState, device: str) -> None:
+        import skops.io
+
+        data = state.files[SKOPS_FILE]
+        untrusted = skops.io.get_untrusted_types(data=data)
+        foreign = [t for t in untrusted if not t.startswith(FOREST_TYPE_PREFIXES)]
+        if foreign:
+            raise ModelLoadError(
+                f"refusing {SKOPS_FILE}: it names types outside a forest: {foreign}"
+            )
+        self._restore_attributes(state.attributes)
+        self.model_ = skops.io.loads(data, trusted=untrusted)
+
+
+class RandomForestClassifier(_RandomForestParams, _WrappedClassifier):
     __doc__ = "scikit-learn random forest classifier.\n" + _RF_DOC
-    _allow_nan = True
-
-    def __init__(
-        self,
-        n_estimators=500,
-        max_features="sqrt",
-        min_samples_leaf=1,
-        random_state=None,
-        device="cpu",
-        n_jobs=None,
-    ):
-        self.n_estimators = n_estimators
-        self.max_features = max_features
-        self.min_samples_leaf = min_samples_leaf
-        self.random_state = random_state
-        self.device = device
-        self.n_jobs = n_jobs
-
-    def _fit_model(self, X, y, eval_set):
-        return ensemble.RandomForestClassifier(
-            n_estimators=self.n_estimators,
-            max_features=self.max_features,
-            min_samples_leaf=self.min_samples_leaf,
-            random_state=self.random_state,
-            n_jobs=self.n_jobs,
-        ).fit(X, y)
+    _forest = ensemble.RandomForestClassifier
 
 
-class RandomForestRegressor(_WrappedRegressor):
+class RandomForestRegressor(_RandomForestParams, _WrappedRegressor):
     __doc__ = "scikit-learn random forest regressor.\n" + _RF_DOC
-    _allow_nan = True
-
-    def __init__(
-        self,
-        n_estimators=500,
-        max_features="sqrt",
-        min_samples_leaf=1,
-        random_state=None,
-        device="cpu",
-        n_jobs=None,
-    ):
-        self.n_estimators = n_estimators
-        self.max_features = max_features
-        self.min_samples_leaf = min_samples_leaf
-        self.random_state = random_state
-        self.device = device
-        self.n_jobs = n_jobs
-
-    def _fit_model(self, X, y, eval_set):
-        return ensemble.RandomForestRegressor(
-            n_estimators=self.n_estimators,
-            max_features=self.max_features,
-            min_samples_leaf=self.min_samples_leaf,
-            random_state=self.random_state,
-            n_jobs=self.n_jobs,
-        ).fit(X, y)
+    _forest = ensemble.RandomForestRegressor
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,18 +391,7 @@ class _XGBoostParams(Persistable, _Wrapper):
         device="cpu",
         n_jobs=None,
     ):
-        self.n_estimators = n_estimators
-        self.learning_rate = learning_rate
-        self.max_depth = max_depth
-        self.min_child_weight = min_child_weight
-        self.subsample = subsample
-        self.colsample_bytree = colsample_bytree
-        self.reg_lambda = reg_lambda
-        self.max_bin = max_bin
-        self.early_stopping_rounds = early_stopping_rounds
-        self.random_state = random_state
-        self.device = device
-        self.n_jobs = n_jobs
+        store_init_params(self, locals())
 
     def fit(self, X, y, eval_set=None):
         """Fit on (X, y), early-stopping on ``eval_set=(X_val, y_val)`` when given; returns self."""
@@ -544,14 +540,7 @@ class _CatBoostParams(Persistable, _Wrapper):
         device="cpu",
         n_jobs=None,
     ):
-        self.iterations = iterations
-        self.learning_rate = learning_rate
-        self.depth = depth
-        self.l2_leaf_reg = l2_leaf_reg
-        self.early_stopping_rounds = early_stopping_rounds
-        self.random_state = random_state
-        self.device = device
-        self.n_jobs = n_jobs
+        store_init_params(self, locals())
 
     def fit(self, X, y, eval_set=None):
         """Fit on (X, y), early-stopping on ``eval_set=(X_val, y_val)`` when given; returns self."""

@@ -38,6 +38,7 @@ from mesobench.errors import ConfigError
 from mesobench.metrics.prediction import ovr_macro_auroc
 from mesobench.models.device import resolve_device
 from mesobench.models.explanation import Explanation
+from mesobench.models.params import store_init_params
 from mesobench.models.persistence import TorchPersistable
 from mesobench.models.training import (
     check_precision_compile,
@@ -295,30 +296,7 @@ class _IMNBase(TorchPersistable, BaseEstimator):
         compile: bool = False,
         verbose: bool = False,
     ) -> None:
-        self.hidden_size = hidden_size
-        self.n_blocks = n_blocks
-        self.dropout = dropout
-        self.backbone = backbone
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.weight_decay = weight_decay
-        self.optimizer = optimizer
-        self.weight_l1 = weight_l1
-        self.l1_intercept = l1_intercept
-        self.weight_l1_units = weight_l1_units
-        self.warmup_epochs = warmup_epochs
-        self.scheduler = scheduler
-        self.cycle_timing = cycle_timing
-        self.snapshot_ensemble = snapshot_ensemble
-        self.snapshot_average = snapshot_average
-        self.early_stopping_patience = early_stopping_patience
-        self.random_state = random_state
-        self.device = device
-        self.n_jobs = n_jobs
-        self.precision = precision
-        self.compile = compile
-        self.verbose = verbose
+        store_init_params(self, locals())
 
     # ---- the objective (override to extend, e.g. LFR-IMN) ------------------------------------
 

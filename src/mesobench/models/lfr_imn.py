@@ -53,6 +53,7 @@ from mesobench.models.imn import (
     IMNRegressor,
     local_linear_output,
 )
+from mesobench.models.params import store_init_params
 from mesobench.models.persistence import ModelState
 from mesobench.models.trunk import tied_dropout
 
@@ -125,37 +126,7 @@ class _LFRMixin:
         compile: bool = False,
         verbose: bool = False,
     ) -> None:
-        super().__init__(
-            hidden_size=hidden_size,
-            n_blocks=n_blocks,
-            dropout=dropout,
-            backbone=backbone,
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            weight_decay=weight_decay,
-            optimizer=optimizer,
-            weight_l1=weight_l1,
-            l1_intercept=l1_intercept,
-            weight_l1_units=weight_l1_units,
-            warmup_epochs=warmup_epochs,
-            scheduler=scheduler,
-            cycle_timing=cycle_timing,
-            snapshot_ensemble=snapshot_ensemble,
-            snapshot_average=snapshot_average,
-            early_stopping_patience=early_stopping_patience,
-            random_state=random_state,
-            device=device,
-            n_jobs=n_jobs,
-            precision=precision,
-            compile=compile,
-            verbose=verbose,
-        )
-        self.gamma = gamma
-        self.neighborhood = neighborhood
-        self.sigma = sigma
-        self.neighbor_pass = neighbor_pass
-        self.tie_dropout = tie_dropout
+        store_init_params(self, locals())
 
     def _check_lfr_params(self) -> None:
         if not (isinstance(self.gamma, (int, float)) and self.gamma >= 0):

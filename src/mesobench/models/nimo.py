@@ -86,6 +86,7 @@ from mesobench.errors import ConfigError
 from mesobench.metrics.prediction import ovr_macro_auroc
 from mesobench.models.device import resolve_device
 from mesobench.models.explanation import Explanation
+from mesobench.models.params import store_init_params
 from mesobench.models.persistence import TorchPersistable
 from mesobench.models.training import (
     check_precision_compile,
@@ -430,28 +431,7 @@ class _NIMOBase(TorchPersistable, BaseEstimator):
         compile: bool = False,
         verbose: bool = False,
     ) -> None:
-        self.hidden_size = hidden_size
-        self.sine_size = sine_size
-        self.ridge = ridge
-        self.ridge_units = ridge_units
-        self.sparsity = sparsity
-        self.delta = delta
-        self.group_penalty = group_penalty
-        self.noise_std = noise_std
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.weight_decay = weight_decay
-        self.optimizer = optimizer
-        self.warmup_epochs = warmup_epochs
-        self.scheduler = scheduler
-        self.early_stopping_patience = early_stopping_patience
-        self.random_state = random_state
-        self.device = device
-        self.n_jobs = n_jobs
-        self.precision = precision
-        self.compile = compile
-        self.verbose = verbose
+        store_init_params(self, locals())
 
     # ---- the objective ------------------------------------------------------------------------
 

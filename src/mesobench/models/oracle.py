@@ -18,15 +18,14 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from mesobench.data.synthetic import SyntheticTruth
+from mesobench.data.truth import SyntheticTruth
 from mesobench.models.explanation import Explanation
+from mesobench.models.params import store_init_params
 
 
 class _Oracle(BaseEstimator):
     def __init__(self, generator=None, random_state=None, device="cpu"):
-        self.generator = generator
-        self.random_state = random_state
-        self.device = device
+        store_init_params(self, locals())
 
     def _fit_truth(self, X, y):
         if not self.generator:

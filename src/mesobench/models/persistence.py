@@ -8,12 +8,13 @@ A saved model is a directory:
   the weight files and the library versions it was saved with;
 * the weights in a format that cannot run code when read: ``weights.pt`` for the torch models
   (a plain dict of ``state_dict``\\ s and tensors, read with ``torch.load(weights_only=True)``),
-  the libraries' own formats for XGBoost (``model.ubj``) and CatBoost (``model.cbm``). A linear
-  model needs no weight file (its coefficients are attributes).
+  the libraries' own formats for XGBoost (``model.ubj``) and CatBoost (``model.cbm``), skops'
+  format for the scikit-learn random forests (``model.skops``, loaded with an explicit list of
+  trusted types). A linear model needs no weight file (its coefficients are attributes).
 
 :func:`load_model` imports only classes defined inside the ``mesobench.models`` package and
-never unpickles anything. Models with no pickle-free format (the scikit-learn random forests,
-the debug models) are not saved: :func:`save_model` raises :class:`UnsupportedModelError`.
+never unpickles anything. Models with no pickle-free format (the debug models of
+:mod:`mesobench.testing`) are not saved: :func:`save_model` raises :class:`UnsupportedModelError`.
 
 This module only handles files, the manifest and dispatch. What to save is each estimator's
 business: a supported estimator derives from :class:`Persistable` and implements
@@ -43,7 +44,7 @@ FORMAT_VERSION = 1
 MANIFEST = "model.json"
 WEIGHTS = "weights.pt"
 PACKAGE = "mesobench.models"
-_LIBRARIES = ("mesobench", "numpy", "scikit-learn", "torch", "xgboost", "catboost")
+_LIBRARIES = ("mesobench", "numpy", "scikit-learn", "skops", "torch", "xgboost", "catboost")
 _ARRAY = "__ndarray__"
 
 

@@ -24,6 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from mesobench.models.baselines import _WrappedClassifier, _WrappedRegressor
+from mesobench.models.params import store_init_params
 
 
 def _fit_limited(model, X, y, n_jobs):
@@ -51,12 +52,7 @@ class LassoClassifier(_LogitMixin, _WrappedClassifier):
     """
 
     def __init__(self, cv=5, Cs=10, max_iter=5000, random_state=None, device="cpu", n_jobs=None):
-        self.cv = cv
-        self.Cs = Cs
-        self.max_iter = max_iter
-        self.random_state = random_state
-        self.device = device
-        self.n_jobs = n_jobs
+        store_init_params(self, locals())
 
     def _fit_model(self, X, y, eval_set):
         model = linear_model.LogisticRegressionCV(
@@ -90,12 +86,7 @@ class LassoRegressor(_WrappedRegressor):
     def __init__(
         self, cv=5, n_alphas=100, max_iter=1000, random_state=None, device="cpu", n_jobs=None
     ):
-        self.cv = cv
-        self.n_alphas = n_alphas
-        self.max_iter = max_iter
-        self.random_state = random_state
-        self.device = device
-        self.n_jobs = n_jobs
+        store_init_params(self, locals())
 
     def _fit_model(self, X, y, eval_set):
         model = linear_model.LassoCV(
@@ -137,13 +128,7 @@ class _MLPParams:
         device="cpu",
         n_jobs=None,
     ):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.alpha = alpha
-        self.learning_rate_init = learning_rate_init
-        self.max_iter = max_iter
-        self.random_state = random_state
-        self.device = device
-        self.n_jobs = n_jobs
+        store_init_params(self, locals())
 
     def _mlp_kwargs(self) -> dict:
         return dict(

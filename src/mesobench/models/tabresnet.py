@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from mesobench.metrics.prediction import ovr_macro_auroc
 from mesobench.models.device import resolve_device
+from mesobench.models.params import store_init_params
 from mesobench.models.persistence import TorchPersistable
 from mesobench.models.training import (
     check_precision_compile,
@@ -161,23 +162,7 @@ class _TabResNetBase(TorchPersistable, BaseEstimator):
         compile: bool = False,
         verbose: bool = False,
     ) -> None:
-        self.hidden_size = hidden_size
-        self.n_blocks = n_blocks
-        self.dropout = dropout
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.weight_decay = weight_decay
-        self.optimizer = optimizer
-        self.warmup_epochs = warmup_epochs
-        self.scheduler = scheduler
-        self.early_stopping_patience = early_stopping_patience
-        self.random_state = random_state
-        self.device = device
-        self.n_jobs = n_jobs
-        self.precision = precision
-        self.compile = compile
-        self.verbose = verbose
+        store_init_params(self, locals())
 
     def _fit_module(self, X: np.ndarray, target: Tensor, out_features: int, loss_fn, val_score):
         """Build the network on ``device_`` and train it; ``val_score(module)`` or None."""
