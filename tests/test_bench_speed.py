@@ -21,6 +21,7 @@ def _row(model, epoch_s, device="cpu", n=1000, f=100, c=2, status="ok"):
     )
 
 
+@pytest.mark.slow  # times epochs until they add up to 1.5 s
 def test_a_cell_measures_an_epoch_from_the_training_loops_epoch_times():
     # --min-seconds far above what 2 epochs of 300 rows take, even on a loaded machine
     args = bench.parse_args(["--epochs", "3", "--min-seconds", "1.5", "--repeats", "1"])
@@ -96,6 +97,7 @@ def test_suite_timing_without_runs_says_not_measured(tmp_path):
     assert "Not measured" in lines[-1] and "make benchmark" in lines[-1]
 
 
+@pytest.mark.slow  # runs the bench's cells in fresh processes
 def test_the_script_writes_its_report_and_table(tmp_path):
     out = tmp_path / "speed.md"
     argv = [

@@ -413,6 +413,7 @@ def _cxx_compiler() -> str | None:
 @pytest.mark.skipif(
     _cxx_compiler() is None, reason="torch.compile's CPU backend needs a C++ compiler"
 )
+@pytest.mark.slow  # compiles with torch.compile
 def test_compile_on_cpu_matches_eager_training():
     """A tiny model (compiles in ~5 s on 2 cores; a whole IMN fit takes ~45 s, so not here)."""
     X = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))

@@ -1,5 +1,8 @@
 """scikit-learn's estimator contract (``check_estimator``) for every estimator of the benchmark,
-at tiny settings. Each check an estimator is expected to fail is listed with the reason."""
+at small settings. Each check an estimator is expected to fail is listed with the reason.
+
+The whole module is marked slow (about a thousand checks, each fitting a model): ``make test``
+runs it, ``make test-fast`` does not."""
 
 from __future__ import annotations
 
@@ -28,21 +31,22 @@ from mesobench.models import (
     XGBoostRegressor,
 )
 
-NET = {"epochs": 3, "warmup_epochs": 1, "batch_size": 32, "hidden_size": 8, "random_state": 0}
+# enough training for the checks' accuracy floors (classifiers ≥ 0.83 on iris-like data)
+NET = {"epochs": 30, "warmup_epochs": 1, "batch_size": 32, "hidden_size": 16, "random_state": 0}
 ESTIMATORS = [
     LogisticRegressionClassifier(),
     RandomForestClassifier(n_estimators=5, random_state=0),
     RandomForestRegressor(n_estimators=5, random_state=0),
     XGBoostClassifier(n_estimators=5, random_state=0, n_jobs=1),
     XGBoostRegressor(n_estimators=5, random_state=0, n_jobs=1),
-    CatBoostClassifier(iterations=5, random_state=0, n_jobs=1),
-    CatBoostRegressor(iterations=5, random_state=0, n_jobs=1),
+    CatBoostClassifier(iterations=50, random_state=0, n_jobs=1),
+    CatBoostRegressor(iterations=50, random_state=0, n_jobs=1),
     LassoClassifier(),
     LassoRegressor(),
     MLPClassifier(max_iter=50, random_state=0),
     MLPRegressor(max_iter=50, random_state=0),
     TabResNetClassifier(**NET),
-    TabResNetRegressor(**NET),
+    TabResNetRegressor(**NET, lr=0.01),
     IMNClassifier(**NET, n_jobs=1),
     IMNRegressor(**NET, n_jobs=1),
     LFRIMNClassifier(**NET, n_jobs=1),
@@ -51,11 +55,30 @@ ESTIMATORS = [
     NIMORegressor(**NET, n_jobs=1),
 ]
 
-EXPECTED_FAILURES: dict[str, dict[str, str]] = {}
+FLOAT32_BATCHES = (
+    "float32 inference: a row's output can differ by one float32 ulp (~1e-7) with the size of "
+    "the batch it is computed in (BLAS picks other kernels), and the check compares at 1e-7"
+)
+EXPECTED_FAILURES: dict[str, dict[str, str]] = {
+    name: {"check_methods_subset_invariance": FLOAT32_BATCHES}
+    for name in (
+        "TabResNetClassifier",
+        "TabResNetRegressor",
+        "IMNClassifier",
+        "IMNRegressor",
+        "LFRIMNClassifier",
+        "LFRIMNRegressor",
+        "NIMOClassifier",
+        "NIMORegressor",
+    )
+}
 
 
 def _expected(estimator) -> dict[str, str]:
     return EXPECTED_FAILURES.get(type(estimator).__name__, {})
+
+
+pytestmark = pytest.mark.slow
 
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected)

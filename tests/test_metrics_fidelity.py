@@ -523,6 +523,7 @@ def test_evaluate_reports_ground_truth_errors_in_raw_units():
         model,
         X_model,
         kind="regression",
+        seed=0,
         config=config,
         truth=truth,
         X_raw=X_raw,

@@ -267,6 +267,7 @@ def test_the_switch_is_off_by_default_and_not_part_of_the_run_key():
     assert run_key_of(base) == run_key_of(_compose("model=imn_fast", "artifacts.save_model=true"))
 
 
+@pytest.mark.slow  # a whole run into MLflow
 def test_a_run_with_save_model_logs_a_model_that_reproduces_its_predictions(tmp_path):
     """End to end, through the time-limited child process: run → artifacts → load_model."""
     from mesobench.run import execute

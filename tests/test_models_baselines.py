@@ -179,7 +179,7 @@ def test_regressors_predict_one_value_per_row(name):
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_a_single_class_is_a_data_error(name):
     X, _ = _data(2)
-    with pytest.raises(DataError, match="single class"):
+    with pytest.raises(DataError, match="one class only"):
         CLASSIFIERS[name]().fit(X, np.full(len(X), "only"))
 
 

@@ -50,6 +50,7 @@ def test_hypernetwork_returns_logits_equal_to_the_generated_linear_model():
 # ---- learning and the explanation contract ------------------------------------------------------
 
 
+@pytest.mark.slow  # trains IMN to convergence
 def test_generated_weights_recover_the_coefficients_of_the_linear_task():
     """y = Σ β_j x_j + ε, β = (−5, ..., 4): every test row's weights are β (in raw x units)."""
     data = load_fold(LINEAR_TASK, 0)
@@ -223,7 +224,7 @@ def test_get_params_set_params_and_clone_round_trip(cls):
 
 
 def test_a_single_class_is_refused():
-    with pytest.raises(DataError, match="single class"):
+    with pytest.raises(DataError, match="one class only"):
         IMNClassifier(**SMALL).fit(np.zeros((10, 2)), np.ones(10))
 
 

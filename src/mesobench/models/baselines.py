@@ -44,6 +44,7 @@ import xgboost
 from sklearn import ensemble, linear_model
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import (
+    assert_all_finite,
     check_array,
     check_consistent_length,
     check_is_fitted,
@@ -52,6 +53,7 @@ from sklearn.utils.validation import (
 )
 from threadpoolctl import threadpool_limits
 
+from mesobench.errors import DataError
 from mesobench.models.device import resolve_device
 from mesobench.models.explanation import Explanation
 from mesobench.models.params import store_init_params
@@ -75,10 +77,10 @@ class _Wrapper(BaseEstimator):
 
     def _validate_X(self, X, *, reset: bool):
         if self._native_input:
+            if not isinstance(X, pd.DataFrame):  # a matrix: 2-d, numbers, NaN allowed
+                X = check_array(X, dtype=np.float64, ensure_all_finite="allow-nan")
             validate_data(self, X, reset=reset, skip_check_array=True)
-            if isinstance(X, pd.DataFrame):
-                return X
-            return check_array(X, dtype=np.float64, ensure_all_finite="allow-nan")
+            return X
         finite = "allow-nan" if self._allow_nan else True
         return validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite=finite)
 
@@ -86,7 +88,20 @@ class _Wrapper(BaseEstimator):
         X = self._validate_X(X, reset=True)
         y = column_or_1d(y, warn=True)
         check_consistent_length(X, y)
+        if len(y) < 2:  # the libraries fail on it with their own, less clear, errors
+            raise DataError(f"got n_samples = {len(y)}: a model needs at least 2 rows to fit")
         return X, y
+
+    def __sklearn_tags__(self):
+        """Tree models take missing values (``allow_nan``), as scikit-learn's own trees say."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self._allow_nan or self._native_input
+        return tags
+
+    @property
+    def n_iter_(self):
+        """Iterations the wrapped solver ran, for the models that iterate (``max_iter``)."""
+        return self.model_.n_iter_
 
 
 class _WrappedClassifier(ClassifierMixin, _Wrapper):
@@ -129,6 +144,7 @@ class _WrappedRegressor(RegressorMixin, _Wrapper):
     def _fit(self, X, y, eval_set):
         X, y = self._validate_Xy(X, y)
         y = np.asarray(y, dtype=np.float64)
+        assert_all_finite(y, input_name="y")
         if eval_set is not None:
             X_val, y_val = eval_set
             eval_set = (self._validate_X(X_val, reset=False), column_or_1d(y_val).astype(float))

@@ -294,6 +294,7 @@ class TabResNetClassifier(ClassifierMixin, _TabResNetBase):
 
     def predict(self, X) -> np.ndarray:
         """Most probable class label for each row."""
+        check_is_fitted(self)  # NotFittedError, not an AttributeError on classes_
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     def decision_function(self, X) -> np.ndarray:

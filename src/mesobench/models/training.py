@@ -87,7 +87,7 @@ def encode_class_labels(y) -> tuple[np.ndarray, np.ndarray]:
     classes, codes = np.unique(y, return_inverse=True)
     if len(classes) < 2:
         raise DataError(
-            f"The training labels contain a single class ({classes[0]!r}); "
+            f"The training labels contain one class only ({classes[0]!r}); "
             "a classifier needs at least two."
         )
     return classes, codes
