@@ -9,50 +9,30 @@ from __future__ import annotations
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from mesobench.models import (
-    CatBoostClassifier,
-    CatBoostRegressor,
-    IMNClassifier,
-    IMNRegressor,
-    LassoClassifier,
-    LassoRegressor,
-    LFRIMNClassifier,
-    LFRIMNRegressor,
-    LogisticRegressionClassifier,
-    MLPClassifier,
-    MLPRegressor,
-    NIMOClassifier,
-    NIMORegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-    TabResNetClassifier,
-    TabResNetRegressor,
-    XGBoostClassifier,
-    XGBoostRegressor,
-)
+from mesobench import models
 
 # enough training for the checks' accuracy floors (classifiers ≥ 0.83 on iris-like data)
 NET = {"epochs": 30, "warmup_epochs": 1, "batch_size": 32, "hidden_size": 16, "random_state": 0}
 ESTIMATORS = [
-    LogisticRegressionClassifier(),
-    RandomForestClassifier(n_estimators=5, random_state=0),
-    RandomForestRegressor(n_estimators=5, random_state=0),
-    XGBoostClassifier(n_estimators=5, random_state=0, n_jobs=1),
-    XGBoostRegressor(n_estimators=5, random_state=0, n_jobs=1),
-    CatBoostClassifier(iterations=50, random_state=0, n_jobs=1),
-    CatBoostRegressor(iterations=50, random_state=0, n_jobs=1),
-    LassoClassifier(),
-    LassoRegressor(),
-    MLPClassifier(max_iter=50, random_state=0),
-    MLPRegressor(max_iter=50, random_state=0),
-    TabResNetClassifier(**NET),
-    TabResNetRegressor(**NET, lr=0.01),
-    IMNClassifier(**NET, n_jobs=1),
-    IMNRegressor(**NET, n_jobs=1),
-    LFRIMNClassifier(**NET, n_jobs=1),
-    LFRIMNRegressor(**NET, n_jobs=1),
-    NIMOClassifier(**NET, n_jobs=1),
-    NIMORegressor(**NET, n_jobs=1),
+    models.LogisticRegressionClassifier(),
+    models.RandomForestClassifier(n_estimators=5, random_state=0),
+    models.RandomForestRegressor(n_estimators=5, random_state=0),
+    models.XGBoostClassifier(n_estimators=5, random_state=0, n_jobs=1),
+    models.XGBoostRegressor(n_estimators=5, random_state=0, n_jobs=1),
+    models.CatBoostClassifier(iterations=50, random_state=0, n_jobs=1),
+    models.CatBoostRegressor(iterations=50, random_state=0, n_jobs=1),
+    models.LassoClassifier(),
+    models.LassoRegressor(),
+    models.MLPClassifier(max_iter=50, random_state=0),
+    models.MLPRegressor(max_iter=50, random_state=0),
+    models.TabResNetClassifier(**NET),
+    models.TabResNetRegressor(**NET, lr=0.01),
+    models.IMNClassifier(**NET, n_jobs=1),
+    models.IMNRegressor(**NET, n_jobs=1),
+    models.LFRIMNClassifier(**NET, n_jobs=1),
+    models.LFRIMNRegressor(**NET, n_jobs=1),
+    models.NIMOClassifier(**NET, n_jobs=1),
+    models.NIMORegressor(**NET, n_jobs=1),
 ]
 
 FLOAT32_BATCHES = (

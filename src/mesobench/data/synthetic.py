@@ -1,38 +1,9 @@
 """Synthetic tasks with known ground truth (SPEC §2 and §3): drawing their folds.
 
-The functions, their gradients and :class:`SyntheticTruth` live in :mod:`mesobench.data.truth`.
-
-Each generator's function f is written once, in torch (float64, vectorised over rows), and
-everything else is derived from it: the noise-free mean, the gradient ∂f/∂x (autograd), the
-local intercept f(x) − ∇f(x)·x, and the global coefficients (the gradient at x = 0, which is the
-NIMO mean marginal effect β; for ``linear`` that is its β).
-
-Generators (x ~ U(−2, 2)^d unless noted, ε ~ N(0, noise²), noise = 0.1 in the papers):
-
-=============  ===  ============  ===============================================================
-name           d    kind          f(x)
-=============  ===  ============  ===============================================================
-lfr_example    2    regression    1 + x1 + x2 + x1·x2, x ~ N(0, I_2)  (LFR paper)
-lfr_smooth3    3    regression    x1 + 2x2 − x3 + x1·x2 + 0.5·x2·x3, x ~ N(0, I_3)
-lfr_sine3      3    regression    sin x1 + x2·cos x3, x ~ N(0, I_3)
-lfr_tanh4      4    regression    tanh(x1 + x2) + x3·x4 + 0.5·x4, x ~ N(0, I_4)
-lfr_quad3      3    regression    0.5·x1² − 0.5·x2² + x1·x3, x ~ N(0, I_3)
-toy            3    regression    3x1[1 + tanh(10x2)] − 3x2[1 + sin(−2x1)] + 0·x3
-r1             5    regression    3x1[1 + (2σ(x2x3) − 1)] − 2x2 + 2x3
-r2             10   regression    x1[1 + tanh(x2x3 + sin x4)] + 2x2[1 + sin(2x1)]
-                                  − x3[1 + (2/π)arctan(x2x4)]
-r3             50   regression    −2x1[1 + tanh(x2x4)] + 2x2[1 + (2/π)arctan(x4 − x5)]
-                                  + 3x4[1 + tanh(x2 + sin x5)] − x5[1 + (2σ(x1x4) − 1)]
-linear         10   regression    Σ β_j x_j, β = (−5, −4, ..., 4)
-c1             3    binary        logit 2x1[1 + 2tanh x2] − 2x2[1 + 3sin(2x1) + tanh(2x1)] + 1
-c2             10   binary        logit 10x1[1 + 2tanh(2x2) + sin x4] + 20x2[1 + 2cos(2x1)]
-                                  − 20x3[1 + 2arctan(x2x4)] + 10x4 − 10
-c3             50   binary        logit: r3 with coefficients −20, 20, 30, −10
-=============  ===  ============  ===============================================================
-
-Regression: y = f(x) + ε. Classification: y ~ Bernoulli(σ(f(x) + ε)), labels 0/1, and the truth's
-``mean`` is the noise-free logit f(x). Note that the MEM at 0 need not equal the printed
-coefficient: for c2, ∂f/∂x2(0) = 20·(1 + 2cos 0) = 60.
+The generators (their functions, inputs and kinds: the table in :mod:`mesobench.data.truth`)
+and :class:`~mesobench.data.truth.SyntheticTruth` live in :mod:`mesobench.data.truth`; this
+module draws data from them. Regression: y = f(x) + ε. Classification: y ~ Bernoulli(σ(f(x) + ε)),
+labels 0/1. ε ~ N(0, noise²), noise = 0.1 in the papers.
 
 Train, validation and test parts are drawn from three independent child streams of
 ``numpy.random.SeedSequence(seed)``, so changing ``n_test`` does not change the training data.
