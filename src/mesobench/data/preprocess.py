@@ -24,6 +24,15 @@ whose share of distinct values among non-missing ones exceeds ``max_unique_fract
 Use ``fit_transform`` on the training data: with target encoding, the training rows get the
 cross-fitted encodings, which differ from ``fit(X, y).transform(X)`` by design (no target
 leakage into the training features).
+
+Why not scikit-learn's ``ColumnTransformer``: the target encoding is scikit-learn's
+(``TargetEncoder``), but a ColumnTransformer lays its output out transformer by transformer,
+while here each kept input column's block stays in input-column order (``source_columns_``
+folds explanations back onto it), and a network's initialisation is tied to its input order,
+so regrouping the columns would move every committed result. The remaining pieces are a few
+vectorised lines each that the library has no exact counterpart for: dropping columns with a
+stated reason, missing *and* unseen categories as all-zero one-hot rows, NaN-ignoring
+statistics as the IMN reference computes them, and the ``native`` mode's pandas categories.
 """
 
 from __future__ import annotations
