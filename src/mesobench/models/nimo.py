@@ -398,9 +398,6 @@ class _NIMOBase(TorchPersistable, BaseEstimator):
     _amplitude = 1.0
     _persisted_attributes = (
         *TorchPersistable._persisted_attributes,
-        "n_outputs_",
-        "y_mean_",
-        "y_scale_",
         "coef_",
         "intercept_",
         "interaction_strength_",

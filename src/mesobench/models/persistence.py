@@ -106,8 +106,16 @@ class TorchPersistable(Persistable):
     The estimator builds its untrained network with ``_build_module(n_features)`` (the same
     method ``fit`` uses, so a loaded model cannot differ in architecture); its weights are saved
     as the ``state_dict`` ``"module"``. Estimators with more networks (IMN's snapshot ensemble)
-    add them with :meth:`_extra_tensors` / :meth:`_restore_extra_tensors`.
+    add them with :meth:`_extra_tensors` / :meth:`_restore_extra_tensors`. Every torch
+    estimator has an output count and, as a regressor, the target's standardisation.
     """
+
+    _persisted_attributes = (
+        *Persistable._persisted_attributes,
+        "n_outputs_",
+        "y_mean_",
+        "y_scale_",
+    )
 
     def _build_module(self, n_features: int) -> Any:
         raise NotImplementedError

@@ -135,13 +135,6 @@ class _TabResNetBase(TorchPersistable, BaseEstimator):
     ``weights.pt``, the plain fitted attributes in the manifest.
     """
 
-    _persisted_attributes = (
-        *TorchPersistable._persisted_attributes,
-        "n_outputs_",
-        "y_mean_",
-        "y_scale_",
-    )
-
     def __init__(
         self,
         hidden_size: int = 128,
