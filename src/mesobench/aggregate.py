@@ -318,16 +318,13 @@ def _active_settings(params: dict[str, Any]) -> dict[str, Any]:
     """``params`` without the settings of sections that were switched off
     (:data:`~mesobench.identity.INACTIVE_SECTIONS`, as the run key ignores them): the search
     space of a search that did not run cannot tell two configurations apart."""
-    off = [
-        section
+    dropped = tuple(
+        f"{section}."
         for section, (switch, value) in INACTIVE_SECTIONS.items()
         if str(params.get(f"{section}.{switch}")) == str(value)
-    ]
-    return {
-        k: v
-        for k, v in params.items()
-        if not any(k.startswith(f"{s}.") and k != f"{s}.{INACTIVE_SECTIONS[s][0]}" for s in off)
-    }
+    )
+    switches = {f"{section}.{switch}" for section, (switch, _) in INACTIVE_SECTIONS.items()}
+    return {k: v for k, v in params.items() if k in switches or not k.startswith(dropped)}
 
 
 def _variant_labels(model: str, configs: pd.DataFrame) -> dict[tuple[str, str], str]:

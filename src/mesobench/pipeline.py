@@ -79,7 +79,13 @@ def _performance(metrics: dict[str, float]) -> float:
 
 
 def validation_infidelity(
-    estimator: Any, X_val: Any, X_fit: Any, *, kind: str, seed: int, settings
+    estimator: Any,
+    X_val: Any,
+    X_fit: Any,
+    *,
+    kind: str,
+    seed: int,
+    settings: fidelity.FidelityConfig,
 ) -> float:
     """LFR infidelity of a fitted model's explanations on a seeded sample of validation rows.
 
@@ -92,12 +98,9 @@ def validation_infidelity(
         estimator.explain,
         fidelity.output_function(estimator, kind),
         X_val[rows],
-        neighborhood=settings.neighborhood,
-        sigma=settings.sigma,
-        n_neighbors=settings.n_neighbors,
         X_reference=np.asarray(X_fit, dtype=np.float64),
-        k_nearest=settings.k_nearest,
         rng=seed,
+        **settings.neighbourhood(),
     )["infidelity"]
 
 

@@ -774,6 +774,16 @@ class FidelityConfig:
     yeh_n_perturbations: int
     deletion_steps: int
 
+    def neighbourhood(self) -> dict[str, Any]:
+        """The :func:`lfr_infidelity` arguments that define the LFR neighbourhoods, so the test
+        metric and the γ search's validation infidelity draw them alike."""
+        return {
+            "neighborhood": self.neighborhood,
+            "sigma": self.sigma,
+            "n_neighbors": self.n_neighbors,
+            "k_nearest": self.k_nearest,
+        }
+
 
 @dataclass
 class FidelityResult:
@@ -891,12 +901,9 @@ def _lfr_metrics(
         attr.explanation,
         space.output,
         space.Z,
-        neighborhood=cfg.neighborhood,
-        sigma=cfg.sigma,
-        n_neighbors=cfg.n_neighbors,
         X_reference=reference,
-        k_nearest=cfg.k_nearest,
         rng=rng,
+        **cfg.neighbourhood(),
     )
     return {
         "fidelity/lfr_infidelity": lfr["infidelity"],
