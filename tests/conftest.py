@@ -53,6 +53,26 @@ def runner(*overrides: str, store: str, tmp_path: Path, multirun: bool = False):
     return run_cli("mesobench.run", *args, tmp_path=tmp_path)
 
 
+def stored_runs(store: str, experiment: str = "mesobench") -> list:
+    """Every run of ``experiment`` in the store; empty when the experiment does not exist yet."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=store)
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id]) if exp else []
+
+
+def runs_after(*overrides: str, store: str, tmp_path: Path, multirun: bool = False) -> list:
+    """The runner, which must exit 0, then the store's runs.
+
+    A failing *run* is recorded FAILED and the process still exits 0, so a non-zero exit is a
+    harness bug: the assertion shows the end of stderr.
+    """
+    proc = runner(*overrides, store=store, tmp_path=tmp_path, multirun=multirun)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return stored_runs(store)
+
+
 def load_script(name: str):
     """Import ``scripts/<name>.py`` as a module (scripts are not part of the package)."""
     import importlib.util

@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn import functional as F
 
-from conftest import binary_interaction_task, run_key_of, runner
+from conftest import binary_interaction_task, run_key_of, runner, runs_after
 from mesobench import estimators, identity, models
 from mesobench.errors import ConfigError, InvalidParameterError
 from mesobench.estimators import DeviceSettings, build_estimator, settings_notes
@@ -202,23 +201,13 @@ def test_the_runner_logs_the_settings_and_notes_what_a_model_ignores(tmp_path, s
     rows = [f"{a:.4f},{b:.4f},{c:.4f},{'yes' if a + b > 0 else 'no'}" for a, b, c in X]
     data = tmp_path / "t.csv"
     data.write_text("a,b,c,label\n" + "\n".join(rows) + "\n")
-    proc = runner(
-        "model=logreg,tabresnet",
-        "task=csv",
-        f"task.path={data}",
-        "task.target=label",
-        "device.precision=bf16",
-        "device.batch_size_scale=2",
-        "fidelity.enabled=false",
-        store=store,
-        tmp_path=tmp_path,
-        multirun=True,
+    task = ("task=csv", f"task.path={data}", "task.target=label", "fidelity.enabled=false")
+    device = ("device.precision=bf16", "device.batch_size_scale=2")
+    swept = runs_after(
+        "model=logreg,tabresnet", *task, *device, store=store, tmp_path=tmp_path, multirun=True
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    client = MlflowClient(tracking_uri=store)
-    exp = client.get_experiment_by_name("mesobench")
-    runs = {r.data.tags["model"]: r for r in client.search_runs([exp.experiment_id])}
-    assert {r.info.status for r in runs.values()} == {"FINISHED"}, proc.stderr[-3000:]
+    runs = {r.data.tags["model"]: r for r in swept}
+    assert {r.info.status for r in runs.values()} == {"FINISHED"}
     for run in runs.values():
         assert run.data.params["device.precision"] == "bf16"
         assert run.data.params["device.compile"] == "False"

@@ -14,7 +14,7 @@ from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.exceptions import NotFittedError
 
-from conftest import protocol, runner
+from conftest import protocol, runs_after
 from mesobench import gamma_search, identity
 from mesobench.data import load_fold
 from mesobench.errors import ConfigError
@@ -396,24 +396,12 @@ def test_gamma_search_picks_a_positive_gamma_on_the_lfr_example():
 
 
 def test_the_runner_logs_every_grid_point_by_step_and_the_chosen_gamma(tmp_path, store):
-    proc = runner(
-        "model=lfr_imn_fast",
-        "task=synthetic/lfr_example",
-        "task.n_train=300",
-        "task.n_test=100",
-        "model.params.epochs=20",
-        "model.params.hidden_size=16",
-        "gamma_search.enabled=true",
-        "gamma_search.grid=[0,10]",
-        "fidelity.sample_size=50",
-        "threads=1",
-        store=store,
-        tmp_path=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    client = MlflowClient(tracking_uri=store)
-    (run,) = client.search_runs([client.get_experiment_by_name("mesobench").experiment_id])
+    task = ("task=synthetic/lfr_example", "task.n_train=300", "task.n_test=100")
+    model = ("model=lfr_imn_fast", "model.params.epochs=20", "model.params.hidden_size=16")
+    search = ("gamma_search.enabled=true", "gamma_search.grid=[0,10]", "fidelity.sample_size=50")
+    (run,) = runs_after(*task, *model, *search, "threads=1", store=store, tmp_path=tmp_path)
     assert run.info.status == "FINISHED"
+    client = MlflowClient(tracking_uri=store)
     for name in ("gamma", "D", "I", "R_F", "S"):
         history = client.get_metric_history(run.info.run_id, f"gamma_search/{name}")
         assert sorted(m.step for m in history) == [0, 1]

@@ -110,19 +110,16 @@ def test_reference_schedule_matches_the_imn_codes_torch_schedulers():
     assert ours.cycle_end_steps(total) == [t0 - 1, 3 * t0 - 1, 7 * t0 - 1]
 
 
-def test_reference_timing_takes_three_snapshots_before_the_end():
+def _cycle_ends(**schedule):
+    """Train the small MLP on 64 rows; the cycle indices ``on_cycle_end`` saw, and the result."""
     X, y = _data(n=64)
-    ends = []
-    result = train(
-        _mlp(),
-        _bce,
-        X,
-        y,
-        epochs=21,
-        cycle_timing="reference",
-        on_cycle_end=lambda k, m: ends.append(k),
-        **FAST,
-    )
+    seen = []
+    result = train(_mlp(), _bce, X, y, on_cycle_end=lambda k, m: seen.append(k), **schedule, **FAST)
+    return seen, result
+
+
+def test_reference_timing_takes_three_snapshots_before_the_end():
+    ends, result = _cycle_ends(epochs=21, cycle_timing="reference")
     assert ends == [0, 1, 2]
     assert result.cycle_end_epochs[-1] <= 21
 
@@ -223,20 +220,8 @@ def test_batch_size_above_n_means_full_batch():
 
 
 def test_cycle_end_callback_sees_each_completed_cosine_cycle():
-    X, y = _data(n=64)
-    snapshots = []
-    result = train(
-        _mlp(),
-        _bce,
-        X,
-        y,
-        epochs=12,
-        warmup_epochs=5,
-        t0_epochs=1,
-        on_cycle_end=lambda k, m: snapshots.append((k, copy.deepcopy(m.state_dict()))),
-        **FAST,
-    )
-    assert [k for k, _ in snapshots] == [0, 1, 2]
+    ends, result = _cycle_ends(epochs=12, warmup_epochs=5, t0_epochs=1)
+    assert ends == [0, 1, 2]
     assert result.cycle_end_epochs == [6, 8, 12]
 
 

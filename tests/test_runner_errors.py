@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import time
 
-from mlflow.tracking import MlflowClient
-
-from conftest import runner
-
-
-def _only_run(store):
-    client = MlflowClient(tracking_uri=store)
-    exp = client.get_experiment_by_name("mesobench")
-    (run,) = client.search_runs([exp.experiment_id])
-    return run
+from conftest import runner, runs_after
 
 
 def test_unknown_model_names_the_available_ones(tmp_path, store):
@@ -33,20 +24,15 @@ def test_unknown_task_names_the_available_ones(tmp_path, store):
 def test_missing_csv_column_lists_the_columns(tmp_path, store):
     data = tmp_path / "t.csv"
     data.write_text("age,income,label\n1,2,a\n3,4,b\n5,6,a\n7,8,b\n")
-    proc = runner(
-        "task=csv", f"task.path={data}", "task.target=lable", store=store, tmp_path=tmp_path
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run = _only_run(store)
+    task = ("task=csv", f"task.path={data}", "task.target=lable")
+    (run,) = runs_after(*task, store=store, tmp_path=tmp_path)
     assert run.info.status == "FAILED"
     assert "lable" in run.data.tags["error"] and "label" in run.data.tags["error"]
 
 
 def test_an_uncached_task_offline_fails_fast_with_how_to_fix_it(tmp_path, store, openml_cache):
     start = time.perf_counter()
-    proc = runner("task=adult", "data.offline=true", store=store, tmp_path=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run = _only_run(store)
+    (run,) = runs_after("task=adult", "data.offline=true", store=store, tmp_path=tmp_path)
     assert run.info.status == "FAILED"
     assert run.data.tags["error_type"] == "TaskNotAvailableError"
     assert "OPENML_CACHE_DIR" in run.data.tags["error"]

@@ -7,14 +7,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import run_cli, runner
+from conftest import run_cli, runner, runs_after
+from conftest import stored_runs as _runs
 from mesobench import identity
-
-
-def _runs(store: str):
-    client = MlflowClient(tracking_uri=store)
-    exp = client.get_experiment_by_name("mesobench")
-    return client.search_runs([exp.experiment_id]) if exp else []
 
 
 def _status(runs):
@@ -80,7 +75,7 @@ def test_runs_carry_the_tags_and_metrics_a_reader_needs(swept):
 
 
 def test_a_failing_model_is_recorded_failed_while_the_others_finish(tmp_path, store, openml_cache):
-    proc = runner(
+    swept = runs_after(
         "model=logreg,debug_fail",
         "task=diabetes",
         "fold=0",
@@ -88,17 +83,14 @@ def test_a_failing_model_is_recorded_failed_while_the_others_finish(tmp_path, st
         tmp_path=tmp_path,
         multirun=True,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = {r.data.tags["model"]: r for r in _runs(store)}
+    runs = {r.data.tags["model"]: r for r in swept}
     assert runs["logreg"].info.status == "FINISHED"
     assert runs["debug_fail"].info.status == "FAILED"
     assert "deliberate failure" in runs["debug_fail"].data.tags["error"]
 
 
 def test_a_diverging_model_is_recorded_failed_with_its_reason(tmp_path, store, openml_cache):
-    proc = runner("model=debug_diverge", "task=diabetes", store=store, tmp_path=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (run,) = _runs(store)
+    (run,) = runs_after("model=debug_diverge", "task=diabetes", store=store, tmp_path=tmp_path)
     assert run.info.status == "FAILED"
     assert run.data.tags["error_type"] == "DivergenceError"
 
@@ -135,18 +127,9 @@ def _rare_class_csv(path):
 def test_a_csv_task_runs_end_to_end_even_when_a_fold_lacks_a_class(tmp_path, store):
     data = tmp_path / "table.csv"
     _rare_class_csv(data)
-    proc = runner(
-        "model=logreg",
-        "task=csv",
-        f"task.path={data}",
-        "task.target=label",
-        "fold=0,1,2,3,4",
-        store=store,
-        tmp_path=tmp_path,
-        multirun=True,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = _runs(store)
+    folds = ("fold=0,1,2,3,4",)
+    task = ("task=csv", f"task.path={data}", "task.target=label")
+    runs = runs_after("model=logreg", *task, *folds, store=store, tmp_path=tmp_path, multirun=True)
     assert _status(runs) == ["FINISHED"] * 5
     notes = " ".join(r.data.tags.get("notes", "") for r in runs)
     assert "const (constant)" in notes
@@ -161,9 +144,8 @@ def test_a_csv_task_runs_end_to_end_even_when_a_fold_lacks_a_class(tmp_path, sto
 
 
 def test_an_in_run_search_logs_every_trial_and_the_best_parameters(tmp_path, store, openml_cache):
-    proc = runner("model=logreg", "task=diabetes", "hpo.n_trials=4", store=store, tmp_path=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (run,) = _runs(store)
+    search = ("hpo.n_trials=4",)
+    (run,) = runs_after("model=logreg", "task=diabetes", *search, store=store, tmp_path=tmp_path)
     assert run.info.status == "FINISHED"
     history = MlflowClient(tracking_uri=store).get_metric_history(
         run.info.run_id, "hpo/validation_score"
