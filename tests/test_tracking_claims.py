@@ -123,9 +123,10 @@ def test_an_experiment_created_concurrently_by_another_worker_is_reused():
 
         def get_experiment_by_name(self, name):
             self.lookups += 1
-            return None if self.lookups == 1 else SimpleNamespace(experiment_id="7")
+            winner = SimpleNamespace(experiment_id="7", tags={"mlflow.experimentKind": "x"})
+            return None if self.lookups == 1 else winner
 
-        def create_experiment(self, name, artifact_location=None):
+        def create_experiment(self, name, artifact_location=None, tags=None):
             raise MlflowException(f"Experiment '{name}' already exists.")
 
     assert _experiment_id(RacingClient(), "mesobench", None) == "7"

@@ -170,23 +170,37 @@ class Claim:
     finished_run_id: str | None = None  # skipped because this run already FINISHED
 
 
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+"""MLflow 3's experiment kind: with it the UI opens an experiment on its runs table instead of
+the GenAI overview (traces, evaluations) that an experiment without a kind lands on."""
+
+
 def _experiment_id(client: MlflowClient, name: str, artifact_location: str | None) -> str:
-    """The experiment's id, creating it if needed.
+    """The experiment's id, creating it (as a model-training experiment) if needed.
 
     With a tracking server there is no shared file lock, so two workers of a sweep can both
-    see no experiment and both try to create it: the loser reads the winner's experiment.
+    see no experiment and both try to create it: the loser reads the winner's experiment. An
+    experiment made before the kind existed gets it here, on its next run; a kind someone set
+    by hand is kept.
     """
     exp = retrying(client.get_experiment_by_name, name)
-    if exp is not None:
-        return exp.experiment_id
-    try:
-        return retrying(client.create_experiment, name, artifact_location=artifact_location)
-    except MlflowException as exc:
-        exp = retrying(client.get_experiment_by_name, name)
-        if exp is None:
-            raise
-        log.debug("experiment %r was created concurrently (%s)", name, exc.error_code)
-        return exp.experiment_id
+    if exp is None:
+        try:
+            return retrying(
+                client.create_experiment,
+                name,
+                artifact_location=artifact_location,
+                tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+            )
+        except MlflowException as exc:
+            exp = retrying(client.get_experiment_by_name, name)
+            if exp is None:
+                raise
+            log.debug("experiment %r was created concurrently (%s)", name, exc.error_code)
+    if EXPERIMENT_KIND_TAG not in exp.tags:
+        retrying(client.set_experiment_tag, exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return exp.experiment_id
 
 
 class Tracker:
