@@ -49,6 +49,7 @@ def audit(uri: str, experiment: str = "mesobench", sweep_id: str | None = None) 
             token = page.token
             if not token:
                 break
+    runs = [r for r in runs if RUN_KEY_TAG in r.data.tags]  # not a sweep's parent or a report
     keys = {r.data.tags.get(RUN_KEY_TAG) for r in runs}
     finished = Counter(r.data.tags.get(RUN_KEY_TAG) for r in runs if r.info.status == "FINISHED")
     return Integrity(

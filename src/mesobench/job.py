@@ -65,6 +65,7 @@ def evaluate(job: Job) -> tuple[Any, str]:
         scaled_batch_size,
         settings_notes,
     )
+    from mesobench.inputs import fold_inputs
     from mesobench.models import resolve_device
     from mesobench.pipeline import evaluate_fold
     from mesobench.settings import Protocol
@@ -96,6 +97,7 @@ def evaluate(job: Job) -> tuple[Any, str]:
         cuda=device.startswith("cuda"),
     )
     outcome.notes[:0] = settings_notes(plain["model"], estimator, settings)
+    outcome.datasets = fold_inputs(data, plain["task"])
     batch_size = scaled_batch_size(plain["model"], settings)
     if settings.batch_size_scale != 1 and batch_size is not None:
         outcome.params["batch_size_effective"] = batch_size

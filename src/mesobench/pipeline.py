@@ -38,6 +38,8 @@ class FoldOutcome:
     artifacts: dict[str, Any] = field(default_factory=dict)  # file name → DataFrame | dict
     step_metrics: dict[str, list[float]] = field(default_factory=dict)  # metric → per step
     files: dict[str, bytes] = field(default_factory=dict)  # artifact path → raw bytes (model/...)
+    epoch_metrics: dict[str, list[float]] = field(default_factory=dict)  # metric → per epoch (1..)
+    datasets: list[Any] = field(default_factory=list)  # mesobench.inputs.LoggedDataset
 
 
 def align_proba(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
@@ -206,6 +208,9 @@ def evaluate_fold(
         score_fidelity(estimator, run)
     if hasattr(estimator, "describe"):
         outcome.artifacts["model/description.json"] = estimator.describe()
+    if hasattr(estimator, "training_curves"):
+        curves = estimator.training_curves().items()
+        outcome.epoch_metrics = {f"train/{name}": values for name, values in curves}
     if protocol.save_model:
         outcome.files, note = saved_model_files(estimator, prepared.prep.feature_names_out_)
         if note:

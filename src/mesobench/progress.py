@@ -40,6 +40,12 @@ def planned_jobs(config: DictConfig) -> int | None:
     return sum(len(batch) for batch in batches)
 
 
+def in_multirun(config: DictConfig) -> bool:
+    """Whether a job's config belongs to a multirun (``-m``), not a single run."""
+    mode = OmegaConf.select(config, "hydra.mode", default=None)
+    return getattr(mode, "name", str(mode)) == "MULTIRUN"
+
+
 def _fmt(seconds: float) -> str:
     seconds = int(seconds)
     h, rem = divmod(seconds, 3600)
@@ -47,23 +53,35 @@ def _fmt(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
-def summarise(sweep_dir: Path) -> str:
+def counts(sweep_dir: Path) -> dict[str, int | None]:
+    """``planned`` (None if unknown), ``done`` and the jobs ended FINISHED, FAILED (a crashed
+    job counts as failed) and SKIPPED so far in the sweep directory's launch."""
     state = json.loads((sweep_dir / _STATE).read_text())
     events = (sweep_dir / _EVENTS).read_text().split()
-    counts = {s: events.count(s) for s in ("FINISHED", "FAILED", "SKIPPED", "CRASHED")}
-    done = len(events)
-    total = state.get("total")
+    return {
+        "planned": state.get("total"),
+        "done": len(events),
+        "finished": events.count("FINISHED"),
+        "failed": events.count("FAILED") + events.count("CRASHED"),
+        "skipped": events.count("SKIPPED"),
+    }
+
+
+def summarise(sweep_dir: Path) -> str:
+    state = json.loads((sweep_dir / _STATE).read_text())
+    now = counts(sweep_dir)
+    done, total = now["done"], now["planned"]
     elapsed = time.time() - state["start"]
     parts = [
         f"{done}/{total if total is not None else '?'} done",
-        f"{counts['FINISHED']} finished",
-        f"{counts['FAILED'] + counts['CRASHED']} failed",
-        f"{counts['SKIPPED']} skipped",
+        f"{now['finished']} finished",
+        f"{now['failed']} failed",
+        f"{now['skipped']} skipped",
     ]
     if total is not None:
         parts.append(f"{total - done} left")
     parts.append(f"elapsed {_fmt(elapsed)}")
-    ran = done - counts["SKIPPED"]
+    ran = done - now["skipped"]
     if total is not None and ran > 0 and total > done:
         parts.append(f"eta ~{_fmt(elapsed / ran * (total - done))}")
     return "[sweep] " + ", ".join(parts)
@@ -82,8 +100,7 @@ class SweepProgress(Callback):
         log.info("[sweep] %s runs planned in %s", "?" if total is None else total, sweep_dir)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        mode = OmegaConf.select(config, "hydra.mode", default=None)
-        if getattr(mode, "name", str(mode)) != "MULTIRUN":
+        if not in_multirun(config):
             return
         sweep_dir = Path(config.hydra.sweep.dir)
         if not (sweep_dir / _STATE).exists():

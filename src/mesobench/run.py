@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,7 @@ class RunRequest:
     fold: int
     seed: int
     threads: int
+    command: str = ""  # the command line that reruns exactly this job
 
     @property
     def label(self) -> str:
@@ -84,9 +87,18 @@ class RunRequest:
         return f"{model}/{task}/fold{self.fold}/seed{self.seed}"
 
 
+def job_command() -> str:
+    """``python -m mesobench.run <this job's overrides>`` (in a sweep: its own values)."""
+    from mesobench import run_note
+
+    hc = _hydra()
+    return run_note.command_line(list(hc.overrides.task) if hc is not None else [])
+
+
 def build_request(cfg: DictConfig) -> RunRequest:
-    """The run key and the tags that identify the run (model, task, fold, experiment, code)."""
-    from mesobench import identity, tags, tracking
+    """The run key and the tags that identify the run (model, task, fold, experiment, code),
+    with MLflow's standard source tags and a first description (``mlflow.note.content``)."""
+    from mesobench import identity, run_note, tags, tracking
 
     plain = OmegaConf.to_container(cfg, resolve=True)
     DeviceSettings.from_config(plain["device"])  # a bad value fails before any run
@@ -106,9 +118,24 @@ def build_request(cfg: DictConfig) -> RunRequest:
         tags.RUN_KEY_VERSION_TAG: identity.RUN_KEY_VERSION,
         **tracking.code_version(),
         "device": cfg.device.name,
+        **run_note.source_tags(),
     }
+    command = job_command()
+    run_tags.update(run_note.note_tags(run_tags, command))
     key = identity.run_key(plain)
-    return RunRequest(plain, key, run_tags, fold, seed, resolve_threads(cfg.threads))
+    return RunRequest(plain, key, run_tags, fold, seed, resolve_threads(cfg.threads), command)
+
+
+def sweep_parent_tags(tracker: Any, sweep_id: str) -> dict[str, str]:
+    """``mlflow.parentRunId`` of the sweep's parent run, when this job is part of a multirun
+    whose parent exists (:mod:`mesobench.sweep_parent`); else nothing."""
+    from mesobench import sweep_parent, tags
+
+    hc = _hydra()
+    if hc is None or hc.mode != RunMode.MULTIRUN:
+        return {}
+    parent = sweep_parent.find(tracker, sweep_id)
+    return {tags.PARENT_RUN_TAG: parent} if parent else {}
 
 
 def execute(cfg: DictConfig) -> dict[str, Any]:
@@ -132,7 +159,7 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
     claim = tracker.claim(
         request.key,
         request.run_name,
-        request.tags,
+        {**request.tags, **sweep_parent_tags(tracker, request.tags["sweep_id"])},
         force=bool(cfg.force),
         stale_after_s=float(guards["stale_after_s"]),
     )
@@ -153,22 +180,73 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
     job = jobs.Job(
         plain=request.plain, fold=request.fold, seed=request.seed, threads=request.threads
     )
+    logging_ = LoggingSettings.from_config(request.plain["tracking"])
     try:
-        with tracker.heartbeat(run_id, float(guards["heartbeat_s"])):
+        with (
+            tracker.heartbeat(run_id, float(guards["heartbeat_s"])),
+            system_metrics(tracker, run_id, logging_),
+        ):
             outcome, device = jobs.run(job, guards.get("time_limit_s"))
     except KeyboardInterrupt:
         tracker.set_tags(run_id, {"error": "interrupted by the user"})
         tracker.end(run_id, "KILLED")
         raise
     except Exception as exc:  # every failure is recorded, and the sweep goes on
-        return record_failure(tracker, run_id, request.label, exc)
-    record_outcome(tracker, run_id, request.label, outcome, device)
+        return record_failure(tracker, run_id, request, exc)
+    record_outcome(tracker, run_id, request, outcome, device, logging_)
     return {"status": "FINISHED", "run_id": run_id, "metrics": outcome.metrics}
 
 
-def record_failure(tracker: Any, run_id: str, label: str, exc: Exception) -> dict[str, Any]:
-    """End the run FAILED with its reason (tag ``error``) and traceback (artifact error.txt)."""
+@dataclass(frozen=True)
+class LoggingSettings:
+    """What a run logs beside params and metrics (``tracking.*`` in conf/tracking/common.yaml)."""
+
+    datasets: bool
+    curves: bool
+    pictures: bool
+    system_metrics: bool
+    system_metrics_interval_s: float
+
+    @classmethod
+    def from_config(cls, tracking: dict[str, Any]) -> LoggingSettings:
+        return cls(
+            datasets=bool(tracking["log_datasets"]),
+            curves=bool(tracking["log_curves"]),
+            pictures=bool(tracking["log_pictures"]),
+            system_metrics=bool(tracking["system_metrics"]),
+            system_metrics_interval_s=float(tracking["system_metrics_interval_s"]),
+        )
+
+
+@contextmanager
+def system_metrics(tracker: Any, run_id: str, settings: LoggingSettings) -> Iterator[None]:
+    """MLflow's system metrics (``system/*``: CPU, memory, disk, network, GPU) while the job
+    runs, when ``tracking.system_metrics`` is on."""
+    if not settings.system_metrics:
+        yield
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(
+        run_id,
+        sampling_interval=settings.system_metrics_interval_s,
+        samples_before_logging=1,
+        tracking_uri=tracker.uri,
+    )
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
+
+
+def record_failure(
+    tracker: Any, run_id: str, request: RunRequest, exc: Exception
+) -> dict[str, Any]:
+    """End the run FAILED with its reason (tag ``error``, and the description) and traceback
+    (artifact error.txt)."""
     from mesobench import job as jobs
+    from mesobench import run_note
     from mesobench.errors import MesobenchError
 
     if isinstance(exc, jobs.JobFailed):
@@ -177,7 +255,9 @@ def record_failure(tracker: Any, run_id: str, label: str, exc: Exception) -> dic
     else:
         type_name, trace = type(exc).__name__, traceback.format_exc()
         expected, reason = isinstance(exc, MesobenchError), jobs.explain_failure(exc)
-    tracker.set_tags(run_id, {"error": reason[:5000], "error_type": type_name})
+    label = request.label
+    note = run_note.note_tags(request.tags, request.command, run_note.failure(reason))
+    tracker.set_tags(run_id, {"error": reason[:5000], "error_type": type_name, **note})
     tracker.log_text(run_id, trace or reason, "error.txt")
     tracker.end(run_id, "FAILED")
     if expected:
@@ -187,26 +267,42 @@ def record_failure(tracker: Any, run_id: str, label: str, exc: Exception) -> dic
     return {"status": "FAILED", "run_id": run_id, "error": reason}
 
 
-def record_outcome(tracker: Any, run_id: str, label: str, outcome: Any, device: str) -> None:
-    """Log a finished job's params, notes, metrics (with per-step series) and artifacts."""
-    from mesobench import tags
+def record_outcome(
+    tracker: Any,
+    run_id: str,
+    request: RunRequest,
+    outcome: Any,
+    device: str,
+    settings: LoggingSettings,
+) -> None:
+    """Log a finished job: params, notes, metrics (with per-step and per-epoch series), dataset
+    inputs, artifacts and pictures; then the description with the headline metrics."""
+    from mesobench import run_note, tags
 
+    label = request.label
     tracker.log_params(run_id, {"resolved_device": device, **outcome.params})
     if outcome.notes:
         tracker.set_tags(run_id, {"notes": tags.NOTES_SEPARATOR.join(outcome.notes)[:5000]})
         for note in outcome.notes:
             log.warning("%s: %s", label, note)
     tracker.log_metrics(run_id, outcome.metrics)
-    for name, values in outcome.step_metrics.items():
-        for step, value in enumerate(values):
-            tracker.log_metrics(run_id, {name: value}, step=step)
+    tracker.log_series(run_id, outcome.step_metrics)
+    if settings.curves:
+        tracker.log_series(run_id, outcome.epoch_metrics, first_step=1)  # step = epoch
+    if settings.datasets:
+        tracker.log_inputs(run_id, outcome.datasets)
     for path, obj in outcome.artifacts.items():
         if hasattr(obj, "to_csv"):
             tracker.log_text(run_id, obj.to_csv(index=False), path)
         else:
             tracker.log_dict(run_id, obj, path)
-    for path, data in outcome.files.items():  # artifacts.save_model: the model, pickle-free
+    files = dict(outcome.files)  # artifacts.save_model: the model, pickle-free
+    if settings.pictures:
+        files.update(run_pictures(outcome, request))
+    for path, data in files.items():
         tracker.log_bytes(run_id, data, path)
+    results = run_note.results(outcome.metrics)
+    tracker.set_tags(run_id, run_note.note_tags(request.tags, request.command, results))
     tracker.end(run_id, "FINISHED")
     headline = outcome.metrics.get("auroc", outcome.metrics.get("mse"))
     log.info(
@@ -216,6 +312,18 @@ def record_outcome(tracker: Any, run_id: str, label: str, outcome: Any, device: 
         "n/a" if headline is None else f"{headline:.4f}",
         outcome.metrics["fit_seconds"],
     )
+
+
+def run_pictures(outcome: Any, request: RunRequest) -> dict[str, bytes]:
+    """The run's PNGs (:mod:`mesobench.run_pictures`); a picture that cannot be drawn is a
+    warning, never a failed run."""
+    from mesobench import run_pictures as pictures
+
+    try:
+        return pictures.draw(outcome, request.plain["model"]["name"], request.label)
+    except Exception as exc:
+        log.warning("%s: could not draw the run's pictures: %s", request.label, exc)
+        return {}
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")

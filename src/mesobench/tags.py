@@ -33,3 +33,17 @@ def suites_of(tags: Mapping[str, str]) -> list[str]:
     names = [n for n in str(tags.get(SUITES_TAG) or "").split(",") if n]
     own = tags.get("suite")
     return list(dict.fromkeys([*([own] if own else []), *names]))
+
+
+PARENT_RUN_TAG = "mlflow.parentRunId"
+"""MLflow's tag that nests a run under another in the UI (a sweep's runs under its parent)."""
+NOTE_TAG = "mlflow.note.content"
+"""MLflow's tag for a run's description (markdown, shown on the run page)."""
+SOURCE_NAME_TAG = "mlflow.source.name"
+SOURCE_TYPE_TAG = "mlflow.source.type"
+USER_TAG = "mlflow.user"
+SWEEP_PARENT_TAG = "mesobench.sweep_parent"
+"""``true`` on a sweep's parent run. A parent is no benchmark run: it has no run key, and it
+names its sweep in :data:`SWEEP_TAG`, not in ``sweep_id``, so audits and reports that select
+a sweep's runs by ``sweep_id`` never count it."""
+SWEEP_TAG = "mesobench.sweep"

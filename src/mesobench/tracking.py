@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from functools import lru_cache
@@ -228,6 +228,11 @@ class Tracker:
             if db is not None and sqlite_wal:
                 _enable_wal(db)
 
+    def exclusive(self) -> Any:
+        """A context in which no other process writes check-and-create steps (SQLite: the store's
+        file lock; a tracking server has none, so callers settle races afterwards)."""
+        return self._lock or nullcontext()
+
     # -- lookup --------------------------------------------------------------------------------
     def runs_with_key(self, key: str, statuses: tuple[str, ...] = ("FINISHED", "RUNNING")):
         """Runs of this run key with one of ``statuses`` (MLflow cannot filter status lists)."""
@@ -343,6 +348,37 @@ class Tracker:
         ]
         for i in range(0, len(items), METRIC_BATCH):
             retrying(self.client.log_batch, run_id, metrics=items[i : i + METRIC_BATCH])
+
+    def log_series(
+        self, run_id: str, series: Mapping[str, Sequence[float]], first_step: int = 0
+    ) -> None:
+        """Log each ``name → values`` series as one step metric (``values[k]`` at step
+        ``first_step + k``), batched: a 500-epoch curve costs one call, not 500."""
+        now = int(time.time() * 1000)
+        items = [
+            Metric(name, float(value), now, first_step + k)
+            for name, values in series.items()
+            for k, value in enumerate(values)
+            if value is not None
+        ]
+        for i in range(0, len(items), METRIC_BATCH):
+            retrying(self.client.log_batch, run_id, metrics=items[i : i + METRIC_BATCH])
+
+    def log_inputs(self, run_id: str, datasets: Sequence[Any]) -> None:
+        """Log :class:`mesobench.inputs.LoggedDataset` values as the run's dataset inputs."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        from mesobench.inputs import CONTEXT_TAG
+
+        inputs = [
+            DatasetInput(
+                Dataset(d.name, d.digest, d.source_type, d.source, d.schema, d.profile),
+                tags=[InputTag(CONTEXT_TAG, d.context)],
+            )
+            for d in datasets
+        ]
+        if inputs:
+            retrying(self.client.log_inputs, run_id, datasets=inputs)
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         retrying(self.client.log_batch, run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

@@ -41,6 +41,7 @@ from mesobench.models.explanation import Explanation
 from mesobench.models.params import store_init_params
 from mesobench.models.persistence import TorchPersistable
 from mesobench.models.training import (
+    TrainingCurves,
     check_precision_compile,
     encode_class_labels,
     predict_in_batches,
@@ -254,7 +255,7 @@ _COMMON_DOC = """
 """
 
 
-class _IMNBase(TorchPersistable, BaseEstimator):
+class _IMNBase(TrainingCurves, TorchPersistable, BaseEstimator):
     """Parameters, training, the loss and the snapshot ensemble shared by classifier and regressor.
 
     Subclasses set ``n_outputs_`` before :meth:`_fit_module` and implement :meth:`_task_loss`.

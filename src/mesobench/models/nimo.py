@@ -89,6 +89,7 @@ from mesobench.models.explanation import Explanation
 from mesobench.models.params import store_init_params
 from mesobench.models.persistence import TorchPersistable
 from mesobench.models.training import (
+    TrainingCurves,
     check_precision_compile,
     encode_class_labels,
     full_precision,
@@ -386,7 +387,7 @@ _COMMON_DOC = """
 """
 
 
-class _NIMOBase(TorchPersistable, BaseEstimator):
+class _NIMOBase(TrainingCurves, TorchPersistable, BaseEstimator):
     """Parameters, the training objective, the β refit and inference shared by both tasks.
 
     Subclasses set ``n_outputs_`` and ``_amplitude`` and implement :meth:`_solve_beta`,

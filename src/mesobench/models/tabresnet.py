@@ -25,6 +25,7 @@ from mesobench.models.device import resolve_device
 from mesobench.models.params import store_init_params
 from mesobench.models.persistence import TorchPersistable
 from mesobench.models.training import (
+    TrainingCurves,
     check_precision_compile,
     encode_class_labels,
     predict_in_batches,
@@ -128,7 +129,7 @@ _COMMON_DOC = """
 """
 
 
-class _TabResNetBase(TorchPersistable, BaseEstimator):
+class _TabResNetBase(TrainingCurves, TorchPersistable, BaseEstimator):
     """Parameters, ``__init__`` and training shared by the classifier and the regressor.
 
     Saved by :mod:`mesobench.models.persistence`: the network's ``state_dict`` in

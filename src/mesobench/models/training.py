@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor, nn
 
 from mesobench.errors import ConfigError, DataError, DivergenceError, InvalidParameterError
@@ -328,7 +328,8 @@ class TrainResult:
     ``epoch_seconds[k]`` is the wall time of epoch k + 1's optimisation steps, up to the
     epoch's one host sync (so on a GPU it includes the queued kernels), without the validation
     score. It measures training cost per epoch directly; the first epoch also pays one-off
-    costs (allocations, lazy initialisation, compilation).
+    costs (allocations, lazy initialisation, compilation). ``lrs[k]`` is the learning rate of
+    epoch k + 1's last step.
     """
 
     epochs_run: int
@@ -340,10 +341,42 @@ class TrainResult:
     cycle_end_epochs: list[float] = field(default_factory=list)
     seconds: float = 0.0
     epoch_seconds: list[float] = field(default_factory=list)
+    lrs: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values (saved with a model by :mod:`mesobench.models.persistence`)."""
         return asdict(self)
+
+    def record_epoch(self, epoch: int, loss: float, lr: float) -> None:
+        self.losses.append(loss)
+        self.lrs.append(lr)
+        self.epochs_run = epoch
+
+    def curves(self) -> dict[str, list[float]]:
+        """The per-epoch series, one value per epoch run (entry k: epoch k + 1): ``loss``
+        (mean training loss), ``lr``, ``epoch_seconds`` and, when a validation score was
+        monitored, ``val_score``. Series a fit did not record (a model saved before the series
+        existed) are left out."""
+        series = {
+            "loss": self.losses,
+            "val_score": self.val_scores,
+            "lr": self.lrs,
+            "epoch_seconds": self.epoch_seconds,
+        }
+        return {name: list(values) for name, values in series.items() if values}
+
+
+class TrainingCurves:
+    """For the estimators :func:`train` fits: their per-epoch curves, as a public method.
+
+    The runner logs them as MLflow step metrics (one point per epoch) without reaching into
+    the fitted ``train_result_``.
+    """
+
+    def training_curves(self) -> dict[str, list[float]]:
+        """Per-epoch series of the final fit, see :meth:`TrainResult.curves`."""
+        check_is_fitted(self, "train_result_")
+        return self.train_result_.curves()
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainResult:
@@ -447,8 +480,7 @@ def train(
             epoch_loss = float(loss_sum) / plan.steps_per_epoch  # the one host sync of the epoch
             result.epoch_seconds.append(time.perf_counter() - epoch_started)
             _check_finite(epoch_loss, epoch, epochs, lr, current_lr)
-            result.losses.append(epoch_loss)
-            result.epochs_run = epoch
+            result.record_epoch(epoch, epoch_loss, current_lr)
             score = best.update(module, val_score, result, epoch)
             if on_epoch_end is not None:
                 on_epoch_end(EpochEnd(epoch, epochs, epoch_loss, score, current_lr, module))

@@ -381,3 +381,28 @@ def parity_scatter(by_fold: pd.DataFrame, metric: str, label: str, tolerance: fl
     ax.set_title("Parity per fold (diagonal = equal)", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     return _save(fig, path)
+
+
+def training_curves(curves: dict[str, list[float]], path: Path, title: str = "") -> Path:
+    """A fit's per-epoch curves side by side: training loss, validation score (when monitored)
+    and learning rate, against the epoch (the run's ``train/*`` step metrics, drawn)."""
+    panels = [
+        (name, label)
+        for name, label in (
+            ("loss", "training loss"),
+            ("val_score", "validation score"),
+            ("lr", "learning rate"),
+        )
+        if curves.get(name)
+    ]
+    fig = Figure(figsize=(3.6 * max(1, len(panels)), 3.0), layout="constrained")
+    axes = fig.subplots(1, max(1, len(panels)), squeeze=False)[0]
+    for ax, (name, label) in zip(axes, panels, strict=False):
+        values = curves[name]
+        ax.plot(np.arange(1, len(values) + 1), values, lw=1.2)
+        ax.set_xlabel("epoch")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
