@@ -607,7 +607,32 @@ def aggregate(cfg: DictConfig) -> str:
             selection=selection,
         )
         log.info("logged the report as summary run %s", run_id)
+        parents = attach_to_sweep_parents(cfg, runs, out_dir)
+        if parents:
+            log.info("attached the report to the parent runs of its sweeps: %s", parents)
     return page
+
+
+MAX_PARENTS = 20
+"""A report over more sweeps than this is attached to none of their parents (it would copy the
+report that often); its summary run still holds it."""
+
+
+def attach_to_sweep_parents(cfg: DictConfig, runs: pd.DataFrame, out_dir: Path) -> list[str]:
+    """Log the report's files under ``report/`` in the parent run of every sweep whose runs it
+    shows (:mod:`mesobench.sweep_parent`), so a sweep's parent holds its report."""
+    from mesobench import sweep_parent
+
+    sweeps = sorted({str(s) for s in runs.get("sweep_id", pd.Series(dtype=str)).dropna()})
+    if not sweeps or len(sweeps) > MAX_PARENTS:
+        return []
+    tracker = Tracker(
+        cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.get("artifact_location")
+    )
+    parents = [p for p in (sweep_parent.find(tracker, s) for s in sweeps) if p is not None]
+    for parent in parents:
+        retrying(tracker.client.log_artifacts, parent, str(out_dir), "report")
+    return parents
 
 
 def _read(cfg: DictConfig, table_path: Path | None, where: RunFilter) -> pd.DataFrame:

@@ -70,7 +70,9 @@ def _source(data: FoldData, task_cfg: Mapping[str, Any]) -> Any:
     if data.task.source == "csv" and task_cfg.get("path"):
         from mlflow.data.dataset_source_registry import resolve_dataset_source
 
-        return resolve_dataset_source(str(Path(task_cfg["path"]).resolve()))
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways": a local file
+            warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+            return resolve_dataset_source(str(Path(task_cfg["path"]).resolve()))
     generator = task_cfg.get("generator", data.task.name)
     return CodeDatasetSource(tags={"mlflow.source.name": f"mesobench.data.synthetic:{generator}"})
 
