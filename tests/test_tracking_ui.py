@@ -151,7 +151,7 @@ def test_a_sweep_parent_is_found_by_its_sweep_reopened_by_a_rerun_and_not_a_benc
 
 @pytest.mark.slow
 def test_a_sweep_and_an_imn_run_carry_what_the_ui_shows(tmp_path, store, openml_cache):
-    from conftest import runs_after
+    from conftest import run_cli, runs_after
     from mesobench.tags import PARENT_RUN_TAG, RUN_KEY_TAG, SWEEP_PARENT_TAG
 
     sweep = ("model=logreg,xgboost", "task=diabetes,breast-w", "fold=0", "sweep_id=ui")
@@ -182,6 +182,17 @@ def test_a_sweep_and_an_imn_run_carry_what_the_ui_shows(tmp_path, store, openml_
     (reopened,) = [r for r in again if r.data.tags.get(SWEEP_PARENT_TAG)]
     assert reopened.info.run_id == parent.info.run_id  # same sweep id: the same parent
     assert reopened.data.metrics["sweep/skipped"] == 4 and reopened.info.status == "FINISHED"
+
+    report = run_cli(
+        "mesobench.aggregate",
+        f"tracking.uri={store}",
+        f"out_dir={tmp_path / 'report'}",
+        f"tracking.artifact_location={tmp_path / 'artifacts'}",
+        tmp_path=tmp_path,
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    attached = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert "report/README.md" in attached  # make report: the sweep's parent holds its report
 
     off = runs_after(
         *imn,
