@@ -53,13 +53,15 @@ def runner(*overrides: str, store: str, tmp_path: Path, multirun: bool = False):
     return run_cli("mesobench.run", *args, tmp_path=tmp_path)
 
 
-def stored_runs(store: str, experiment: str = "mesobench") -> list:
-    """Every run of ``experiment`` in the store; empty when the experiment does not exist yet."""
+def stored_runs(store: str, experiment: str = "mesobench", *, parents: bool = False) -> list:
+    """The benchmark runs of ``experiment`` in the store (with ``parents``: also the sweeps'
+    parent runs); empty when the experiment does not exist yet."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=store)
     exp = client.get_experiment_by_name(experiment)
-    return client.search_runs([exp.experiment_id]) if exp else []
+    runs = client.search_runs([exp.experiment_id]) if exp else []
+    return [r for r in runs if parents or "mesobench.sweep_parent" not in r.data.tags]
 
 
 def runs_after(*overrides: str, store: str, tmp_path: Path, multirun: bool = False) -> list:

@@ -151,13 +151,14 @@ def test_a_sweep_parent_is_found_by_its_sweep_reopened_by_a_rerun_and_not_a_benc
 
 @pytest.mark.slow
 def test_a_sweep_and_an_imn_run_carry_what_the_ui_shows(tmp_path, store, openml_cache):
-    from conftest import run_cli, runs_after
+    from conftest import run_cli, runs_after, stored_runs
     from mesobench.tags import PARENT_RUN_TAG, RUN_KEY_TAG, SWEEP_PARENT_TAG
 
     sweep = ("model=logreg,xgboost", "task=diabetes,breast-w", "fold=0", "sweep_id=ui")
     runs_after(*sweep, store=store, tmp_path=tmp_path, multirun=True)
     imn = ("model=imn_fast", "task=diabetes", "model.params.epochs=4", "fidelity.sample_size=50")
-    runs = runs_after(*imn, store=store, tmp_path=tmp_path)
+    runs_after(*imn, store=store, tmp_path=tmp_path)
+    runs = stored_runs(store, parents=True)
     (parent,) = [r for r in runs if r.data.tags.get(SWEEP_PARENT_TAG)]
     assert parent.info.status == "FINISHED" and parent.data.metrics["sweep/finished"] == 4
     bench = {r.info.run_name: r for r in runs if RUN_KEY_TAG in r.data.tags}
@@ -178,7 +179,8 @@ def test_a_sweep_and_an_imn_run_carry_what_the_ui_shows(tmp_path, store, openml_
     pictures = {a.path for a in client.list_artifacts(imn_run.info.run_id, "pictures")}
     assert pictures == {"pictures/explanation.png", "pictures/training_curves.png"}
 
-    again = runs_after(*sweep, store=store, tmp_path=tmp_path, multirun=True)
+    runs_after(*sweep, store=store, tmp_path=tmp_path, multirun=True)
+    again = stored_runs(store, parents=True)
     (reopened,) = [r for r in again if r.data.tags.get(SWEEP_PARENT_TAG)]
     assert reopened.info.run_id == parent.info.run_id  # same sweep id: the same parent
     assert reopened.data.metrics["sweep/skipped"] == 4 and reopened.info.status == "FINISHED"

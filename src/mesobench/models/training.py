@@ -365,6 +365,11 @@ class TrainResult:
         }
         return {name: list(values) for name, values in series.items() if values}
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainResult:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
 
 class TrainingCurves:
     """For the estimators :func:`train` fits: their per-epoch curves, as a public method.
@@ -377,11 +382,6 @@ class TrainingCurves:
         """Per-epoch series of the final fit, see :meth:`TrainResult.curves`."""
         check_is_fitted(self, "train_result_")
         return self.train_result_.curves()
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainResult:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
 
 
 def make_optimizer(
