@@ -74,7 +74,7 @@ aggregate: install
 	$(PY) -m mesobench.aggregate $(ARGS)
 
 ui: install
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+	$(PY) -m mesobench.ui --store sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
 # A shared tracking server for many machines: PostgreSQL backend + MLflow on 127.0.0.1:5000.
 server: install

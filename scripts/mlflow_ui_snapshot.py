@@ -38,7 +38,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-MACHINE_LEARNING = "machine_learning"
+from mesobench.ui import MACHINE_LEARNING, landing_url
 
 
 def chromium_binary() -> str | None:
@@ -129,12 +129,6 @@ def mlflow_ui(store: str, port: int | None = None, timeout_s: float = 90.0) -> I
             yield url
         finally:
             _stop(proc)
-
-
-def experiment_url(base: str, experiment_id: str, workflow_type: str | None = MACHINE_LEARNING):
-    """The experiment's page; ``workflow_type=None`` leaves the choice to the UI (GenAI in 3.17)."""
-    query = f"?workflowType={workflow_type}" if workflow_type else ""
-    return f"{base}/#/experiments/{experiment_id}{query}"
 
 
 @dataclass
@@ -296,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     nested = [r.info.run_name for r in runs if "mlflow.parentRunId" in r.data.tags]
     width, height = (int(v) for v in args.size.lower().split("x"))
     with mlflow_ui(args.store) as base:
-        url = experiment_url(base, exp.experiment_id, None if args.bare else MACHINE_LEARNING)
+        url = landing_url(base, exp.experiment_id, None if args.bare else MACHINE_LEARNING)
         page = browse(
             url,
             args.out,

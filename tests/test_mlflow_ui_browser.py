@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from conftest import load_script, runs_after
+from conftest import load_script, runs_after, stored_runs
+from mesobench.ui import landing_url
 
 SIZE = (1600, 900)
 
@@ -28,9 +29,10 @@ def ui(tmp_path_factory):
     )
     root = tmp_path_factory.mktemp("ui")
     store = f"sqlite:///{root / 'mlflow.db'}"
-    runs = runs_after(
+    runs_after(
         "model=logreg", "task=synthetic/c1", "fold=0,1", store=store, tmp_path=root, multirun=True
     )
+    runs = stored_runs(store, parents=True)
     with snapshot.mlflow_ui(store, timeout_s=90) as base:
         yield snapshot, base, runs, root
 
@@ -57,7 +59,7 @@ def test_the_runs_table_lists_the_sweep_and_expands_to_its_runs(ui):
     top, nested = _names(runs)
     folds = [r.info.run_name for r in runs if r.data.tags.get("model") == "logreg"]
     assert sorted(folds) == [f"logreg/synthetic/c1/fold{i}/seed0" for i in (0, 1)], folds
-    url = snapshot.experiment_url(base, runs[0].info.experiment_id)
+    url = landing_url(base, runs[0].info.experiment_id)
     shot = root / "runs.png"
     page = snapshot.browse(
         url, shot, SIZE, landing=top, expect=nested, expand=True, widen=160, timeout_s=60
@@ -89,7 +91,7 @@ GENAI_LANDING = (
 def test_the_bare_experiment_page_opens_on_the_runs_table(ui):
     snapshot, base, runs, root = ui
     top, _ = _names(runs)
-    url = snapshot.experiment_url(base, runs[0].info.experiment_id, workflow_type=None)
+    url = landing_url(base, runs[0].info.experiment_id, workflow_type=None)
     page = snapshot.browse(url, root / "landing.png", SIZE, timeout_s=60)
     if page.missing:
         pytest.fail(f"the experiment page did not render: title {page.title!r}, {page.text[:500]}")

@@ -226,3 +226,11 @@ def test_system_metrics_are_sampled_when_switched_on(tmp_path, store):
     )
     assert run.info.status == "FINISHED"
     assert "system/cpu_utilization_percentage" in run.data.metrics
+
+
+def test_make_ui_prints_the_link_that_lands_on_each_experiments_runs_table(store):
+    from mesobench import ui
+
+    exp_id = Tracker(store, "mesobench").experiment_id
+    link = f"mesobench: http://h:1/#/experiments/{exp_id}?workflowType=machine_learning"
+    assert link in ui.links(store, "http://h:1")
