@@ -532,3 +532,74 @@ def test_evaluate_reports_ground_truth_errors_in_raw_units():
     )
     for name in ("gradient_mae", "intercept_mae", "attribution_mae"):
         assert result.metrics[f"fidelity/gt_{name}"] == pytest.approx(0.0, abs=1e-9)
+
+
+# ---- insertion, faithfulness correlation, stability (issue 19) ------------------------------
+
+
+def _linear(seed=0, n=200, f=6):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, f))
+    w = rng.normal(size=f)
+    return X, w, (lambda Z: Z @ w)
+
+
+def test_insertion_ranks_the_true_order_above_random_above_reversed():
+    from mesobench.metrics.fidelity import insertion_auc
+
+    X, w, f = _linear()
+    exact = X * w
+    random = np.random.default_rng(1).normal(size=X.shape)
+    score = {
+        name: insertion_auc(phi, f, X)["insertion_auc"]
+        for name, phi in (("exact", exact), ("random", random), ("reversed", -exact))
+    }
+    assert score["exact"] > 0.2 > abs(score["random"]) and score["reversed"] < -0.2
+
+
+def test_insertion_of_one_dominant_feature_scores_one_half():
+    from mesobench.metrics.fidelity import insertion_auc
+
+    X = np.random.default_rng(0).normal(size=(50, 4))
+    f = lambda Z: 3.0 * Z[:, 0]  # noqa: E731
+    phi = np.zeros_like(X)
+    phi[:, 0] = 3.0 * X[:, 0]  # exact: feature 0 first where it raises f, last where it lowers it
+    assert insertion_auc(phi, f, X, n_steps=4)["insertion_auc"] == pytest.approx(0.375)
+    # the whole change at the first of S = 4 steps: area (1 - 1/(2S)) - 1/2 = 0.375 of |f(x)|;
+    # at the last step where f(x) < 0: area 1/(2S) - 1/2 of f(x) < 0, the same 0.375 |f(x)|
+
+
+def test_faithfulness_correlation_is_one_for_an_exact_attribution_and_near_zero_for_noise():
+    from mesobench.metrics.fidelity import faithfulness_correlation
+
+    X, w, f = _linear()
+    exact = faithfulness_correlation(X * w, f, X, subset_size=2, n_subsets=30)
+    assert exact["faithfulness_correlation"] == pytest.approx(1.0, abs=1e-9)
+    assert exact["n_undefined"] == 0
+    noise = np.random.default_rng(2).normal(size=X.shape)
+    assert abs(faithfulness_correlation(noise, f, X)["faithfulness_correlation"]) < 0.05
+
+
+def test_a_constant_explanation_has_zero_sensitivity_and_a_moving_one_more_with_the_radius():
+    from mesobench.metrics.fidelity import max_sensitivity
+
+    X, w, _ = _linear()
+    weights = lambda Z, target: np.broadcast_to(w, Z.shape)  # noqa: E731
+    flat = max_sensitivity(weights, X, radius=0.5)
+    assert flat["max_sensitivity"] == 0.0 and flat["avg_sensitivity"] == 0.0
+    impact = lambda Z, target: Z * w  # noqa: E731
+    small = max_sensitivity(impact, X, radius=0.05)
+    large = max_sensitivity(impact, X, radius=0.5)
+    assert 0 < small["avg_sensitivity"] <= small["max_sensitivity"] < large["max_sensitivity"]
+
+
+def test_sensitivity_perturbs_only_perturbable_features_and_is_seeded():
+    from mesobench.metrics.fidelity import max_sensitivity
+
+    X, w, _ = _linear()
+    only_last = np.zeros(X.shape[1], dtype=bool)
+    only_last[-1] = True
+    first = lambda Z, target: Z[:, :1]  # noqa: E731
+    assert max_sensitivity(first, X, perturbable=only_last)["max_sensitivity"] == 0.0
+    impact = lambda Z, target: Z * w  # noqa: E731
+    assert max_sensitivity(impact, X, rng=3) == max_sensitivity(impact, X, rng=3)

@@ -330,12 +330,17 @@ def tuning_score(performance: float, ratio: float, alpha: float = 0.5) -> float:
 # --------------------------------------------------------------------------------------------
 
 
+def _feature_mask(perturbable: np.ndarray | None, n_features: int) -> np.ndarray:
+    """The (F,) boolean mask of features that may be perturbed (None: all), checked."""
+    mask = np.ones(n_features, dtype=bool) if perturbable is None else np.asarray(perturbable)
+    if mask.shape != (n_features,) or mask.dtype != bool:
+        raise ValueError(f"perturbable must be a boolean mask of {n_features} features")
+    return mask
+
+
 def _perturbable(X: np.ndarray, perturbable: np.ndarray | None) -> np.ndarray:
     """(n, F) mask of entries that may be perturbed: the feature mask and a finite value."""
-    mask = np.ones(X.shape[1], dtype=bool) if perturbable is None else np.asarray(perturbable)
-    if mask.shape != (X.shape[1],) or mask.dtype != bool:
-        raise ValueError(f"perturbable must be a boolean mask of {X.shape[1]} features")
-    return mask[None, :] & np.isfinite(X)
+    return _feature_mask(perturbable, X.shape[1])[None, :] & np.isfinite(X)
 
 
 def yeh_infidelity(
@@ -429,21 +434,58 @@ def deletion_auc(
 
     Returns ``deletion_auc``, ``n_points``, ``n_steps``, ``n_features_perturbed``.
     """
+    options = dict(baseline=baseline, n_steps=n_steps, perturbable=perturbable, target=target)
+    return _ordered_curve_score(
+        "deletion_auc", attribution, output_fn, X, False, output_scale=output_scale, **options
+    )
+
+
+def insertion_auc(
+    attribution: np.ndarray, output_fn: OutputFn, X: np.ndarray, **options: Any
+) -> dict[str, float]:
+    """Insertion-curve score, higher = more faithful (0 ≈ a random insertion order).
+
+    The mirror of :func:`deletion_auc`: per point, start from ``baseline`` in every perturbable
+    feature and put the point's own values back in order of decreasing signed attribution,
+    giving ``c_0 = f(baseline), ..., c_S = f(x)``; the score is the area under c minus the area
+    under the straight line from c_0 to c_S, over points, divided by ``output_scale`` (default
+    the mean |c_S − c_0|). For an additive model the true attribution scores > 0 (+0.5 when one
+    feature carries the whole change), a random one ≈ 0.
+
+    ``options``: ``baseline``, ``n_steps``, ``perturbable``, ``target``, ``output_scale`` as
+    for :func:`deletion_auc`. Returns ``insertion_auc``, ``n_points``, ``n_steps``,
+    ``n_features_perturbed``.
+    """
+    return _ordered_curve_score("insertion_auc", attribution, output_fn, X, True, **options)
+
+
+def _ordered_curve_score(
+    name: str,
+    attribution: np.ndarray,
+    output_fn: OutputFn,
+    X: np.ndarray,
+    insert: bool,
+    *,
+    baseline: float | np.ndarray = 0.0,
+    n_steps: int = 20,
+    perturbable: np.ndarray | None = None,
+    target: np.ndarray | None = None,
+    output_scale: float | None = None,
+) -> dict[str, float]:
+    """Deletion (``insert=False``) or insertion curves, batched per chunk of points."""
     X = _matrix(X)
     phi = _check_attribution(attribution, X)
     n, n_features = X.shape
-    mask = np.ones(n_features, dtype=bool) if perturbable is None else np.asarray(perturbable)
-    if mask.shape != (n_features,) or mask.dtype != bool:
-        raise ValueError(f"perturbable must be a boolean mask of {n_features} features")
+    mask = _feature_mask(perturbable, n_features)
     n_pert = int(mask.sum())
     if n == 0 or n_pert == 0:
-        raise ValueError("deletion_auc needs at least one point and one perturbable feature")
+        raise ValueError(f"{name} needs at least one point and one perturbable feature")
     base = _per_feature(baseline, n_features, "baseline")
     steps = min(int(n_steps), n_pert)
-    removed = np.rint(np.linspace(0, n_pert, steps + 1)).astype(np.int64)  # features per step
-    t = removed / n_pert
+    moved = np.rint(np.linspace(0, n_pert, steps + 1)).astype(np.int64)  # features per step
+    t = moved / n_pert
 
-    # rank[i, j]: position of feature j in point i's deletion order (non-perturbable: last)
+    # rank[i, j]: position of feature j in point i's order (non-perturbable: last)
     order = np.argsort(np.where(mask, -phi, np.inf), axis=1, kind="stable")
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(n_features)[None, :], axis=1)
@@ -453,8 +495,9 @@ def deletion_auc(
     scores, total_change = np.empty(n), np.empty(n)
     for sl in _chunks(n, steps + 1, n_features):
         m = sl.stop - sl.start
-        drop = rank[sl, None, :] < removed[None, :, None]  # (m, S+1, F)
-        block = np.where(drop, base, X[sl, None, :]).reshape(m * (steps + 1), n_features)
+        early = rank[sl, None, :] < moved[None, :, None]  # (m, S+1, F): moved by step s
+        at_base = (~early & mask) if insert else early
+        block = np.where(at_base, base, X[sl, None, :]).reshape(m * (steps + 1), n_features)
         tgt = None if target is None else np.repeat(target[sl], steps + 1)
         curve = _explained(_outputs(output_fn, block), tgt).reshape(m, steps + 1)
         area = np.sum((curve[:, 1:] + curve[:, :-1]) * np.diff(t) / 2.0, axis=1)
@@ -462,10 +505,136 @@ def deletion_auc(
         total_change[sl] = np.abs(curve[:, 0] - curve[:, -1])
     scale = float(total_change.mean()) if output_scale is None else float(output_scale)
     return {
-        "deletion_auc": float(scores.mean()) / scale if scale > 0 else float("nan"),
+        name: float(scores.mean()) / scale if scale > 0 else float("nan"),
         "n_points": float(n),
         "n_steps": float(steps),
         "n_features_perturbed": float(n_pert),
+    }
+
+
+def faithfulness_correlation(
+    attribution: np.ndarray,
+    output_fn: OutputFn,
+    X: np.ndarray,
+    *,
+    baseline: float | np.ndarray = 0.0,
+    subset_size: int = 3,
+    n_subsets: int = 50,
+    perturbable: np.ndarray | None = None,
+    target: np.ndarray | None = None,
+    rng: np.random.Generator | int | None = 0,
+) -> dict[str, float]:
+    """Faithfulness correlation (Bhatt et al. 2020), higher = more faithful (1 = exact).
+
+    Per point x: ``n_subsets`` random subsets S of ``min(subset_size, F_p)`` perturbable
+    features; the Pearson correlation, over the subsets, between the attribution mass
+    ``Σ_{j∈S} φ_j`` and the output drop ``f(x) − f(x with x_S = baseline)``. The score is the
+    mean over points whose correlation is defined (both series vary); ``n_undefined`` counts
+    the others. All subsets of a chunk of points go through ``output_fn`` in one call.
+
+    Returns ``faithfulness_correlation``, ``n_points``, ``n_undefined``, ``subset_size``.
+    """
+    X = _matrix(X)
+    phi = _check_attribution(attribution, X)
+    n, n_features = X.shape
+    candidates = np.flatnonzero(_feature_mask(perturbable, n_features))
+    if n == 0 or candidates.size == 0:
+        raise ValueError("faithfulness_correlation needs a point and a perturbable feature")
+    k = min(int(subset_size), candidates.size)
+    gen = _rng(rng)
+    keys = gen.random((n, n_subsets, candidates.size))  # a random subset per row: k smallest
+    chosen = candidates[np.argsort(keys, axis=2)[:, :, :k]]  # (n, K, k)
+    in_subset = np.zeros((n, n_subsets, n_features), dtype=bool)
+    np.put_along_axis(in_subset, chosen, True, axis=2)
+    base = _per_feature(baseline, n_features, "baseline")
+    f_x = _outputs(output_fn, X)
+    target = _resolve_target(f_x, target)
+    f0 = _explained(f_x, target)
+    drops = np.empty((n, n_subsets))
+    for sl in _chunks(n, n_subsets, n_features):
+        m = sl.stop - sl.start
+        block = np.where(in_subset[sl], base, X[sl, None, :]).reshape(m * n_subsets, n_features)
+        tgt = None if target is None else np.repeat(target[sl], n_subsets)
+        out = _explained(_outputs(output_fn, block), tgt).reshape(m, n_subsets)
+        drops[sl] = f0[sl, None] - out
+    mass = np.einsum("nkf,nf->nk", in_subset, phi)
+    corr = _row_correlation(mass, drops)
+    defined = np.isfinite(corr)
+    return {
+        "faithfulness_correlation": float(corr[defined].mean()) if defined.any() else float("nan"),
+        "n_points": float(n),
+        "n_undefined": float((~defined).sum()),
+        "subset_size": float(k),
+    }
+
+
+def _row_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of ``a`` with the same row of ``b``; NaN where either
+    row is constant (up to float rounding)."""
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    na, nb = np.sqrt((a * a).sum(axis=1)), np.sqrt((b * b).sum(axis=1))
+    tiny = 1e-12 * np.maximum(1.0, np.maximum(np.abs(a).max(axis=1), np.abs(b).max(axis=1)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = (a * b).sum(axis=1) / (na * nb)
+    return np.where((na > tiny) & (nb > tiny), corr, np.nan)
+
+
+ExplainFn = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
+"""``explain_fn(Z, target) -> (m, F)``: the explanation at the rows of Z, of class ``target``."""
+
+
+def max_sensitivity(
+    explain_fn: ExplainFn,
+    X: np.ndarray,
+    *,
+    radius: float = 0.1,
+    n_perturbations: int = 10,
+    perturbable: np.ndarray | None = None,
+    target: np.ndarray | None = None,
+    rng: np.random.Generator | int | None = 0,
+) -> dict[str, float]:
+    """Stability of explanations (captum's ``sensitivity_max``), lower = more stable (0: the
+    explanation does not move).
+
+    Per point x: ``n_perturbations`` points x′ = x + u, u uniform in [−radius, radius] on each
+    perturbable feature; ``max_sensitivity`` is the mean over points of
+    max_{x′} ‖φ(x′) − φ(x)‖₂ / ‖φ(x)‖₂ and ``avg_sensitivity`` of the mean over x′ (points with
+    φ(x) = 0 are left out and counted in ``n_zero``). φ is ``explain_fn`` at the same class
+    ``target`` as at x; all perturbations of a chunk of points are explained in one call.
+
+    Returns ``max_sensitivity``, ``avg_sensitivity``, ``n_points``, ``n_zero``.
+    """
+    X = _matrix(X)
+    n, n_features = X.shape
+    gen = _rng(rng)
+    noise = gen.uniform(-radius, radius, size=(n, n_perturbations, n_features))
+    noise *= _perturbable(X, perturbable)[:, None, :]
+    phi_x = np.asarray(explain_fn(X, target), dtype=np.float64).reshape(n, -1)
+    norm = np.linalg.norm(phi_x, axis=1)
+    ratios = np.empty((n, n_perturbations))
+    for sl in _chunks(n, n_perturbations, n_features):
+        m = sl.stop - sl.start
+        Z = (X[sl, None, :] + noise[sl]).reshape(m * n_perturbations, n_features)
+        tgt = None if target is None else np.repeat(np.asarray(target)[sl], n_perturbations)
+        phi_z = np.asarray(explain_fn(Z, tgt), dtype=np.float64).reshape(m, n_perturbations, -1)
+        change = np.linalg.norm(phi_z - phi_x[sl, None, :], axis=2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratios[sl] = change / norm[sl, None]
+    nonzero = norm > 0
+    if not nonzero.any():
+        nan = float("nan")
+        return {
+            "max_sensitivity": nan,
+            "avg_sensitivity": nan,
+            "n_points": float(n),
+            "n_zero": float(n),
+        }
+    return {
+        "max_sensitivity": float(ratios[nonzero].max(axis=1).mean()),
+        "avg_sensitivity": float(ratios[nonzero].mean(axis=1).mean()),
+        "n_points": float(n),
+        "n_zero": float((~nonzero).sum()),
     }
 
 
