@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import free_port, load_script, run_cli
+from conftest import free_port, load_script, run_cli, stored_runs
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +51,13 @@ def test_a_sweep_through_the_tracking_server_lands_and_resumes(server, tmp_path)
     first = _sweep(server, tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     client = MlflowClient(tracking_uri=server.uri)
-    exp = client.get_experiment_by_name("mesobench")
-    runs = client.search_runs([exp.experiment_id])
+    runs = stored_runs(server.uri)
     status = sorted((r.data.tags["model"], r.info.status) for r in runs)
     assert status == [("debug_fail", "FAILED")] * 2 + [("logreg", "FINISHED")] * 2
+    (parent,) = [
+        r for r in stored_runs(server.uri, parents=True) if "mesobench.sweep_parent" in r.data.tags
+    ]
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
     # artifacts travel through the server
     logreg = next(r for r in runs if r.data.tags["model"] == "logreg")
     names = {a.path for a in client.list_artifacts(logreg.info.run_id)}
@@ -62,6 +65,6 @@ def test_a_sweep_through_the_tracking_server_lands_and_resumes(server, tmp_path)
 
     again = _sweep(server, tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    finished = client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'")
+    finished = [r for r in stored_runs(server.uri) if r.info.status == "FINISHED"]
     assert len(finished) == 2  # skipped, not duplicated
     assert "2 skipped" in again.stdout + again.stderr
