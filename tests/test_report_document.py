@@ -271,3 +271,59 @@ def test_a_metric_name_with_a_slash_writes_files_not_folders(tmp_path):
     assert (tmp_path / "fidelity_gt_gradient_mae_by_task.csv").is_file()
     ranks = pd.read_csv(tmp_path / "average_rank.csv").set_index("model")["average_rank"]
     assert ranks["c"] < ranks["a"]  # lower error ranks first: c has the lowest on t1
+
+
+def test_a_report_shows_bootstrap_intervals_and_ranks_fidelity_with_a_cd_diagram(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for t, task in enumerate(["t1", "t2", "t3", "t4"]):
+        for model, base, infid in (("a", 0.9, 0.1), ("b", 0.8, 0.3), ("c", 0.7, 0.2)):
+            for fold in range(3):
+                rows.append(
+                    {
+                        "run_key": f"{model}-{task}-{fold}",
+                        "run_id": f"{model}-{task}-{fold}-id",
+                        "model": model,
+                        "task": task,
+                        "fold": fold,
+                        "seed": 0,
+                        "status": "FINISHED",
+                        "start_time": 1,
+                        "auroc": base - 0.01 * t + rng.normal(0, 0.01),
+                        "fidelity/yeh_scaled_infidelity": infid + rng.normal(0, 0.01),
+                        "error": None,
+                    }
+                )
+    settings = document.ReportSettings(reference="a", key_version=None)
+    page = document.write_report(pd.DataFrame(rows), tmp_path, "t", settings=settings)
+    assert "mean [95% bootstrap interval] over folds" in page
+    ranking = pd.read_csv(tmp_path / "average_rank.csv").set_index("model")
+    assert (
+        ranking.loc["a", "rank_low"]
+        <= ranking.loc["a", "average_rank"]
+        <= ranking.loc["a", "rank_high"]
+    )
+    assert "| a | 1.000 [1.000, 1.000] |" in (tmp_path / "average_rank.md").read_text()
+    ranked = pd.read_csv(tmp_path / "fidelity_ranks.csv").set_index(["metric", "model"])
+    assert ranked.loc[("yeh_scaled_infidelity", "a"), "average_rank"] == 1.0  # lowest infidelity
+    assert (tmp_path / "cd_diagram_fidelity_yeh_scaled_infidelity.png").exists()
+    assert "### Fidelity ranked" in page
+
+
+def test_regenerating_from_a_runs_table_keeps_the_explanation_picture_and_its_text(tmp_path):
+    (tmp_path / "README.md").write_text(
+        f"# old\n\n{document.EXPLANATION_HEADER}\n\nLocal linear models of imn for test row 3."
+        f"\n\n![one instance explained](explanation.png)\n\n## Missing and failed runs\n\n"
+        f"{document.MARKER}\n"
+    )
+    (tmp_path / "explanation.png").write_bytes(b"\x89PNG old picture")
+    kept = document.kept_explanation(tmp_path)
+    settings = document.ReportSettings(reference="a", key_version=None)
+    for _ in range(2):  # twice: the page does not grow
+        page = document.write_report(_runs(), tmp_path, "t", settings=settings, explanations=kept)
+        kept = document.kept_explanation(tmp_path)
+    assert (tmp_path / "explanation.png").read_bytes() == b"\x89PNG old picture"
+    section = page.split(document.EXPLANATION_HEADER)[1].split("\n## ")[0]
+    assert section.count("_Kept from the report made from the MLflow store") == 1
+    assert "Local linear models of imn for test row 3." in section
+    assert document.kept_explanation(tmp_path / "nowhere") is None

@@ -111,3 +111,45 @@ def test_normalised_scores_span_zero_to_one_per_task_and_skip_flat_tasks():
     assert norm.loc["t2"].isna().all()  # every model ties: no information
     lower = stats.normalised_scores(scores, higher_is_better=False)
     assert lower.loc["t1"].tolist() == pytest.approx([0.0, 0.5, 1.0])
+
+
+# ---- bootstrap intervals and the Pareto front ---------------------------------------------------
+
+
+def test_bootstrap_over_tasks_brackets_the_mean_and_the_average_rank():
+    rng = np.random.default_rng(0)
+    scores = pd.DataFrame(
+        {"a": 0.8 + rng.normal(0, 0.02, 30), "b": 0.7 + rng.normal(0, 0.02, 30)},
+        index=[f"t{i}" for i in range(30)],
+    )
+    boot = stats.Bootstrap(n_resamples=500, seed=1)
+    mean_ci = stats.bootstrap_over_tasks(scores, boot)
+    for model in scores:
+        assert mean_ci.loc[model, "low"] < scores[model].mean() < mean_ci.loc[model, "high"]
+    assert mean_ci.loc["b", "high"] < mean_ci.loc["a", "low"]  # clearly apart
+    rank_ci = stats.bootstrap_over_tasks(scores, boot, higher_is_better=True)
+    assert (rank_ci.loc["a", "low"], rank_ci.loc["a", "high"]) == (1.0, 1.0)  # a always wins
+    again = stats.bootstrap_over_tasks(scores, boot)
+    pd.testing.assert_frame_equal(mean_ci, again)  # seeded
+
+
+def test_bootstrap_cells_give_an_interval_per_cell_and_none_for_a_single_fold():
+    runs = pd.DataFrame(
+        {
+            "task": ["t"] * 5 + ["u"],
+            "model": ["m"] * 5 + ["m"],
+            "auroc": [0.70, 0.72, 0.74, 0.76, 0.78, 0.9],
+        }
+    )
+    ci = stats.bootstrap_cells(runs, "auroc", stats.Bootstrap(n_resamples=400)).set_index("task")
+    assert 0.70 <= ci.loc["t", "low"] < 0.74 < ci.loc["t", "high"] <= 0.78
+    assert np.isnan(ci.loc["u", "low"]) and np.isnan(ci.loc["u", "high"])
+
+
+def test_the_pareto_front_keeps_the_models_no_other_beats_on_both_axes():
+    points = pd.DataFrame(
+        {"infidelity": [0.1, 0.2, 0.3, 0.15], "score": [0.80, 0.90, 0.85, 0.79]},
+        index=["faithful", "accurate", "dominated", "also_dominated"],
+    )
+    front = stats.pareto_front(points, "infidelity", "score")
+    assert list(front.index) == ["faithful", "accurate"]

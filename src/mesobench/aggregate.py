@@ -41,6 +41,7 @@ from mesobench.report import document, latest_per_key, plots
 from mesobench.report.parity import ParityReference, read_reference
 from mesobench.report.published import Target, read_published
 from mesobench.report.runs import PROVENANCE_COLUMNS, RUN_TAGS, SUITES_COLUMN, key_rules
+from mesobench.report.stats import Bootstrap
 from mesobench.tags import (
     GIT_COMMIT_TAG,
     GIT_DIRTY_TAG,
@@ -465,6 +466,11 @@ def settings_from(cfg: DictConfig) -> document.ReportSettings:
         models=models,
         explain_top_k=int(cfg.explain.top_k),
         key_version=_key_version(cfg.filters.key_version),
+        bootstrap=Bootstrap(
+            n_resamples=int(cfg.bootstrap.n_resamples),
+            confidence=float(cfg.bootstrap.confidence),
+            seed=int(cfg.bootstrap.seed),
+        ),
     )
     settings.direction()  # refuses a metric the registry does not know (without an override)
     return settings
@@ -644,13 +650,19 @@ def _read(cfg: DictConfig, table_path: Path | None, where: RunFilter) -> pd.Data
 
 def _explanations(
     cfg: DictConfig, runs: pd.DataFrame, table_path: Path | None
-) -> document.ExplanationInput | None:
+) -> document.ExplanationInput | document.KeptExplanation | None:
     """The runs' logged explanation samples for the picture (``explain.*``); a runs table has
-    none (they are artifacts in the store)."""
+    none (they are artifacts in the store): regenerating a report from its runs table keeps
+    the picture it has."""
     explain = cfg.explain
     if table_path is not None:
-        log.info("runs from %s: no MLflow store is read (no explanation picture)", table_path)
-        return None
+        kept = document.kept_explanation(Path(cfg.out_dir)) if explain.enabled else None
+        log.info(
+            "runs from %s: no MLflow store is read (%s)",
+            table_path,
+            "the explanation picture is kept" if kept else "no explanation picture",
+        )
+        return kept
     if not explain.enabled or runs.empty:
         return None
     return load_explanations(

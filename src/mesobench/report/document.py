@@ -64,6 +64,7 @@ class ReportSettings:
     infidelity: str | None = None  # None: first of INFIDELITY_PREFERENCE that was logged
     models: list[str] | None = None  # models that should be there (absent ones are "missing")
     explain_top_k: int = 12
+    bootstrap: stats.Bootstrap = field(default_factory=stats.Bootstrap)
     # runs of another run-key rule are left out; None: keep all
     key_version: str | None = RUN_KEY_VERSION
 
@@ -180,7 +181,7 @@ def write_report(
     settings: ReportSettings | None = None,
     *,
     source: str = "the MLflow store",
-    explanations: ExplanationInput | None = None,
+    explanations: ExplanationInput | KeptExplanation | None = None,
     comparison: Comparison | None = None,
     selection: str = "",
     parity: parity_mod.ParityReference | None = None,
@@ -201,7 +202,7 @@ def write_report(
     if metric not in keyed:
         keyed = keyed.assign(**{metric: float("nan")})
     models = expected_models(keyed, s.models)
-    summary = fold_summary(keyed, metric)
+    summary = with_intervals(fold_summary(keyed, metric), keyed, metric, s.bootstrap)
     long = metric_summary(keyed)
     treated = treat_missing(keyed, metric, s.missing, models=models, higher_is_better=s.direction())
     lines = _header_lines(keyed, models, title, command, source, selection, n_old_rule)
@@ -222,6 +223,19 @@ def write_report(
     page = "\n".join(lines)
     (out_dir / "README.md").write_text(page + "\n" + MARKER + "\n")
     return page
+
+
+def with_intervals(
+    summary: pd.DataFrame, keyed: pd.DataFrame, metric: str, boot: stats.Bootstrap
+) -> pd.DataFrame:
+    """``summary`` (per task and model) with the bootstrap interval of the mean over folds."""
+    if summary.empty or metric not in keyed:
+        return summary.assign(ci_low=np.nan, ci_high=np.nan)
+    done = keyed[keyed["status"].eq("FINISHED")]
+    ci = stats.bootstrap_cells(done, metric, boot).rename(
+        columns={"low": "ci_low", "high": "ci_high"}
+    )
+    return summary.merge(ci, on=["task", "model"], how="left")
 
 
 def _header_lines(
@@ -263,7 +277,7 @@ def _per_task_section(
     """The metric's mean ± std over folds per (task, model), every metric on its own page."""
     stem = file_stem(metric)
     cell_table = cells(keyed, metric, models)
-    wide = tables.wide_mean_std(summary, expected=cell_table)
+    wide = tables.wide_mean_ci(summary, expected=cell_table)
     keyed.to_csv(out_dir / "runs.csv", index=False)
     summary.to_csv(out_dir / f"{stem}_by_task.csv", index=False)
     long.to_csv(out_dir / "metrics_by_task.csv", index=False)
@@ -271,10 +285,12 @@ def _per_task_section(
     (out_dir / f"{stem}_by_task.tex").write_text(tables.latex_table(wide))
     (out_dir / "metrics_by_task.md").write_text(_every_metric_page(long, cell_table))
     lines = [
-        f"## {metric}: mean ± std over folds, per task",
+        f"## {metric}: mean [95% bootstrap interval] over folds, per task",
         "",
-        "(k/n): only k of the n expected runs finished; — : no finished run. Every other metric "
-        "per task: [metrics_by_task.md](metrics_by_task.md).",
+        "Intervals: percentile bootstrap of the mean over the cell's folds (resampled with "
+        "replacement; a cell of one fold has none); the standard deviations are in "
+        f"`{stem}_by_task.csv`. (k/n): only k of the n expected runs finished; — : no "
+        "finished run. Every other metric per task: [metrics_by_task.md](metrics_by_task.md).",
         "",
         tables.markdown_table(wide) if not wide.empty else "_(no finished runs)_\n",
     ]
@@ -320,7 +336,7 @@ def _across_tasks_section(treated: Treated, s: ReportSettings, out_dir: Path) ->
         f"Over the {len(scores)} task(s) where every model has a result. {treatment_line}"
         + left_out,
         "",
-        *_ranking_lines(scores, ranks, metric, hib, out_dir),
+        *_ranking_lines(scores, ranks, metric, hib, out_dir, s.bootstrap),
     ]
     fried = stats.friedman(scores)
     lines += _friedman_section(fried, ranks, scores, s.alpha, out_dir, hib)
@@ -339,17 +355,28 @@ def _across_tasks_section(treated: Treated, s: ReportSettings, out_dir: Path) ->
 
 
 def _ranking_lines(
-    scores: pd.DataFrame, ranks: pd.Series, metric: str, hib: bool, out_dir: Path
+    scores: pd.DataFrame,
+    ranks: pd.Series,
+    metric: str,
+    hib: bool,
+    out_dir: Path,
+    boot: stats.Bootstrap,
 ) -> list[str]:
     """The average-rank table (with normalised and mean scores) and its CSVs."""
     stem = file_stem(metric)
     rank_by_task = stats.rank_matrix(scores, hib)
     normalised = stats.normalised_scores(scores, hib)
+    rank_ci = stats.bootstrap_over_tasks(scores, boot, hib)
+    mean_ci = stats.bootstrap_over_tasks(scores, boot)
     ranking = pd.DataFrame(
         {
             "average_rank": ranks,
+            "rank_low": rank_ci["low"],
+            "rank_high": rank_ci["high"],
             f"normalised_{metric}": normalised.mean(axis=0),
             f"mean_{metric}": scores.mean(axis=0),
+            "mean_low": mean_ci["low"],
+            "mean_high": mean_ci["high"],
         }
     ).loc[ranks.index]
     ranking.index.name = "model"
@@ -364,9 +391,10 @@ def _ranking_lines(
         f"Normalised {metric}: per task (score − worst) / (best − worst) over the models, "
         "1 = best, averaged over tasks"
         + (f" ({n_flat} task(s) where all models tie are left out of it)" if n_flat else "")
-        + ".",
+        + f". [low, high]: {boot.confidence:.0%} percentile-bootstrap interval over the tasks "
+        f"(resampled with replacement, {boot.n_resamples} times, seed {boot.seed}).",
         "",
-        tables.write_table(ranking, out_dir, "average_rank"),
+        tables.write_table(ranking, out_dir, "average_rank", shown=tables.with_brackets(ranking)),
     ]
 
 
@@ -615,7 +643,8 @@ def _fidelity_section(
     fidelity_long = long[long["metric"].str.startswith("fidelity/")]
     fidelity_long.to_csv(out_dir / "fidelity_by_task.csv", index=False)
     lines += [
-        "Mean over tasks of the per-task mean (lower is better for every column). — : not "
+        "Mean over tasks of the per-task mean (lower is better except for insertion_auc and "
+        "faithfulness_correlation). — : not "
         "logged for that model — the LFR infidelity needs a local linear model (IMN-like "
         "models); Yeh infidelity and deletion need some attribution (TreeSHAP, gradient × "
         "input); a model with no attributions has none. Raw infidelities are in squared output units and dominated "
@@ -636,6 +665,7 @@ def _fidelity_section(
             *(f"- {g.model} on {g.task}: {g.reason}" for g in gaps.itertuples()),
         ]
         gaps.to_csv(out_dir / "fidelity_gaps.csv", index=False)
+    lines += _fidelity_ranks_section(long, s, out_dir)
     infidelity = s.infidelity or default_infidelity(long)
     if infidelity is None or infidelity not in set(long["metric"]):
         return lines + [f"_No `{s.infidelity}` logged: no {metric}-vs-infidelity plot._", ""]
@@ -655,10 +685,99 @@ def _fidelity_section(
     return lines
 
 
+def _fidelity_ranks_section(long: pd.DataFrame, s: ReportSettings, out_dir: Path) -> list[str]:
+    """Every fidelity metric with a direction ranked like the headline metric: average ranks
+    with bootstrap intervals over the tasks where every model that logged it has a value, the
+    Friedman test and a CD diagram each."""
+    rows, images = [], []
+    for metric in tables.FIDELITY_METRICS:
+        info = registry.METRICS.get(metric)
+        if info is None or info.higher_is_better is None or metric not in set(long["metric"]):
+            continue
+        part = long[long["metric"].eq(metric)]
+        scores = part.pivot(index="task", columns="model", values="mean").dropna()
+        if scores.shape[1] < 2 or scores.shape[0] < 2:
+            continue
+        hib = info.higher_is_better
+        ranks = stats.average_rank(scores, hib)
+        ci = stats.bootstrap_over_tasks(scores, s.bootstrap, hib)
+        fried = stats.friedman(scores)
+        cd = stats.critical_difference(scores.shape[1], scores.shape[0], s.alpha)
+        stem = file_stem(metric)
+        plots.cd_diagram(ranks, cd, out_dir / f"cd_diagram_{stem}.png", title=f"{metric}, Nemenyi")
+        images.append(f"![CD diagram of {metric}](cd_diagram_{stem}.png)")
+        for model, rank in ranks.items():
+            rows.append(
+                {
+                    "metric": metric.removeprefix("fidelity/"),
+                    "model": model,
+                    "average_rank": rank,
+                    "rank_low": ci.loc[model, "low"],
+                    "rank_high": ci.loc[model, "high"],
+                    "tasks": scores.shape[0],
+                    "friedman_p": fried.pvalue,
+                    "critical_difference": cd,
+                }
+            )
+    if not rows:
+        return []
+    ranked = pd.DataFrame(rows).set_index(["metric", "model"])
+    return [
+        "",
+        "### Fidelity ranked",
+        "",
+        "Each fidelity metric ranked across tasks like the headline metric (rank 1 = most "
+        "faithful by that metric's direction; over the tasks where every model that logged it "
+        f"has a value). [low, high]: {s.bootstrap.confidence:.0%} bootstrap interval over tasks; "
+        "friedman_p: Friedman test over those tasks; two models whose average ranks differ by "
+        "more than critical_difference (Nemenyi) differ significantly.",
+        "",
+        tables.write_table(ranked, out_dir, "fidelity_ranks", shown=tables.with_brackets(ranked)),
+        "",
+        *images,
+        "",
+    ]
+
+
+@dataclass
+class KeptExplanation:
+    """The explanation section and picture of the report being regenerated, kept as they were:
+    they were drawn from explanation samples in the MLflow store, which a runs table does not
+    carry (:func:`kept_explanation`)."""
+
+    lines: list[str]
+    picture: bytes
+
+
+EXPLANATION_HEADER = "## One instance explained"
+
+
+def kept_explanation(out_dir: Path) -> KeptExplanation | None:
+    """The explanation section and ``explanation.png`` of the report in ``out_dir``, if any."""
+    readme, png = out_dir / "README.md", out_dir / "explanation.png"
+    if not (readme.exists() and png.exists()):
+        return None
+    text = readme.read_text().split(EXPLANATION_HEADER, 1)
+    if len(text) != 2:
+        return None
+    body = text[1].split("\n## ", 1)[0].strip("\n").splitlines()
+    return KeptExplanation(body, png.read_bytes())
+
+
 def _explanation_section(
-    explanations: ExplanationInput | None, s: ReportSettings, out_dir: Path
+    explanations: ExplanationInput | KeptExplanation | None, s: ReportSettings, out_dir: Path
 ) -> list[str]:
-    lines = ["## One instance explained", ""]
+    lines = [EXPLANATION_HEADER, ""]
+    if isinstance(explanations, KeptExplanation):
+        (out_dir / "explanation.png").write_bytes(explanations.picture)
+        kept = [line for line in explanations.lines if not line.startswith("_Kept from")]
+        while kept and not kept[0].strip():
+            kept.pop(0)
+        note = (
+            "_Kept from the report made from the MLflow store: a runs table carries no "
+            "explanation samples, so this picture is not redrawn._"
+        )
+        return lines + [note, "", *kept, ""]
     if explanations is None:
         return lines + ["_Explanation picture not requested (`explain.enabled=false`)._", ""]
     for family in explanations.absent:

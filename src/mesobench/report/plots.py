@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mesobench.report.stats import cliques
+from mesobench.report.stats import cliques, pareto_front
 
 DPI = 150
 
@@ -86,7 +86,8 @@ def score_vs_infidelity(
     """Mean score against mean infidelity per model (large points), per task (faint points).
 
     ``per_task``: columns ``task, model, score, infidelity`` (per-task means). The trade-off
-    the project is about: up and to the left is accurate *and* faithful.
+    the project is about: up and to the left is accurate *and* faithful. The models whose
+    means no other model beats on both axes (the Pareto front) are circled and joined.
     """
     fig = Figure(figsize=(6.5, 4.5))
     ax = fig.add_subplot()
@@ -98,6 +99,20 @@ def score_vs_infidelity(
         ax.scatter([x], [y], color=colour, s=70, edgecolor="black", label=model, zorder=3)
         label = f"{model} ({rows['task'].nunique()} task(s))"
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    means = per_task.groupby("model")[["infidelity", "score"]].mean()
+    front = pareto_front(means, "infidelity", "score")
+    if len(front) > 1:
+        ax.plot(front["infidelity"], front["score"], "--", color="black", lw=1, zorder=2)
+    ax.scatter(
+        front["infidelity"],
+        front["score"],
+        s=160,
+        facecolors="none",
+        edgecolors="black",
+        linewidths=1.2,
+        zorder=4,
+        label="Pareto front (means)",
+    )
     values = per_task["infidelity"].to_numpy(dtype=float)
     positive = values[np.isfinite(values) & (values > 0)]
     if positive.size and positive.max() / positive.min() > 100 and (values > 0).all():
@@ -114,7 +129,9 @@ def score_vs_infidelity(
 
 
 def per_task_scores(summary: pd.DataFrame, metric: str, path: Path) -> Path:
-    """Dot plot of mean ± std over folds per task (rows) and model (markers)."""
+    """Dot plot of the mean over folds per task (rows) and model (markers), with the bootstrap
+    interval of the mean (``ci_low``/``ci_high``) as error bars, else ± std."""
+    with_ci = "ci_low" in summary
     tasks = sorted(summary["task"].unique())
     models = sorted(summary["model"].unique())
     colours = _colours(models)
@@ -124,10 +141,16 @@ def per_task_scores(summary: pd.DataFrame, metric: str, path: Path) -> Path:
     for offset, model in zip(offsets, models, strict=True):
         rows = summary[summary["model"].eq(model)].set_index("task").reindex(tasks)
         y = np.arange(len(tasks)) + offset
+        if with_ci:
+            below = (rows["mean"] - rows["ci_low"]).fillna(0.0).clip(lower=0.0)
+            above = (rows["ci_high"] - rows["mean"]).fillna(0.0).clip(lower=0.0)
+            xerr = np.vstack([below.to_numpy(), above.to_numpy()])
+        else:
+            xerr = rows["std"].fillna(0.0)
         ax.errorbar(
             rows["mean"],
             y,
-            xerr=rows["std"].fillna(0.0),
+            xerr=xerr,
             fmt="o",
             ms=4,
             capsize=2,
@@ -136,7 +159,9 @@ def per_task_scores(summary: pd.DataFrame, metric: str, path: Path) -> Path:
         )
     ax.set_yticks(np.arange(len(tasks)), tasks, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel(f"{metric}: mean ± std over folds")
+    ax.set_xlabel(
+        f"{metric}: mean over folds, " + ("95% bootstrap interval" if with_ci else "± std")
+    )
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _save(fig, path)

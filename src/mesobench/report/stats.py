@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -169,3 +170,84 @@ def win_tie_loss(
         )
     columns = ["model", "wins", "ties", "losses", "mean_delta", "wilcoxon_p"]
     return pd.DataFrame(rows, columns=columns).set_index("model")
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """Percentile-bootstrap settings (``bootstrap.*`` of ``conf/aggregate.yaml``)."""
+
+    n_resamples: int = 2000
+    confidence: float = 0.95
+    seed: int = 0
+
+    def bounds(self, samples: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The lower and upper percentile of ``samples`` along ``axis`` (NaN-aware)."""
+        tail = (1.0 - self.confidence) / 2.0 * 100.0
+        low, high = np.nanpercentile(samples, [tail, 100.0 - tail], axis=axis)
+        return low, high
+
+
+def bootstrap_over_tasks(
+    scores: pd.DataFrame, boot: Bootstrap, higher_is_better: bool | None = None
+) -> pd.DataFrame:
+    """Intervals per model (columns) from resampling the tasks (rows) with replacement.
+
+    ``higher_is_better=None``: the interval of the mean score over tasks; a bool: of the
+    average rank (a task's ranks do not depend on the other tasks, so resampling tasks
+    resamples rows of the rank matrix). One draw of task indices serves every model, so the
+    intervals of two models come from the same resampled benchmarks. Returns a frame indexed
+    by model with ``low`` and ``high``; NaN with fewer than two tasks.
+    """
+    values = (
+        scores.to_numpy(dtype=float)
+        if higher_is_better is None
+        else rank_matrix(scores, higher_is_better).to_numpy()
+    )
+    n = values.shape[0]
+    if n < 2:
+        nan = np.full(values.shape[1], np.nan)
+        return pd.DataFrame({"low": nan, "high": nan}, index=scores.columns)
+    rows = np.random.default_rng(boot.seed).integers(0, n, size=(boot.n_resamples, n))
+    with np.errstate(all="ignore"):
+        means = np.nanmean(values[rows], axis=1)  # (B, k)
+    low, high = boot.bounds(means)
+    return pd.DataFrame({"low": low, "high": high}, index=scores.columns)
+
+
+def bootstrap_cells(
+    runs: pd.DataFrame, value: str, boot: Bootstrap, by: tuple[str, ...] = ("task", "model")
+) -> pd.DataFrame:
+    """Interval of the mean of ``value`` over the runs (folds) of each ``by`` cell: columns
+    ``*by``, ``low``, ``high`` (NaN for a cell of fewer than two runs). Vectorised per fold
+    count: the cells with n runs share one (B, n) draw of indices."""
+    rng = np.random.default_rng(boot.seed)
+    frames = []
+    groups = runs.dropna(subset=[value]).groupby(list(by), sort=True)[value]
+    by_size: dict[int, list[tuple[Any, np.ndarray]]] = {}
+    for key, series in groups:
+        by_size.setdefault(len(series), []).append((key, series.to_numpy(dtype=float)))
+    for size, members in sorted(by_size.items()):
+        keys = [k if isinstance(k, tuple) else (k,) for k, _ in members]
+        if size < 2:
+            low = high = np.full(len(members), np.nan)
+        else:
+            data = np.stack([v for _, v in members])  # (cells, n)
+            idx = rng.integers(0, size, size=(boot.n_resamples, size))
+            low, high = boot.bounds(data[:, idx].mean(axis=2), axis=1)
+        frame = pd.DataFrame(keys, columns=list(by))
+        frames.append(frame.assign(low=low, high=high))
+    if not frames:
+        return pd.DataFrame(columns=[*by, "low", "high"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def pareto_front(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """The rows not dominated when lower ``x`` and higher ``y`` are better (e.g. infidelity and
+    AUROC), sorted by ``x``: no other row is at least as good on both and better on one."""
+    ordered = points.dropna(subset=[x, y]).sort_values([x, y], ascending=[True, False])
+    keep, best = [], -np.inf
+    for label, row in ordered.iterrows():
+        if row[y] > best:
+            keep.append(label)
+            best = row[y]
+    return ordered.loc[keep]

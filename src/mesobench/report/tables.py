@@ -23,6 +23,10 @@ FIDELITY_METRICS = [
     "fidelity/yeh_infidelity",
     "fidelity/yeh_scaled_infidelity",
     "fidelity/deletion_auc",
+    "fidelity/insertion_auc",
+    "fidelity/faithfulness_correlation",
+    "fidelity/max_sensitivity",
+    "fidelity/avg_sensitivity",
     "fidelity/gt_gradient_mae",
     "fidelity/gt_attribution_mae",
     "fidelity/gt_coef_mae",
@@ -40,6 +44,16 @@ def wide_mean_std(
     With ``expected`` (the cells table) an incomplete cell is marked "(2/3)": 2 of 3 expected
     runs finished — so a reader sees at once which means rest on fewer folds.
     """
+
+    def mean_std(r: pd.Series) -> str:
+        std = 0.0 if np.isnan(r["std"]) else r["std"]
+        return f"{r['mean']:.{digits}f} ± {std:.{digits}f}"
+
+    return _wide(summary, mean_std, expected)
+
+
+def _wide(summary: pd.DataFrame, text_of, expected: pd.DataFrame | None) -> pd.DataFrame:
+    """Tasks × models of ``text_of(row)``, incomplete cells marked "(k/n)" or "(1 fold)"."""
     if summary.empty:
         return pd.DataFrame()
     counts = {}
@@ -52,8 +66,7 @@ def wide_mean_std(
         }
 
     def cell(r: pd.Series) -> str:
-        std = 0.0 if np.isnan(r["std"]) else r["std"]
-        text = f"{r['mean']:.{digits}f} ± {std:.{digits}f}"
+        text = text_of(r)
         wanted = counts.get((r["task"], r["model"]))
         if wanted is not None and r["n_folds"] < wanted:
             text += f" ({int(r['n_folds'])}/{int(wanted)})"
@@ -68,6 +81,46 @@ def wide_mean_std(
         models = sorted(set(expected["model"]) | set(table.columns))
         table = table.reindex(columns=models)
     return table.fillna(MISSING).sort_index()
+
+
+def wide_mean_ci(
+    summary: pd.DataFrame, digits: int = 4, expected: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Tasks × models table of "mean [low, high]" strings (the bootstrap interval over folds,
+    columns ``ci_low``/``ci_high`` of ``summary``); otherwise as :func:`wide_mean_std`."""
+    if summary.empty or "ci_low" not in summary:
+        return wide_mean_std(summary, digits, expected)
+
+    def interval(r: pd.Series) -> str:
+        if np.isnan(r["ci_low"]):
+            return f"{r['mean']:.{digits}f}"
+        return f"{r['mean']:.{digits}f} [{r['ci_low']:.{digits}f}, {r['ci_high']:.{digits}f}]"
+
+    return _wide(summary, interval, expected)
+
+
+def with_brackets(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """``x``, ``x_low``/``x_high`` → one "x [low, high]" column per interval, for reading:
+    pairs named ``rank_low``/``rank_high`` go with ``average_rank``, ``mean_low``/``mean_high``
+    with the ``mean_*`` column."""
+    shown = frame.copy()
+    for prefix in ("rank", "mean"):
+        low, high = f"{prefix}_low", f"{prefix}_high"
+        if low not in shown:
+            continue
+        target = (
+            "average_rank"
+            if prefix == "rank"
+            else next(c for c in shown.columns if c.startswith("mean_") and c not in (low, high))
+        )
+        shown[target] = [
+            f"{v:.{digits}f}"
+            if np.isnan(lo)
+            else f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+            for v, lo, hi in zip(shown[target], shown[low], shown[high], strict=True)
+        ]
+        shown = shown.drop(columns=[low, high])
+    return shown
 
 
 def per_model_over_tasks(summary: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
@@ -184,13 +237,21 @@ def latex_table(frame: pd.DataFrame, index: bool = True, floatfmt: str = ".4f") 
 
 
 def write_table(
-    frame: pd.DataFrame, out_dir: Path, name: str, index: bool = True, floatfmt: str = ".4f"
+    frame: pd.DataFrame,
+    out_dir: Path,
+    name: str,
+    index: bool = True,
+    floatfmt: str = ".4f",
+    shown: pd.DataFrame | None = None,
 ) -> str:
-    """Write ``name.md``, ``name.csv`` and ``name.tex``; return the markdown."""
-    text = markdown_table(frame, index=index, floatfmt=floatfmt)
+    """Write ``name.md``, ``name.csv`` and ``name.tex``; return the markdown. ``shown``: what
+    the markdown and LaTeX show instead of ``frame`` (e.g. "x [low, high]" strings), while the
+    CSV keeps the numbers."""
+    shown = frame if shown is None else shown
+    text = markdown_table(shown, index=index, floatfmt=floatfmt)
     (out_dir / f"{name}.md").write_text(text)
     frame.to_csv(out_dir / f"{name}.csv", index=index)
-    (out_dir / f"{name}.tex").write_text(latex_table(frame, index=index, floatfmt=floatfmt))
+    (out_dir / f"{name}.tex").write_text(latex_table(shown, index=index, floatfmt=floatfmt))
     return text
 
 
