@@ -480,9 +480,17 @@ def test_evaluate_scores_a_local_linear_model_and_is_deterministic():
         "fidelity/yeh_infidelity",
         "fidelity/yeh_scaled_infidelity",
         "fidelity/deletion_auc",
+        "fidelity/insertion_auc",
+        "fidelity/faithfulness_correlation",
+        "fidelity/max_sensitivity",
+        "fidelity/avg_sensitivity",
     }
     assert result.metrics["fidelity/lfr_infidelity"] < 1e-20
     assert result.metrics["fidelity/yeh_infidelity"] < 1e-20
+    # a linear logit explained by its own weights: the weights never move, the impacts are exact
+    assert abs(result.metrics["fidelity/max_sensitivity"]) < 1e-6
+    assert result.metrics["fidelity/faithfulness_correlation"] == pytest.approx(1.0, abs=1e-9)
+    assert result.metrics["fidelity/insertion_auc"] > 0 > result.metrics["fidelity/deletion_auc"]
     assert result.params["fidelity.n_points"] == 50
     assert result.metrics == fd.evaluate(logreg, X, kind="binary", seed=0, config=config).metrics
 

@@ -446,7 +446,8 @@ def _as_dict(value: Any) -> dict[str, Any]:
 
 
 def _key_version(value: Any) -> str | None:
-    """``filters.key_version``: ``current`` (the runner's rule), ``any`` (None) or a version."""
+    """``filters.key_version``: ``latest`` (the newest rule among the runs), ``current`` (the
+    runner's rule), ``any`` (None) or a version."""
     if value in (None, "any"):
         return None
     return RUN_KEY_VERSION if value == "current" else str(value)

@@ -21,13 +21,15 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(_canonical(obj).encode()).hexdigest()[:length]
 
 
-RUN_KEY_VERSION = "3"
+RUN_KEY_VERSION = "4"
 """Version of the run-key rule, logged as tag ``mesobench.run_key_version``. Version 1 hashed a
 hand-picked list of sections (model, preprocessing, validation, task, fold, seed, device); version
 2 hashes the whole resolved config minus :data:`BOOKKEEPING_KEYS`; version 3 is version 2 with
 the knobs of the experiments (``preprocessing.standardise_numeric``, ``hpo.sampler``,
-``hpo.models``). Runs of another version are redone by the runner (their keys differ) and left
-out by the aggregator, never mixed.
+``hpo.models``); version 4 adds the settings of the insertion, faithfulness-correlation and
+stability metrics (``fidelity.faithfulness_*``, ``fidelity.sensitivity_*``). Runs of another
+version are redone by the runner (their keys differ) and left out by the aggregator, never
+mixed.
 
 Adding a knob to ``conf/config.yaml`` changes every run key (the knob is hashed), so the runs
 made before it would show up in a report as a second configuration of each model. The version
@@ -35,7 +37,7 @@ therefore moves with the config's keys: ``tests/test_run_key.py`` fails when
 :func:`schema_fingerprint` of the composed config differs from :data:`SCHEMA_FINGERPRINT`,
 saying to bump the version and record the new fingerprint."""
 
-SCHEMA_FINGERPRINT = "3b6345e04ed86264"
+SCHEMA_FINGERPRINT = "7bbd0026cc76e044"
 """:func:`schema_fingerprint` of the config this :data:`RUN_KEY_VERSION` was declared for."""
 
 BOOKKEEPING_KEYS: tuple[str, ...] = (

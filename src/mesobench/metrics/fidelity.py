@@ -27,6 +27,15 @@ name                                   definition                               
 ``deletion_auc``                       normalised area under the deletion curve,       lower
                                        relative to the straight line (0 ≈ random
                                        order, < 0 = faithful)
+``insertion_auc``                      the mirror of deletion: features put back from  higher
+                                       the baseline in attribution order (> 0 =
+                                       faithful, 0 ≈ random order)
+``faithfulness_correlation``           Pearson corr., over random subsets S, of        higher
+                                       Σ_S φ and f(x) − f(x_S = baseline) (Bhatt 2020)
+``max_sensitivity``                    max over x′ in an L∞ ball of radius r of        lower
+                                       ‖φ(x′) − φ(x)‖ / ‖φ(x)‖ (captum); φ = w(x) for
+                                       ``explain`` models, else the attribution
+``avg_sensitivity``                    the same with the mean over x′                  lower
 ``gt_gradient_mae``                    mean |w_raw(x) − ∇f_true(x)| (synthetic)        lower
 ``gt_intercept_mae``                   mean |b_raw(x) − (f_true(x) − ∇f_true(x)·x)|    lower
 ``gt_attribution_mae``                 mean |φ(x) − (x − x_ref) ⊙ ∇f_true(x)|          lower
@@ -588,7 +597,7 @@ def max_sensitivity(
     explain_fn: ExplainFn,
     X: np.ndarray,
     *,
-    radius: float = 0.1,
+    radius: float | np.ndarray = 0.1,
     n_perturbations: int = 10,
     perturbable: np.ndarray | None = None,
     target: np.ndarray | None = None,
@@ -608,8 +617,8 @@ def max_sensitivity(
     X = _matrix(X)
     n, n_features = X.shape
     gen = _rng(rng)
-    noise = gen.uniform(-radius, radius, size=(n, n_perturbations, n_features))
-    noise *= _perturbable(X, perturbable)[:, None, :]
+    noise = gen.uniform(-1.0, 1.0, size=(n, n_perturbations, n_features))
+    noise *= _per_feature(radius, n_features, "radius") * _perturbable(X, perturbable)[:, None, :]
     phi_x = np.asarray(explain_fn(X, target), dtype=np.float64).reshape(n, -1)
     norm = np.linalg.norm(phi_x, axis=1)
     ratios = np.empty((n, n_perturbations))
@@ -930,7 +939,9 @@ class FidelityConfig:
     sample_size: test rows scored (a seeded sample; None = all).
     neighborhood, sigma, n_neighbors, k_nearest: LFR neighbourhoods (see :func:`draw_neighbors`).
     yeh_perturbation, yeh_noise_std, yeh_n_perturbations: see :func:`yeh_infidelity`.
-    deletion_steps: see :func:`deletion_auc`.
+    deletion_steps: see :func:`deletion_auc` (also the steps of :func:`insertion_auc`).
+    faithfulness_subset_size, faithfulness_n_subsets: see :func:`faithfulness_correlation`.
+    sensitivity_radius, sensitivity_n_perturbations: see :func:`max_sensitivity`.
     """
 
     sample_size: int | None
@@ -942,6 +953,10 @@ class FidelityConfig:
     yeh_noise_std: float
     yeh_n_perturbations: int
     deletion_steps: int
+    faithfulness_subset_size: int
+    faithfulness_n_subsets: int
+    sensitivity_radius: float
+    sensitivity_n_perturbations: int
 
     def neighbourhood(self) -> dict[str, Any]:
         """The :func:`lfr_infidelity` arguments that define the LFR neighbourhoods, so the test
@@ -1001,7 +1016,8 @@ def evaluate(
         return result
     rows = sample_rows(len(X), config.sample_size, seed)
     X_s = _take(X, rows)
-    rng_lfr, rng_yeh = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    streams = np.random.SeedSequence(seed).spawn(4)  # children 0, 1 as before the new metrics
+    rng_lfr, rng_yeh, rng_faith, rng_stab = (np.random.default_rng(s) for s in streams)
     result.params.update({"fidelity.n_points": len(rows), "fidelity.attribution": method})
     space = perturbation_space(X_s, output_function(estimator, kind), result.notes)
     result.params["fidelity.n_features_perturbed"] = int(space.perturbable.sum())
@@ -1011,6 +1027,9 @@ def evaluate(
         result.metrics.update(_lfr_metrics(attr, space, config, ref, rng_lfr))
     if space.perturbable.any():
         result.metrics.update(_perturbation_metrics(attr, space, config, rng_yeh))
+        result.metrics.update(_faithfulness_metrics(attr, space, config, rng_faith))
+        explain_fn = _explanation_function(estimator, kind, space.decode)
+        result.metrics.update(_stability_metrics(explain_fn, attr, space, config, rng_stab))
     else:
         result.notes.append("fidelity: no numeric feature to perturb; Yeh / deletion skipped")
     if truth is not None and X_raw is not None:
@@ -1029,6 +1048,7 @@ class PerturbationSpace:
     baseline: np.ndarray
     noise_scale: np.ndarray
     output: Callable[[np.ndarray], np.ndarray]
+    decode: Callable[[np.ndarray], Any] = lambda Z: Z  # Z → what the estimator reads
 
 
 def perturbation_space(
@@ -1059,7 +1079,7 @@ def perturbation_space(
             "by the Yeh / deletion metrics; numeric baseline = mean of the scored rows"
         )
     return PerturbationSpace(
-        Z, perturbable, baseline, noise_scale, lambda A: output(codec.decode(A))
+        Z, perturbable, baseline, noise_scale, lambda A: output(codec.decode(A)), codec.decode
     )
 
 
@@ -1109,6 +1129,65 @@ def _perturbation_metrics(
         "fidelity/yeh_infidelity": yeh["infidelity"],
         "fidelity/yeh_scaled_infidelity": yeh["scaled_infidelity"],
         "fidelity/deletion_auc": deletion["deletion_auc"],
+    }
+
+
+def _faithfulness_metrics(
+    attr: Any, space: PerturbationSpace, cfg: FidelityConfig, rng: Any
+) -> dict[str, float]:
+    """Insertion AUC and faithfulness correlation, on the same rows, baseline and mask as the
+    deletion curve."""
+    common = dict(baseline=space.baseline, perturbable=space.perturbable, target=attr.target)
+    insertion = insertion_auc(
+        attr.values, space.output, space.Z, n_steps=cfg.deletion_steps, **common
+    )
+    correlation = faithfulness_correlation(
+        attr.values,
+        space.output,
+        space.Z,
+        subset_size=cfg.faithfulness_subset_size,
+        n_subsets=cfg.faithfulness_n_subsets,
+        rng=rng,
+        **common,
+    )
+    return {
+        "fidelity/insertion_auc": insertion["insertion_auc"],
+        "fidelity/faithfulness_correlation": correlation["faithfulness_correlation"],
+    }
+
+
+def _explanation_function(estimator: Any, kind: str, decode: Callable) -> ExplainFn:
+    """The explanation whose stability is measured, at the rows of Z for class ``target``: the
+    local weights w(x) of ``explain`` (what an interpretable model shows; constant for a
+    linear model), TreeSHAP contributions, or gradient × input."""
+    method = attribution_method(estimator)
+
+    def explain_fn(Z: np.ndarray, target: np.ndarray | None) -> np.ndarray:
+        X = decode(Z)
+        if method == "local_linear":
+            return _pick(np.asarray(estimator.explain(X).weights, dtype=np.float64), target)
+        if method == "treeshap":
+            return _pick(np.asarray(estimator.contributions(X)[0], dtype=np.float64), target)
+        return Z * np.asarray(estimator.input_gradients(X, target=target), dtype=np.float64)
+
+    return explain_fn
+
+
+def _stability_metrics(
+    explain_fn: ExplainFn, attr: Any, space: PerturbationSpace, cfg: FidelityConfig, rng: Any
+) -> dict[str, float]:
+    sensitivity = max_sensitivity(
+        explain_fn,
+        space.Z,
+        radius=cfg.sensitivity_radius * space.noise_scale,
+        n_perturbations=cfg.sensitivity_n_perturbations,
+        perturbable=space.perturbable,
+        target=attr.target,
+        rng=rng,
+    )
+    return {
+        "fidelity/max_sensitivity": sensitivity["max_sensitivity"],
+        "fidelity/avg_sensitivity": sensitivity["avg_sensitivity"],
     }
 
 

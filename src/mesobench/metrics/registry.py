@@ -93,6 +93,30 @@ METRICS: dict[str, MetricInfo] = {
             "area under the deletion curve relative to the straight line (< 0 = faithful order)",
         ),
         _m(
+            "fidelity/insertion_auc",
+            True,
+            "scale-free",
+            "area under the insertion curve relative to the straight line (> 0 = faithful order)",
+        ),
+        _m(
+            "fidelity/faithfulness_correlation",
+            True,
+            "scale-free",
+            "Pearson correlation of attribution mass and output drop over random feature subsets",
+        ),
+        _m(
+            "fidelity/max_sensitivity",
+            False,
+            "scale-free",
+            "max over perturbations of ||phi(x') - phi(x)|| / ||phi(x)|| (0 = stable explanation)",
+        ),
+        _m(
+            "fidelity/avg_sensitivity",
+            False,
+            "scale-free",
+            "mean over perturbations of ||phi(x') - phi(x)|| / ||phi(x)||",
+        ),
+        _m(
             "fidelity/gt_gradient_mae",
             False,
             "target units",

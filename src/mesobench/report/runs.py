@@ -75,16 +75,31 @@ def key_rules(runs: pd.DataFrame) -> pd.Series:
     return rules.astype(object).where(rules.notna(), "1").astype(str)
 
 
+LATEST_RULE = "latest"
+"""``filters.key_version=latest``: the newest run-key rule among the selected runs. A committed
+runs table of an older rule then still makes its report, and a store where an experiment was
+rerun under the runner's rule reports those runs; rules are never mixed."""
+
+
+def newest_rule(versions: pd.Series) -> str | None:
+    """The highest run-key rule (numerically) among ``versions``; None if there is none."""
+    numbers = pd.to_numeric(versions, errors="coerce").dropna()
+    return None if numbers.empty else str(int(numbers.max()))
+
+
 def split_key_versions(runs: pd.DataFrame, current: str | None) -> tuple[pd.DataFrame, int]:
     """``(runs keyed by the run-key rule ``current``, how many others were left out)``.
 
     Runs keyed by another rule (older stores: no ``key_version``) cannot be matched with current
     runs of the same configuration, so counting both would count a fold twice; the runner redoes
     them under the current rule instead. ``current=None`` keeps every run; so does a table
-    without the column (made elsewhere).
+    without the column (made elsewhere); ``current="latest"`` keeps the newest rule present
+    (:data:`LATEST_RULE`).
     """
     if current is None or runs.empty or "key_version" not in runs:
         return runs, 0
+    if current == LATEST_RULE:
+        current = newest_rule(runs["key_version"])
     current_rule = runs["key_version"].astype("string").eq(str(current)).fillna(False)
     return runs[current_rule], int((~current_rule).sum())
 
