@@ -291,6 +291,7 @@ def test_a_report_shows_bootstrap_intervals_and_ranks_fidelity_with_a_cd_diagram
                         "start_time": 1,
                         "auroc": base - 0.01 * t + rng.normal(0, 0.01),
                         "fidelity/yeh_scaled_infidelity": infid + rng.normal(0, 0.01),
+                        "fidelity/max_sensitivity": 2 * infid + rng.normal(0, 0.01),
                         "error": None,
                     }
                 )
@@ -308,6 +309,8 @@ def test_a_report_shows_bootstrap_intervals_and_ranks_fidelity_with_a_cd_diagram
     assert ranked.loc[("yeh_scaled_infidelity", "a"), "average_rank"] == 1.0  # lowest infidelity
     assert (tmp_path / "cd_diagram_fidelity_yeh_scaled_infidelity.png").exists()
     assert "### Fidelity ranked" in page
+    assert (tmp_path / "auroc_vs_stability.png").exists()  # accuracy against stability
+    assert "![auroc vs stability](auroc_vs_stability.png)" in page
 
 
 def test_regenerating_from_a_runs_table_keeps_the_explanation_picture_and_its_text(tmp_path):

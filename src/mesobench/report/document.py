@@ -669,20 +669,41 @@ def _fidelity_section(
     infidelity = s.infidelity or default_infidelity(long)
     if infidelity is None or infidelity not in set(long["metric"]):
         return lines + [f"_No `{s.infidelity}` logged: no {metric}-vs-infidelity plot._", ""]
-    x = long[long["metric"].eq(infidelity)][["task", "model", "mean"]]
+    lines += _trade_off_plot(summary, long, models, metric, infidelity, "infidelity", out_dir)
+    if STABILITY_METRIC in set(long["metric"]):
+        lines += _trade_off_plot(
+            summary, long, models, metric, STABILITY_METRIC, "stability", out_dir
+        )
+    return lines
+
+
+STABILITY_METRIC = "fidelity/max_sensitivity"
+
+
+def _trade_off_plot(
+    summary: pd.DataFrame,
+    long: pd.DataFrame,
+    models: list[str],
+    metric: str,
+    x_metric: str,
+    what: str,
+    out_dir: Path,
+) -> list[str]:
+    """The headline metric against a lower-is-better explanation metric, Pareto front marked."""
+    x = long[long["metric"].eq(x_metric)][["task", "model", "mean"]]
     both = summary[["task", "model", "mean"]].merge(x, on=["task", "model"], suffixes=("", "_x"))
     both = both.rename(columns={"mean": "score", "mean_x": "infidelity"})
     without = sorted(set(models) - set(both["model"]))
-    name = f"{file_stem(metric)}_vs_infidelity.png"
-    plots.score_vs_infidelity(both, metric, infidelity, out_dir / name, without)
-    lines += [
-        f"{metric} against `{infidelity}` per model (large points: means over tasks; faint: "
-        "per task)." + (f" Not shown (no attributions): {', '.join(without)}." if without else ""),
+    name = f"{file_stem(metric)}_vs_{what}.png"
+    plots.score_vs_infidelity(both, metric, x_metric, out_dir / name, without)
+    return [
+        f"{metric} against `{x_metric}` per model (large points: means over tasks; faint: "
+        "per task; circled and joined: the Pareto front of the means)."
+        + (f" Not shown (no attributions): {', '.join(without)}." if without else ""),
         "",
-        f"![{metric} vs infidelity]({name})",
+        f"![{metric} vs {what}]({name})",
         "",
     ]
-    return lines
 
 
 def _fidelity_ranks_section(long: pd.DataFrame, s: ReportSettings, out_dir: Path) -> list[str]:

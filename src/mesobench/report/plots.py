@@ -117,7 +117,8 @@ def score_vs_infidelity(
     positive = values[np.isfinite(values) & (values > 0)]
     if positive.size and positive.max() / positive.min() > 100 and (values > 0).all():
         ax.set_xscale("log")
-    ax.set_xlabel(f"{infidelity} (lower = more faithful)")
+    better = "more stable" if "sensitivity" in infidelity else "more faithful"
+    ax.set_xlabel(f"{infidelity} (lower = {better})")
     ax.set_ylabel(f"{metric} (mean over folds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
