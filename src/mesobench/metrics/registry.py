@@ -142,6 +142,11 @@ METRICS: dict[str, MetricInfo] = {
         ),
         # searches inside a run (their last step's value; the history is in the run)
         _m("hpo/validation_score", True, "scale-free", "validation score of the last HPO trial"),
+        # per-epoch training curves of the torch models (step = epoch; the table holds the last)
+        _m("train/loss", None, "output units", "mean training loss of the epoch (last epoch)"),
+        _m("train/lr", None, "count", "learning rate at the end of the epoch (last epoch)"),
+        _m("train/val_score", None, "scale-free", "early-stopping validation score (last epoch)"),
+        _m("train/epoch_seconds", None, "seconds", "wall time of the epoch's steps (last epoch)"),
         _m("gamma_search/chosen_gamma", None, "count", "the γ the in-run search chose"),
         _m("gamma_search/gamma", None, "count", "γ of the last grid point tried"),
         _m("gamma_search/D", True, "scale-free", "γ search: prediction quality of the last point"),
