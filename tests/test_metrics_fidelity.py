@@ -13,6 +13,7 @@ from mesobench.models import (
     CatBoostClassifier,
     CatBoostRegressor,
     Explanation,
+    IMNClassifier,
     LogisticRegressionClassifier,
     RandomForestClassifier,
     TabResNetClassifier,
@@ -604,3 +605,20 @@ def test_sensitivity_perturbs_only_perturbable_features_and_is_seeded():
     assert max_sensitivity(first, X, perturbable=only_last)["max_sensitivity"] == 0.0
     impact = lambda Z, target: Z * w  # noqa: E731
     assert max_sensitivity(impact, X, rng=3) == max_sensitivity(impact, X, rng=3)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_imn_and_xgboost_get_insertion_faithfulness_and_stability(n_classes):
+    X, y = _class_data(n_classes)
+    config = _config(sample_size=60, n_neighbors=3, yeh_n_perturbations=3)
+    models = {
+        "imn": IMNClassifier(epochs=3, hidden_size=8, random_state=0, n_jobs=1),
+        "xgboost": XGBoostClassifier(n_estimators=10, random_state=0, n_jobs=1),
+    }
+    kind = "binary" if n_classes == 2 else "multiclass"
+    for name, model in models.items():
+        metrics = fd.evaluate(model.fit(X, y), X, kind=kind, seed=0, config=config).metrics
+        for metric in ("insertion_auc", "faithfulness_correlation", "max_sensitivity"):
+            assert np.isfinite(metrics[f"fidelity/{metric}"]), (name, metric)
+        assert -1.0 <= metrics["fidelity/faithfulness_correlation"] <= 1.0
+        assert metrics["fidelity/max_sensitivity"] >= metrics["fidelity/avg_sensitivity"] > 0
