@@ -633,9 +633,7 @@ def attach_to_sweep_parents(cfg: DictConfig, runs: pd.DataFrame, out_dir: Path) 
     sweeps = sorted({str(s) for s in runs.get("sweep_id", pd.Series(dtype=str)).dropna()})
     if not sweeps or len(sweeps) > MAX_PARENTS:
         return []
-    tracker = Tracker(
-        cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.get("artifact_location")
-    )
+    tracker = Tracker.from_config(cfg.tracking)
     parents = [p for p in (sweep_parent.find(tracker, s) for s in sweeps) if p is not None]
     for parent in parents:
         retrying(tracker.client.log_artifacts, parent, str(out_dir), "report")

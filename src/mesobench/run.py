@@ -149,12 +149,7 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
     from mesobench import tracking
 
     request = build_request(cfg)
-    tracker = tracking.Tracker(
-        cfg.tracking.uri,
-        cfg.tracking.experiment,
-        cfg.tracking.get("artifact_location"),
-        sqlite_wal=bool(cfg.tracking.get("sqlite_wal", True)),
-    )
+    tracker = tracking.Tracker.from_config(cfg.tracking)
     guards = request.plain["guards"]
     claim = tracker.claim(
         request.key,

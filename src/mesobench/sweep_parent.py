@@ -98,16 +98,6 @@ def sweep_id_of(config: DictConfig) -> str:
     return str(config.get("sweep_id") or Path(config.hydra.sweep.dir).name)
 
 
-def _tracker(config: DictConfig) -> Tracker:
-    tracking = config.tracking
-    return Tracker(
-        tracking.uri,
-        tracking.experiment,
-        tracking.get("artifact_location"),
-        sqlite_wal=bool(tracking.get("sqlite_wal", True)),
-    )
-
-
 def _command(config: DictConfig) -> str:
     overrides = list(OmegaConf.select(config, "hydra.overrides.task", default=[]) or [])
     return run_note.command_line(["-m", *overrides])
@@ -118,7 +108,7 @@ class SweepParentRun(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
-            tracker = _tracker(config)
+            tracker = Tracker.from_config(config.tracking)
             run_id = open_parent(tracker, sweep_id_of(config), _command(config))
             log.info("[sweep] parent run %s (the sweep's runs are nested under it)", run_id)
         except Exception as exc:  # a convenience: never break a sweep over it
@@ -128,7 +118,7 @@ class SweepParentRun(Callback):
         if not progress.in_multirun(config):
             return
         try:
-            tracker = _tracker(config)
+            tracker = Tracker.from_config(config.tracking)
             run_id = find(tracker, sweep_id_of(config))
             if run_id is not None:
                 log_progress(tracker, run_id, Path(config.hydra.sweep.dir))
@@ -137,7 +127,7 @@ class SweepParentRun(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         try:
-            tracker = _tracker(config)
+            tracker = Tracker.from_config(config.tracking)
             sweep_id = sweep_id_of(config)
             run_id = find(tracker, sweep_id)
             if run_id is not None:

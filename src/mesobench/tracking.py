@@ -228,6 +228,16 @@ class Tracker:
             if db is not None and sqlite_wal:
                 _enable_wal(db)
 
+    @classmethod
+    def from_config(cls, tracking: Mapping[str, Any]) -> Tracker:
+        """The tracker of a ``tracking`` config section (``conf/tracking/*.yaml``)."""
+        return cls(
+            tracking["uri"],
+            tracking["experiment"],
+            tracking.get("artifact_location"),
+            sqlite_wal=bool(tracking.get("sqlite_wal", True)),
+        )
+
     def exclusive(self) -> Any:
         """A context in which no other process writes check-and-create steps (SQLite: the store's
         file lock; a tracking server has none, so callers settle races afterwards)."""
