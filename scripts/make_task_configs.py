@@ -4,9 +4,13 @@ Writes, relative to the repository root:
 
 - ``conf/task/<name>.yaml`` for each of the 72 OpenML-CC18 tasks (``task=<name>``),
 - ``conf/task/synthetic/<generator>.yaml`` for the synthetic tasks (``task=synthetic/<name>``),
+- ``conf/task/shape/<name>.yaml``: a synthetic task with the shape of each CC18 task
+  (``task=shape/<name>``, :mod:`mesobench.data.shapes`),
 - ``conf/task/csv.yaml`` for user tables (``task=csv task.path=... task.target=...``),
 - ``conf/experiment/cc18.yaml`` (all tasks) and ``conf/experiment/cc18_offline.yaml`` (the tasks
-  of the offline OpenML cache, column ``offline`` = 1).
+  of the offline OpenML cache, column ``offline`` = 1),
+- ``conf/suite/cc18.yaml``, ``cc18_offline.yaml`` and ``cc18_shapes.yaml``: the same task lists
+  as a config group (``suite=cc18``), and the 72 shape tasks.
 
 Usage::
 
@@ -143,9 +147,39 @@ def synthetic_yaml(name: str) -> str:
     )
 
 
-def suite_yaml(suite_name: str, names: list[str]) -> str:
-    tasks = ",".join(hydra_list_item(n) for n in names)
+def shape_yaml(row: dict[str, str]) -> str:
+    # n_features wins: splice lists 61 categoricals among its 60 features (its instance-name
+    # column, which the OpenML task ignores), so the surplus comes off the categoricals
+    n_num = int(row["n_numeric_features"])
+    n_cat = min(int(row["n_categorical_features"]), int(row["n_features"]) - n_num)
     return (
+        "# @package task\n"
+        + HEADER
+        + f"# The shape of CC18 task {row['name']} (OpenML task {int(row['task_id'])}); "
+        "see mesobench/data/shapes.py\n"
+        "source: synthetic\n"
+        f"name: shape/{row['name']}\n"
+        "generator: shape\n"
+        f"shape_of: {q(row['name'])}\n"
+        f"type: {row['task_type']}\n"
+        f"n_classes: {int(row['n_classes'])}\n"
+        f"n_rows: {int(row['n_rows'])}\n"
+        f"n_features: {n_num + n_cat}\n"
+        f"n_numeric: {n_num}\n"
+        f"n_categorical: {n_cat}\n"
+        f"class_imbalance_ratio: {float(row['class_imbalance_ratio'])}  # largest / smallest class\n"
+        "n_informative: 10       # columns carrying the signal (numeric and categorical in proportion)\n"
+        "separation: 0.4         # std of the class means on informative numerics (larger = easier)\n"
+        "missing_columns: 0.1    # share of columns with missing values\n"
+        "missing_cells: 0.05     # share of missing cells in those columns\n"
+        f"n_folds: {N_FOLDS}             # fold k = independent replicate k (seed = base_seed + k)\n"
+        "base_seed: 0\n"
+    )
+
+
+def suite_yaml(suite_name: str, names: list[str], report: bool = True) -> str:
+    tasks = ",".join(hydra_list_item(n) for n in names)
+    text = (
         "# @package _global_\n"
         + SUITE_HEADER
         + f"suite_name: {suite_name}\n"
@@ -155,6 +189,11 @@ def suite_yaml(suite_name: str, names: list[str]) -> str:
         + "    params:\n"
         + f"      task: {tasks}\n"
         + "      fold: range(0,${folds})\n"
+    )
+    if not report:
+        return text
+    return (
+        text
         + f"aggregate:            # python -m mesobench.aggregate +experiment={suite_name}\n"
         + f"  report: {suite_name}\n"
         + "  filters:\n"
@@ -188,14 +227,26 @@ def main(argv: list[str] | None = None) -> int:
         (task_dir / f"{row['name']}.yaml").write_text(task_yaml(row))
     for name in SYNTHETIC:
         (task_dir / "synthetic" / f"{name}.yaml").write_text(synthetic_yaml(name))
+    (task_dir / "shape").mkdir(exist_ok=True)
+    for row in rows:
+        (task_dir / "shape" / f"{row['name']}.yaml").write_text(shape_yaml(row))
     (task_dir / "csv.yaml").write_text(CSV_TASK)
     names = [r["name"] for r in rows]
     offline = [r["name"] for r in rows if r.get("offline", "0").strip() == "1"]
-    (args.conf / "experiment" / "cc18.yaml").write_text(suite_yaml("cc18", names))
-    (args.conf / "experiment" / "cc18_offline.yaml").write_text(suite_yaml("cc18_offline", offline))
+    suites = {
+        "cc18": names,
+        "cc18_offline": offline,
+        "cc18_shapes": [f"shape/{n}" for n in names],
+    }
+    (args.conf / "suite").mkdir(exist_ok=True)
+    for suite, tasks in suites.items():
+        (args.conf / "suite" / f"{suite}.yaml").write_text(suite_yaml(suite, tasks, report=False))
+        if suite != "cc18_shapes":
+            (args.conf / "experiment" / f"{suite}.yaml").write_text(suite_yaml(suite, tasks))
     print(
-        f"wrote {len(rows)} OpenML task configs, {len(SYNTHETIC)} synthetic, csv.yaml and "
-        f"experiments cc18 ({len(names)} tasks), cc18_offline ({len(offline)} tasks) under {args.conf}"
+        f"wrote {len(rows)} OpenML task configs, {len(rows)} shape tasks, {len(SYNTHETIC)} "
+        f"synthetic, csv.yaml, experiments cc18 ({len(names)} tasks), cc18_offline "
+        f"({len(offline)} tasks) and suites {', '.join(suites)} under {args.conf}"
     )
     return 0
 

@@ -52,6 +52,8 @@ BOOKKEEPING_KEYS: tuple[str, ...] = (
     "data.offline",  # whether the OpenML server may be asked
     "artifacts.save_model",  # whether the fitted model is also saved
     "aggregate",  # an experiment's report settings (read by mesobench.aggregate, not the runner)
+    "model.limits",  # shapes a model refuses up front (mesobench.limits); an allowed run is unchanged
+    "model.limits_reason",
 )
 """Dotted config keys (a key covers everything below it) that do not change a run's result and
 so stay out of its run key. Every other key of the composed config is hashed: a new knob enters

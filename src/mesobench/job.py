@@ -15,6 +15,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from mesobench import limits
 from mesobench.errors import MesobenchError
 
 
@@ -72,6 +73,8 @@ def evaluate(job: Job) -> tuple[Any, str]:
 
     plain = job.plain
     protocol = Protocol.from_config(plain)  # a bad setting fails before the data is loaded
+    task_name = str(plain["task"].get("name"))
+    limits.check(plain["model"], limits.Shape.declared(plain["task"]), task_name)
     set_threads(job.threads)
     device = resolve_device(plain["device"]["name"])
     data = load_fold(
@@ -80,6 +83,8 @@ def evaluate(job: Job) -> tuple[Any, str]:
         openml_cache_dir=plain["data"]["openml_cache_dir"],
         offline=str(plain["data"]["offline"]).lower(),
     )
+    loaded = limits.Shape(len(data.y_train), data.X_train.shape[1], data.n_classes or 1)
+    limits.check(plain["model"], loaded, task_name)
     settings = DeviceSettings.from_config(plain.get("device"))
     estimator = build_estimator(
         plain["model"],

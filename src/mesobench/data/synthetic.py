@@ -20,8 +20,12 @@ import pandas as pd
 import torch
 
 from mesobench.data.fold import FoldData, TaskInfo
+from mesobench.data.shapes import load_shape_fold
 from mesobench.data.truth import GeneratorSpec, SyntheticTruth, get_generator
 from mesobench.errors import ConfigError
+
+SHAPE_GENERATOR = "shape"
+"""``generator: shape``: a CC18 task's shape, no known f (:mod:`mesobench.data.shapes`)."""
 
 
 @dataclass
@@ -95,11 +99,14 @@ def generate(
 def load_synthetic_fold(task_cfg: Mapping[str, Any], fold: int) -> FoldData:
     """Fold ``k`` of a synthetic task config: the replicate drawn with ``base_seed + k``.
 
+    ``generator: shape`` is a shape-alike task (:func:`~mesobench.data.shapes.load_shape_fold`).
     Keys: ``generator`` (required), ``name``, ``n_train`` (200), ``n_val`` (0), ``n_test`` (100),
     ``noise`` (0.1), ``n_folds`` (5), ``base_seed`` (0).
     """
     if "generator" not in task_cfg or task_cfg["generator"] is None:
         raise ConfigError("synthetic task config needs 'generator' (e.g. generator: toy)")
+    if task_cfg["generator"] == SHAPE_GENERATOR:
+        return load_shape_fold(task_cfg, fold)
     spec = get_generator(task_cfg["generator"])
     n_folds = int(task_cfg.get("n_folds", 5) or 5)
     if not 0 <= fold < n_folds:
