@@ -57,7 +57,8 @@ def test_config_has_the_runner_shape(name):
     cfg = _load(name)
     required = ["name", "preprocessing", "classifier", "regressor", "params"]
     assert [key for key in cfg if key in required] == required
-    assert set(cfg) <= {*required, "use_validation", "classifier_params", "regressor_params"}
+    optional = {"use_validation", "classifier_params", "regressor_params", "limits", "limits_reason"}
+    assert set(cfg) <= {*required, *optional}
     assert cfg["name"] == name
     assert cfg["preprocessing"] == PREPROCESSING[name]
     assert (CONF / f"{name}.yaml").read_text().startswith("# ")  # one-line description
