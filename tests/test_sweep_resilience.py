@@ -21,6 +21,15 @@ def test_a_run_over_its_time_limit_is_stopped_and_recorded_failed(tmp_path, stor
     assert "3s" in run.data.tags["error"]
 
 
+def test_time_limits_work_inside_joblib_workers(tmp_path, store):
+    # a loky worker's default start method is "loky", which a spawned child could not set up:
+    # every time-limited run of a joblib sweep died at start
+    sweep = ("model=logreg", "task=synthetic/c1", "fold=0,1", "guards.time_limit_s=120")
+    joblib = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    runs = runs_after(*sweep, *joblib, store=store, tmp_path=tmp_path, multirun=True)
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
+
+
 def test_the_submitit_local_launcher_runs_each_job_in_its_own_process(tmp_path, store):
     sweep = ("model=logreg", "task=synthetic/c1", "fold=0,1")
     runs = runs_after(*sweep, "hydra/launcher=local", store=store, tmp_path=tmp_path, multirun=True)

@@ -133,6 +133,10 @@ def run(job: Job, time_limit_s: float | None = None) -> tuple[Any, str]:
     """Evaluate ``job`` here, or in a child process killed after ``time_limit_s`` seconds."""
     if not time_limit_s:
         return evaluate(job)
+    if mp.get_start_method(allow_none=True) not in (None, *mp.get_all_start_methods()):
+        # inside a joblib (loky) worker the default is "loky", which a spawned child's
+        # bootstrap cannot set up: it dies before running anything
+        mp.set_start_method("spawn", force=True)
     ctx = mp.get_context("spawn")  # fork is unsafe once torch/OpenMP threads exist
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(child, job), daemon=True, name="mesobench-job")
@@ -148,10 +152,15 @@ def run(job: Job, time_limit_s: float | None = None) -> tuple[Any, str]:
         try:
             status, payload = parent.recv()
         except EOFError:
+            proc.join(5)
+            why = (
+                "killed by a signal, e.g. the OS out-of-memory killer"
+                if proc.exitcode is None or proc.exitcode < 0
+                else "its error output is in the job's log"
+            )
             raise JobFailed(
                 "ChildDied",
-                f"the job's process died without a result (exit code {proc.exitcode}; killed "
-                "by the OS out-of-memory killer?)",
+                f"the job's process died without a result (exit code {proc.exitcode}; {why})",
                 "",
                 False,
             ) from None
