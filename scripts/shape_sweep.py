@@ -82,11 +82,11 @@ def sweep(models, tasks, store, jobs, large_cells, time_limit_s, cores) -> None:
     table = shapes()
     if tasks:
         table = table[table["name"].isin(tasks)]
-    waves = [
-        (table[table["cells"] <= large_cells], jobs, max(1, cores // jobs)),
-        (table[table["cells"] > large_cells], 1, cores),
+    waves = [  # (shapes, parallel runs, threads per run, wall-clock limit per run)
+        (table[table["cells"] <= large_cells], jobs, max(1, cores // jobs), None),
+        (table[table["cells"] > large_cells], 1, cores, time_limit_s),
     ]
-    for wave, n_jobs, threads in waves:  # every model on the small shapes first
+    for wave, n_jobs, threads, limit in waves:  # every model on the small shapes first
         for model in models:
             _, overrides = model_budget(model, plan)
             if wave.empty:
@@ -107,8 +107,8 @@ def sweep(models, tasks, store, jobs, large_cells, time_limit_s, cores) -> None:
                 f"hydra.launcher.n_jobs={n_jobs}",
                 *(f"{k}={v}" for k, v in overrides.items()),
             ]
-            if time_limit_s:
-                command.append(f"guards.time_limit_s={time_limit_s}")
+            if limit:  # a time-limited run starts a fresh process: only worth it for large shapes
+                command.append(f"guards.time_limit_s={limit}")
             print(f"[{dt.datetime.now():%H:%M:%S}] {model}: {len(wave)} shapes", flush=True)
             subprocess.run(command, cwd=REPO, check=False)
 
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", default=None, help="comma list of shape/<name>")
     parser.add_argument("--jobs", type=int, default=2, help="parallel runs for small shapes")
     parser.add_argument("--large-cells", type=float, default=5e6, help="rows × features above")
-    parser.add_argument("--time-limit-s", type=float, default=None)
+    parser.add_argument("--time-limit-s", type=float, default=1800, help="per large-shape run")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--from-runs", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=OUT)
