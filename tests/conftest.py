@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -73,6 +75,26 @@ def runs_after(*overrides: str, store: str, tmp_path: Path, multirun: bool = Fal
     proc = runner(*overrides, store=store, tmp_path=tmp_path, multirun=multirun)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return stored_runs(store)
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A PostgreSQL-backed MLflow tracking server on loopback (scripts/mlflow_server.py), one
+    per test module; skips, saying why, where PostgreSQL is not installed."""
+    launcher = load_script("mlflow_server")
+    try:
+        launcher.pg_bin("initdb")
+    except SystemExit as exc:
+        pytest.skip(f"PostgreSQL is not installed here: {exc}")
+    if shutil.which("runuser") is None:
+        pytest.skip("runuser is missing (needed to run PostgreSQL as a non-root user)")
+    # not under pytest's private tmp dir: PostgreSQL runs as the `postgres` user when we are root
+    root = Path(tempfile.mkdtemp(prefix="mesobench-server-"))
+    root.chmod(0o755)
+    servers = launcher.start(root, pg_port=free_port(), port=free_port())
+    yield servers
+    servers.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def load_script(name: str):

@@ -2,32 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
-
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import free_port, load_script, run_cli, stored_runs
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    launcher = load_script("mlflow_server")
-    try:
-        launcher.pg_bin("initdb")
-    except SystemExit as exc:
-        pytest.skip(f"PostgreSQL is not installed here: {exc}")
-    if shutil.which("runuser") is None:
-        pytest.skip("runuser is missing (needed to run PostgreSQL as a non-root user)")
-    # not under pytest's private tmp dir: PostgreSQL runs as the `postgres` user when we are root
-    root = Path(tempfile.mkdtemp(prefix="mesobench-server-"))
-    root.chmod(0o755)
-    servers = launcher.start(root, pg_port=free_port(), port=free_port())
-    yield servers
-    servers.stop()
-    shutil.rmtree(root, ignore_errors=True)
+from conftest import run_cli, stored_runs
 
 
 def _sweep(server, tmp_path):

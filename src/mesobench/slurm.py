@@ -1,8 +1,8 @@
 """Refuse, before anything is submitted, a SLURM sweep that its partition can never run.
 
-SLURM queues a job larger than every node of its partition and keeps it PENDING for ever (reason
-``PartitionConfig``); the same for a time limit above the partition's (``PartitionTimeLimit``).
-With ``hydra/launcher=slurm``'s defaults (4 CPUs, 16 GB per run) on a 2-CPU node a sweep waited
+SLURM keeps a job larger than every node of its partition PENDING for ever (reason
+``PartitionConfig``), or refuses it at ``sbatch`` with a terse error; the same for a time limit
+above the partition's (``PartitionTimeLimit``). With ``hydra/launcher=slurm``'s defaults (4 CPUs, 16 GB per run) on a 2-CPU node a sweep waited
 silently for ever. :class:`SlurmPreflight`, a Hydra callback, runs in the launching process when a
 multirun starts: for the submitit SLURM launcher it reads the partition's nodes with ``sinfo`` and
 stops the sweep (exit code 2) with the requested and the available numbers when no node of the
