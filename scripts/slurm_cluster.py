@@ -191,13 +191,16 @@ def _free_port() -> int:
 
 
 def _alive(layout: Layout, daemon: str) -> int | None:
-    """The pid of ``daemon`` from its pid file, if that process exists."""
+    """The pid of ``daemon`` from its pid file, if that process exists and is no zombie (a
+    daemon's parent is init, which in some containers never reaps it)."""
     try:
         pid = int(layout.pid_file(daemon).read_text().split()[0])
         os.kill(pid, 0)
+        stat = Path(f"/proc/{pid}/stat")
+        state = stat.read_text().rpartition(")")[2].split()[0] if stat.exists() else "?"
     except (OSError, ValueError, IndexError):
         return None
-    return pid
+    return None if state == "Z" else pid
 
 
 def _client(layout: Layout, *cmd: str, timeout: float = 15) -> subprocess.CompletedProcess:
