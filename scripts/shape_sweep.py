@@ -18,7 +18,7 @@ is recorded FAILED with error type ShapeRefused and appears in the table as REFU
 reason.
 
 Writes ``runs.csv`` (one row per run: what the table needs, from the store) and, from it,
-``shape_costs.csv`` / ``shape_costs.md`` (per task and model: status, reason, seconds per fit,
+``shape_costs.csv`` / ``README.md`` (per task and model: status, reason, seconds per fit,
 per budget unit (epoch, tree …), for explanations and fidelity, peak memory, AUROC).
 """
 
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.to_csv(args.out / "runs.csv", index=False)
     table = cost_table(runs)
     table.to_csv(args.out / "shape_costs.csv", index=False)
-    (args.out / "shape_costs.md").write_text(markdown(table, source))
+    (args.out / "README.md").write_text(markdown(table, source))
     print(table["status"].value_counts(dropna=False).to_string())
     return 0
 

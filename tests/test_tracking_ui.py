@@ -66,6 +66,31 @@ def test_a_fold_is_described_as_a_train_and_a_test_dataset_with_digest_source_an
     assert fold_inputs(data, task)[0].digest == train.digest  # same data, same digest
 
 
+def test_the_fast_schema_is_the_one_mlflow_infers():
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+    from mlflow.types.utils import _infer_schema
+
+    from mesobench.inputs import schema_of
+
+    n = 300
+    frame = pd.DataFrame(
+        {
+            "x": np.linspace(0, 1, n).astype(np.float32),
+            "gap": np.where(np.arange(n) == 250, np.nan, 1.0),  # missing after the typed rows
+            "c": pd.Categorical(np.where(np.arange(n) % 3 == 0, "a", "b")),
+            "k": pd.Categorical.from_codes(np.where(np.arange(n) == 200, -1, 0), ["u"]),
+            "y": np.arange(n) % 2,
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert schema_of(frame) == _infer_schema(frame)
+    assert [c.required for c in schema_of(frame).inputs] == [True, False, True, False, True]
+
+
 def test_an_openml_fold_names_its_task_page_and_a_csv_fold_its_file(tmp_path, openml_cache):
     from mesobench.data import load_fold
     from mesobench.inputs import fold_inputs

@@ -77,6 +77,32 @@ def _source(data: FoldData, task_cfg: Mapping[str, Any]) -> Any:
     return CodeDatasetSource(tags={"mlflow.source.name": f"mesobench.data.synthetic:{generator}"})
 
 
+SCHEMA_SAMPLE_ROWS = 100
+"""Rows MLflow infers the column types from (whether a column is required: all rows)."""
+
+
+def schema_of(frame: pd.DataFrame) -> Any:
+    """The MLflow schema ``from_pandas`` would infer, in a vectorised pass.
+
+    Why: MLflow tests every cell for a missing value in a Python loop to mark a column
+    required, ~1.3 µs a cell: 3.5 min per run on CIFAR_10's 54,000 × 3,072 training part. The
+    types come from the first rows, the required flags from one ``isna`` over the frame.
+    """
+    from mlflow.models import infer_signature
+    from mlflow.types import ColSpec, Schema
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+        typed = infer_signature(frame.head(SCHEMA_SAMPLE_ROWS)).inputs
+    has_missing = frame.isna().any()
+    return Schema(
+        [
+            ColSpec(spec.type, spec.name, required=not bool(has_missing[spec.name]))
+            for spec in typed.inputs
+        ]
+    )
+
+
 def _describe(
     name: str, X: pd.DataFrame, y: np.ndarray, target: str, source: Any, context: str
 ) -> LoggedDataset:
@@ -89,6 +115,7 @@ def _describe(
     with warnings.catch_warnings():  # MLflow's hint about integer columns is for model schemas
         warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
         dataset = mlflow.data.from_pandas(frame, source=source, targets=target, name=name)
+        dataset.__dict__["schema"] = schema_of(frame)  # fills the dataset's cached schema
         fields = dataset.to_dict()
     return LoggedDataset(
         name=fields["name"],
