@@ -57,7 +57,13 @@ def test_config_has_the_runner_shape(name):
     cfg = _load(name)
     required = ["name", "preprocessing", "classifier", "regressor", "params"]
     assert [key for key in cfg if key in required] == required
-    optional = {"use_validation", "classifier_params", "regressor_params", "limits", "limits_reason"}
+    optional = {
+        "use_validation",
+        "classifier_params",
+        "regressor_params",
+        "limits",
+        "limits_reason",
+    }
     assert set(cfg) <= {*required, *optional}
     assert cfg["name"] == name
     assert cfg["preprocessing"] == PREPROCESSING[name]
