@@ -167,6 +167,9 @@ def cost_table(runs: pd.DataFrame) -> pd.DataFrame:
     table = shape.merge(pd.DataFrame({"model": models}), how="cross")
     table = table.merge(runs, on=["task", "model"], how="left")
     table["status"] = table["status"].fillna("NOT RUN")
+    stopped = table["status"].eq("RUNNING")  # read after the sweep: its process was stopped
+    table.loc[stopped, "status"] = "INTERRUPTED"
+    table.loc[stopped, "error"] = "the sweep was stopped before this run finished; rerun the script"
     refused = table["error_type"].eq("ShapeRefused")
     table["status"] = table["status"].where(~refused, "REFUSED")
     for column in ("n_fit", "n_features_model", "threads", "budget_units"):  # params: text
@@ -210,7 +213,12 @@ def markdown(table: pd.DataFrame, source: str) -> str:
         + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
         + "). Shapes: `task=shape/<name>` (mesobench/data/shapes.py); budgets: conf/plan.yaml. "
         "Seconds per unit = the steady epoch time of the torch models, else fit seconds per "
-        "tree / iteration. Peak memory: resident set size during fit and predict.",
+        "tree / iteration. Peak memory: resident set size of the run's process (imports "
+        "included) during fit and predict. Measured on one 2-core machine: small shapes ran two "
+        "at a time with one thread each, large ones (rows × features above 5e6) with two "
+        "threads, at times beside other runs on the same cores (mnist_784 and Fashion-MNIST "
+        "have one shape; differences between them are such load): read costs as orders of "
+        "magnitude.",
         "",
     ]
     not_done = table[table["status"] != "FINISHED"]

@@ -732,7 +732,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cores", type=int, help="cores per node (default: this machine's)")
     parser.add_argument("--top", type=int, default=10, help="most expensive tasks shown")
     raw = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args([a for a in raw if a not in ("-m", "--multirun")])
+    args = parser.parse_intermixed_args([a for a in raw if a not in ("-m", "--multirun")])
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
