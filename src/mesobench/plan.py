@@ -553,6 +553,14 @@ def _shortened(reason: str) -> str:
 
 
 def text(plan: Plan, top: int = 10) -> str:
+    """The plan as printed: counts and refusals, per model, then totals and how."""
+    models = list(dict.fromkeys(p.job.model for p in plan.planned))
+    lines = [*_count_lines(plan), *_model_lines(plan, models), *_total_lines(plan, top)]
+    lines.append(f"(planned in {plan.seconds:.1f} s)")
+    return "\n".join(lines) + "\n"
+
+
+def _count_lines(plan: Plan) -> list[str]:
     planned, to_run = plan.planned, plan.to_run
     tasks = list(dict.fromkeys(p.job.task_name for p in planned))
     models = list(dict.fromkeys(p.job.model for p in planned))
@@ -582,7 +590,12 @@ def text(plan: Plan, top: int = 10) -> str:
         lines += ["", "Refused:"]
         for (model, task, reason), n in refused.items():
             lines.append(f"  {model} × {task} ({n} runs): {reason}")
+    return lines
 
+
+def _model_lines(plan: Plan, models: list[str]) -> list[str]:
+    planned = plan.planned
+    lines: list[str] = []
     gpu = plan.wants_gpu
     lines += ["", "Per model (runs to run; CPU-hours = core-hours; memory = peak RSS of one run):"]
     header = (
@@ -622,7 +635,13 @@ def text(plan: Plan, top: int = 10) -> str:
             lines.append(
                 f"      {beyond:,} runs on shapes beyond 2× its largest measured one (extrapolated)"
             )
+    return lines
 
+
+def _total_lines(plan: Plan, top: int) -> list[str]:
+    to_run = plan.to_run
+    gpu = plan.wants_gpu
+    lines: list[str] = []
     estimated = [p for p in to_run if p.estimate is not None]
     by_task: dict[str, float] = defaultdict(float)
     for p in estimated:
@@ -648,8 +667,7 @@ def text(plan: Plan, top: int = 10) -> str:
     if gpu and not plan.speed.has_cuda:
         lines.append(cost_model.GPU_HINT)
     lines += ["", *method(plan, estimated)]
-    lines.append(f"(planned in {plan.seconds:.1f} s)")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _other_swept(plan: Plan) -> bool:
