@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import os
 import subprocess
 import sys
@@ -35,6 +36,9 @@ import pandas as pd
 import yaml
 from mlflow.tracking import MlflowClient
 
+from mesobench.costs import estimator_class
+from mesobench.paths import compose_config
+from mesobench.plan import load_plan_config
 from mesobench.tags import RUN_KEY_TAG
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,14 +56,15 @@ RUN_COLUMNS = (
 RUN_PARAMS = ("n_fit", "n_test", "n_features_in", "n_features_model", "threads")
 
 
-def plan_config() -> dict:
-    return yaml.safe_load((REPO / "conf" / "plan.yaml").read_text())
+plan_config = load_plan_config
 
 
-def model_budget(model: str, plan: dict) -> tuple[str, dict]:
-    """(budget parameter, {override key: value}) of ``model`` at the shape sweep's budget."""
-    cfg = yaml.safe_load((REPO / "conf" / "model" / f"{model}.yaml").read_text())
-    cls = str(cfg["classifier"]).rsplit(".", 1)[-1]
+@functools.cache
+def model_budget(model: str) -> tuple[str, dict]:
+    """(budget parameter, {override key: value}) of ``model`` at the shape sweep's budget
+    (the model config as composed, so a variant finds its base's estimator class)."""
+    plan = plan_config()
+    cls = estimator_class(compose_config(f"model={model}")["model"])
     if cls not in plan["budgets"]:
         raise SystemExit(f"conf/plan.yaml has no budget for {cls} (model {model})")
     budget = plan["budgets"][cls]
@@ -78,7 +83,6 @@ def shapes() -> pd.DataFrame:
 
 
 def sweep(models, tasks, store, jobs, large_cells, time_limit_s, cores) -> None:
-    plan = plan_config()
     table = shapes()
     if tasks:
         table = table[table["name"].isin(tasks)]
@@ -88,7 +92,7 @@ def sweep(models, tasks, store, jobs, large_cells, time_limit_s, cores) -> None:
     ]
     for wave, n_jobs, threads, limit in waves:  # every model on the small shapes first
         for model in models:
-            _, overrides = model_budget(model, plan)
+            _, overrides = model_budget(model)
             if wave.empty:
                 continue
             command = [
@@ -130,14 +134,13 @@ def runs_from_store(store: str) -> pd.DataFrame:
         token = page.token
         if not token:
             break
-    plan = plan_config()
     rows = []
     for run in found:
         tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
         if RUN_KEY_TAG not in tags:
             continue  # the sweep's parent run
         model = tags.get("model")
-        param, _ = model_budget(model, plan)
+        param, _ = model_budget(model)
         rows.append(
             {
                 "run_id": run.info.run_id,

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mesobench.limits import Shape
+from mesobench.limits import Shape, training_rows
 
 MIN_SECONDS = 1e-3
 """Floor of a measured fixed cost (a tree model's is zero by construction: fit / trees)."""
@@ -203,7 +203,7 @@ class ModelCosts:
         )
         if evaluation_scales:  # a tree ensemble predicts and explains tree by tree
             evaluation = evaluation / units
-        train = rows["n_rows"].astype(float) - rows["n_rows"].astype(float) // 10
+        train = training_rows(rows["n_rows"].astype(float))
         rows = rows.assign(
             per_unit=per_unit * threads,
             fixed=fixed * threads,

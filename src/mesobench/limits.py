@@ -18,10 +18,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mesobench.data.shapes import TEST_SHARE
 from mesobench.errors import MesobenchError
 
-TEST_SHARE = 10
-"""A task's declared ``n_rows`` covers train and test; a fold trains on 9 in 10 of them."""
+
+def training_rows(n_rows: int | float) -> int | float:
+    """A task's declared ``n_rows`` covers train and test; a fold trains on all but
+    ``n_rows // TEST_SHARE`` of them (one fold of a 10-fold CV, as a shape task's fold)."""
+    return n_rows - n_rows // TEST_SHARE
 
 
 class ShapeRefused(MesobenchError):
@@ -43,8 +47,7 @@ class Shape:
             n_rows, n_features = int(task["n_rows"]), int(task["n_features"])
         except (KeyError, TypeError, ValueError):
             return None
-        rows = n_rows - n_rows // TEST_SHARE
-        return cls(rows, n_features, int(task.get("n_classes") or 1))
+        return cls(training_rows(n_rows), n_features, int(task.get("n_classes") or 1))
 
     def measures(self) -> dict[str, int]:
         return {
