@@ -189,3 +189,16 @@ def test_same_seed_same_xgboost_and_catboost_predictions():
         first = factory().set_params(random_state=4).fit(X, y).predict_proba(X)
         second = factory().set_params(random_state=4).fit(X, y).predict_proba(X)
         assert np.array_equal(first, second)
+
+
+def test_xgboost_reports_each_boosting_rounds_seconds_for_the_cost_plan():
+    """The plan scales a 20-tree measurement to 1000 trees from the per-round seconds, so that
+    the fit's one-off part (quantile sketch) is not counted once per tree."""
+    X, y = _data(2, n=400)
+    model = XGBoostClassifier(n_estimators=25, n_jobs=1, random_state=0).fit(X, y)
+    seconds = model.training_curves()["epoch_seconds"]
+    assert len(seconds) == 25 and all(s > 0 for s in seconds)
+    stopped = XGBoostClassifier(n_estimators=500, early_stopping_rounds=3, n_jobs=1, random_state=0)
+    stopped.fit(X[:300], y[:300], eval_set=(X[300:], y[300:]))
+    assert len(stopped.training_curves()["epoch_seconds"]) < 500  # the rounds actually built
+    assert stopped.model_.get_params()["callbacks"] is None  # the fitted booster keeps no timer

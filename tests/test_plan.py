@@ -122,7 +122,9 @@ def test_estimate_scales_the_measured_shape_to_the_runs_budget(tmp_path):
     est = model.estimate("t1", shape, units=1000)  # a CC18 name matches its shape-alike
     assert est.source == "measured"
     assert est.fit == pytest.approx(0.5 + 1000 * per_unit)
-    assert est.evaluation == pytest.approx((0.1 + 0.2) * 1000 / 20)  # tree by tree
+    # a tree ensemble's evaluation grows like its fit: fixed + per tree × trees
+    growth = (0.5 + 1000 * per_unit) / (0.5 + 20 * per_unit)
+    assert est.evaluation == pytest.approx((0.1 + 0.2) * growth)
     flat = costs.CostTable.load(path).costs("xgboost", "X", [], costs.Budget("p", 20))
     assert flat.estimate("t1", shape, 1000).evaluation == pytest.approx(0.3)
     # an unmeasured shape: the power law, flagged when far beyond the measured shapes

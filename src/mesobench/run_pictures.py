@@ -35,7 +35,7 @@ def draw(outcome: Any, model: str, title: str) -> dict[str, bytes]:
         curves = {
             name.removeprefix("train/"): values for name, values in outcome.epoch_metrics.items()
         }
-        if curves:
+        if plots.has_training_curves(curves):
             path = plots.training_curves(curves, Path(tmp, "curves.png"), title=title)
             pictures[CURVES_PNG] = path.read_bytes()
     return pictures

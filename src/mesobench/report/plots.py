@@ -409,18 +409,22 @@ def parity_scatter(by_fold: pd.DataFrame, metric: str, label: str, tolerance: fl
     return _save(fig, path)
 
 
+CURVE_PANELS = (
+    ("loss", "training loss"),
+    ("val_score", "validation score"),
+    ("lr", "learning rate"),
+)
+"""The per-epoch series a curves picture draws; a tree model's round timings alone make none."""
+
+
+def has_training_curves(curves: dict[str, list[float]]) -> bool:
+    return any(curves.get(name) for name, _ in CURVE_PANELS)
+
+
 def training_curves(curves: dict[str, list[float]], path: Path, title: str = "") -> Path:
     """A fit's per-epoch curves side by side: training loss, validation score (when monitored)
     and learning rate, against the epoch (the run's ``train/*`` step metrics, drawn)."""
-    panels = [
-        (name, label)
-        for name, label in (
-            ("loss", "training loss"),
-            ("val_score", "validation score"),
-            ("lr", "learning rate"),
-        )
-        if curves.get(name)
-    ]
+    panels = [(name, label) for name, label in CURVE_PANELS if curves.get(name)]
     fig = Figure(figsize=(3.6 * max(1, len(panels)), 3.0), layout="constrained")
     axes = fig.subplots(1, max(1, len(panels)), squeeze=False)[0]
     for ax, (name, label) in zip(axes, panels, strict=False):
