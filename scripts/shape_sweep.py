@@ -75,7 +75,11 @@ def model_budget(model: str) -> tuple[str, dict]:
     if cls not in plan["budgets"]:
         raise SystemExit(f"conf/plan.yaml has no budget for {cls} (model {model})")
     budget = plan["budgets"][cls]
-    overrides = {budget["param"]: budget["reduced"], **(budget.get("extra") or {})}
+    overrides = {
+        budget["param"]: budget["reduced"],
+        **(budget.get("extra") or {}),
+        **(budget.get("settings") or {}),
+    }
     return budget["param"], {f"model.{k}": v for k, v in overrides.items()}
 
 

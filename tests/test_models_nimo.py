@@ -280,3 +280,28 @@ def test_trains_and_explains_on_cuda():
     np.testing.assert_allclose(
         model.explain(X).output(X), model.decision_function(X), atol=1e-4, rtol=0
     )
+
+
+def test_ridge_solve_is_exact_for_a_batch_of_wide_systems_on_two_threads():
+    """Multiclass NIMO solves one (d+1)-square system per class each step. torch 2.13's batched
+    CPU LU returned invalid pivots for such a batch at d ≈ 600 with 2 threads (NIMO on the har
+    shape failed on its first step), so the solve must hold there, and match a per-system one."""
+    from mesobench.models.nimo import ridge_solve
+
+    gen = torch.Generator().manual_seed(0)
+    C, m, p = 4, 900, 700
+    Z = torch.randn(C, m, p, generator=gen)
+    w = torch.rand(C, m, generator=gen) + 0.1
+    rhs = torch.randn(C, p, generator=gen)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        gamma = ridge_solve(Z, w, rhs, 0.01)
+    finally:
+        torch.set_num_threads(threads)
+    for c in range(C):
+        gram = ((Z[c] * w[c, :, None]).T @ Z[c] / m).double()  # formed in float32, as in NIMO
+        lhs = 0.5 * (gram + gram.T) + 0.01 * torch.eye(p, dtype=torch.float64)
+        lhs[0, 0] -= 0.01 * (1 - 1e-8)  # the intercept is (almost) unpenalised
+        expected = torch.linalg.solve(lhs, rhs[c].double())
+        torch.testing.assert_close(gamma[c].double(), expected, rtol=1e-4, atol=1e-5)

@@ -330,6 +330,7 @@ class SpeedTable:
 
     def __init__(self, table: pd.DataFrame | None):
         self.table = table
+        self._both: dict[str, pd.DataFrame | None] = {}  # per model: one pivot, not one per run
 
     @classmethod
     def load(cls, path: Path) -> SpeedTable:
@@ -345,6 +346,18 @@ class SpeedTable:
     def cuda_ratio(self, model: str, rows: float, features: float, classes: float) -> float | None:
         """cuda / cpu seconds per epoch of ``model`` at the measured shape nearest (in log rows,
         features, classes) to the given one; None when not measured on both."""
+        if model not in self._both:
+            self._both[model] = self._cpu_and_cuda(model)
+        both = self._both[model]
+        if both is None:
+            return None
+        shape = np.log(np.array(both.index.tolist(), float))
+        target = np.log([rows, features, max(classes, 2)])
+        nearest = int(np.argmin(((shape - target) ** 2).sum(axis=1)))
+        return float(both["cuda"].iloc[nearest] / both["cpu"].iloc[nearest])
+
+    def _cpu_and_cuda(self, model: str) -> pd.DataFrame | None:
+        """Per measured shape (n, F, C) of ``model``: its cpu and cuda seconds per epoch."""
         if self.table is None:
             return None
         mine = self.table[self.table["model"] == model]
@@ -352,9 +365,4 @@ class SpeedTable:
         if not {"cpu", "cuda"} <= set(both.columns):
             return None
         both = both.dropna(subset=["cpu", "cuda"])
-        if both.empty:
-            return None
-        shape = np.log(np.array(both.index.tolist(), float))
-        target = np.log([rows, features, max(classes, 2)])
-        nearest = int(np.argmin(((shape - target) ** 2).sum(axis=1)))
-        return float(both["cuda"].iloc[nearest] / both["cpu"].iloc[nearest])
+        return None if both.empty else both

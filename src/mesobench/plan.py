@@ -398,6 +398,7 @@ class Plan:
     speed: cost_model.SpeedTable
     composed_each: list[str]
     seconds: float = 0.0
+    from_scratch: bool = False  # the store was not read: every run counts as to run
 
     def count(self, status: str) -> int:
         return sum(p.status == status for p in self.planned)
@@ -426,7 +427,11 @@ def make_plan(
     costs: Path | None = None,
     speed: Path | None = None,
     cores: int | None = None,
+    from_scratch: bool = False,
 ) -> Plan:
+    """The sweep of ``overrides`` planned: its jobs, their status and estimates. With
+    ``from_scratch`` the store is not read, so the plan is the cost of the whole sweep (what a
+    new store pays; results/cc18_shapes/plan_cc18.md is made so, from committed tables only)."""
     started = time.perf_counter()
     cfg = load_plan_config()
     cores = cores or len(os.sched_getaffinity(0))
@@ -435,7 +440,10 @@ def make_plan(
     speed_table = cost_model.SpeedTable.load(_resolve(speed, cfg["speed"]))
     sweep, jobs, composed_each = build_jobs(overrides, cores)
 
-    stores = {pair: finished_keys(*pair) for pair in dict.fromkeys(j.tracking for j in jobs)}
+    stores = {
+        pair: set() if from_scratch else finished_keys(*pair)
+        for pair in dict.fromkeys(j.tracking for j in jobs)
+    }
     shape_models = tuple(cfg.get("shape_models") or ())
     notes: dict[str, ModelNote] = {}
     seen: set[str] = set()
@@ -457,7 +465,7 @@ def make_plan(
         planned.append(item)
     plan = Plan(
         overrides, sweep, planned, notes, {k: len(v) for k, v in stores.items()}, table,
-        speed_table, composed_each,
+        speed_table, composed_each, from_scratch=from_scratch,
     )  # fmt: skip
     plan.seconds = time.perf_counter() - started
     return plan
@@ -531,6 +539,14 @@ def _estimate(item, shape, note, budgets, shape_models, table, speed) -> None:
 
 
 # -- output -------------------------------------------------------------------------------------------
+def _shown(path: Path) -> str:
+    """A path inside the checkout relative to it (the same text on every machine)."""
+    try:
+        return str(Path(path).resolve().relative_to(repo_root()))
+    except ValueError:
+        return str(path)
+
+
 def hours(seconds: float | None) -> str:
     if seconds is None:
         return "—"
@@ -571,7 +587,9 @@ def _count_lines(plan: Plan) -> list[str]:
         f"  {len(planned):>7,} runs ({len(tasks)} tasks × {len(folds)} folds × {len(models)} "
         f"models × {len(seeds)} seed{'s' if len(seeds) > 1 else ''}{', other settings swept' if _other_swept(plan) else ''})",
     ]
-    for uri, experiment in plan.stores:
+    if plan.from_scratch:
+        lines.append("          (the store was not read: --from-scratch plans every run)")
+    for uri, experiment in {} if plan.from_scratch else plan.stores:
         done = sum(p.status == "finished" and p.job.tracking == (uri, experiment) for p in planned)
         lines.append(
             f"  {done:>7,} already FINISHED in {uri} (experiment {experiment}; "
@@ -638,6 +656,15 @@ def _model_lines(plan: Plan, models: list[str]) -> list[str]:
     return lines
 
 
+def wall_clock(plan: Plan) -> tuple[float, float]:
+    """(wall seconds of the sweep, of its longest run): the runs to run, spread over the
+    launcher's parallel slots, never shorter than the longest run."""
+    walls = [p.wall_seconds for p in plan.to_run if p.estimate is not None]
+    if not walls:
+        return 0.0, 0.0
+    return max(sum(walls) / plan.sweep.launcher.parallel, max(walls)), max(walls)
+
+
 def _total_lines(plan: Plan, top: int) -> list[str]:
     to_run = plan.to_run
     gpu = plan.wants_gpu
@@ -656,8 +683,7 @@ def _total_lines(plan: Plan, top: int) -> list[str]:
     if len(estimated) < len(to_run):
         lines[-1] += f" (+{len(to_run) - len(estimated):,} runs without an estimate)"
     if estimated:
-        longest = max(p.wall_seconds for p in estimated)
-        wall = max(sum(p.wall_seconds for p in estimated) / launcher.parallel, longest)
+        wall, longest = wall_clock(plan)
         threads = sorted({p.threads for p in estimated})
         lines.append(
             f"Wall-clock: ≈ {hours(wall)} h with {launcher.name}: {launcher.parallel} parallel "
@@ -680,7 +706,7 @@ def method(plan: Plan, estimated: list[Planned]) -> list[str]:
     fitted = len(estimated) - measured
     extrapolated = sum(p.estimate.extrapolated for p in estimated)
     lines = [
-        f"How: measured costs of {plan.costs.path} ({plan.costs.n_rows} FINISHED (shape, model) "
+        f"How: measured costs of {_shown(plan.costs.path)} ({plan.costs.n_rows} FINISHED (shape, model) "
         f"rows at the reduced budgets of conf/plan.yaml) scaled to each run's budget: fixed "
         f"seconds + seconds per unit (epoch, tree, iteration) × the run's value of the budget "
         f"param + predict/explanation/fidelity seconds. {measured:,} runs from their own task's "
@@ -749,13 +775,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=Path, help="bench_speed table (default: plan.yaml speed)")
     parser.add_argument("--cores", type=int, help="cores per node (default: this machine's)")
     parser.add_argument("--top", type=int, default=10, help="most expensive tasks shown")
+    parser.add_argument(
+        "--from-scratch", action="store_true", help="do not read the store: plan every run"
+    )
     raw = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_intermixed_args([a for a in raw if a not in ("-m", "--multirun")])
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        plan = make_plan(args.overrides, costs=args.costs, speed=args.speed, cores=args.cores)
+        plan = make_plan(
+            args.overrides,
+            costs=args.costs,
+            speed=args.speed,
+            cores=args.cores,
+            from_scratch=args.from_scratch,
+        )
     except (HydraException, OmegaConfBaseException) as exc:
         print(f"mesobench.plan: {exc}", file=sys.stderr)
         return 2
