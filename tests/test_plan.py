@@ -185,6 +185,11 @@ def test_finished_runs_in_the_store_are_counted(tmp_path, store):
     recorded = {r.data.tags["mesobench.run_key"] for r in stored_runs(store)}
     finished = {j["run_key"] for j in out["jobs"] if j["status"] == "finished"}
     assert finished == recorded
+    # --from-scratch does not read the store: the cost of the whole sweep
+    scratch = planned(
+        "model=logreg", "task=synthetic/c1", "fold=0,1,2", store=store, from_scratch=True
+    )
+    assert statuses(scratch)["to_run"] == 3 and "not read" in plan.text(scratch)
 
 
 ACCEPTANCE = {  # model: (budget key, measured budget, settings of both budgets)

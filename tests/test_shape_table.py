@@ -54,3 +54,9 @@ def test_the_table_regenerates_from_its_runs_table(tmp_path, table):
     assert (tmp_path / "shape_costs.csv").read_bytes() == (
         COMMITTED / "shape_costs.csv"
     ).read_bytes()
+
+
+def test_the_cc18_plan_and_the_docs_plan_section_are_current():
+    """docs/slurm.md quotes the plan of the whole CC18: generated from the committed shape
+    table by scripts/plan_cc18.py, never transcribed."""
+    assert load_script("plan_cc18").main(["--check"]) == 0, "run python scripts/plan_cc18.py"
