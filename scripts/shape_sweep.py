@@ -239,13 +239,16 @@ def markdown(table: pd.DataFrame, source: str) -> str:
         f"({len(table)} (task, model) pairs: "
         + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
         + "). Shapes: `task=shape/<name>` (mesobench/data/shapes.py); budgets: conf/plan.yaml. "
-        "Seconds per unit = the steady epoch time of the torch models, else fit seconds per "
-        "tree / iteration. Peak memory: resident set size of the run's process (imports "
-        "included) during fit and predict. Measured on one 2-core machine: small shapes ran two "
-        "at a time with one thread each, large ones (rows × features above 5e6) with two "
-        "threads, at times beside other runs on the same cores (mnist_784 and Fashion-MNIST "
-        "have one shape; differences between them are such load): read costs as orders of "
-        "magnitude.",
+        "Seconds per unit = the median epoch (torch models) or boosting round (XGBoost) time "
+        "where the run logged them, else fit seconds per tree / iteration. Peak memory: "
+        "resident set size of the run's process (imports included) during fit and predict. "
+        "Measured on one 2-core machine: small shapes ran two at a time with one thread each, "
+        "large ones (rows × features above 5e6) one at a time with two threads. Runs started "
+        "before 2026-12-02 22:30 UTC (start_time in shape_runs.csv) at times shared the cores "
+        "with other work, which made some large-shape figures several times too high (LFR-IMN "
+        "on shape/har: a 61 s fit then, 5.5 s alone; mnist_784 and Fashion-MNIST have one "
+        "shape, so differences between them are such load); NIMO, LFR-IMN and IMN were "
+        "remeasured after that, almost always alone. Read costs as orders of magnitude.",
         "",
     ]
     not_done = table[table["status"] != "FINISHED"]
