@@ -247,8 +247,8 @@ def markdown(table: pd.DataFrame, source: str) -> str:
         "before 2026-12-02 22:30 UTC (start_time in shape_runs.csv) at times shared the cores "
         "with other work, which made some large-shape figures several times too high (LFR-IMN "
         "on shape/har: a 61 s fit then, 5.5 s alone; mnist_784 and Fashion-MNIST have one "
-        "shape, so differences between them are such load); NIMO, LFR-IMN and IMN were "
-        "remeasured after that, almost always alone. Read costs as orders of magnitude.",
+        "shape, so differences between them are such load); NIMO, LFR-IMN, IMN and XGBoost "
+        "(at 50 rounds since 2026-12-03) were remeasured after that, almost always alone. Read costs as orders of magnitude.",
         "",
     ]
     not_done = table[table["status"] != "FINISHED"]

@@ -208,8 +208,7 @@ def test_estimates_are_within_2x_of_measured_fits(tmp_path, store):
     reduced one (conf/plan.yaml, with its extra settings) into the shape table that
     scripts/shape_sweep.py makes from the store (the newest run of each task and model: the
     reduced one), and plan the larger runs from that table: each run's estimate (fit + predict
-    + explanations + fidelity) within 2× of the measured seconds in total, each run and its fit
-    within 3×."""
+    + explanations + fidelity) and its fit within 2× of the measured seconds."""
     shape_sweep = load_script("shape_sweep")
     for model, (key, measured, extra) in ACCEPTANCE.items():
         _, reduced = shape_sweep.model_budget(model)
@@ -225,7 +224,7 @@ def test_estimates_are_within_2x_of_measured_fits(tmp_path, store):
     assert (table["status"] == "FINISHED").sum() == 3 * 3
 
     measured_runs = {r.data.tags["mesobench.run_key"]: r for r in stored_runs(store)}
-    estimated, actual, fit_ratios = {}, {}, {}
+    estimated, actual, fit_ratios, evaluation_ratios = {}, {}, {}, {}
     for model, (key, measured, extra) in ACCEPTANCE.items():
         p = planned(
             f"model={model}", f"task={','.join(MEASURED)}", f"{key}={measured}", *extra, *QUIET,
@@ -239,18 +238,19 @@ def test_estimates_are_within_2x_of_measured_fits(tmp_path, store):
             actual[pair] = sum(m.get(k, 0.0) for k in parts)
             estimated[pair] = item.estimate.seconds
             fit_ratios[pair] = item.estimate.fit / m["fit_seconds"]
+            evaluation_ratios[pair] = item.estimate.evaluation / max(
+                actual[pair] - m["fit_seconds"], 1e-9
+            )
     total = sum(estimated.values()) / sum(actual.values())
     report = f"total {total:.2f}; " + ", ".join(
-        f"{m} {t}: {estimated[m, t] / actual[m, t]:.2f} (fit {fit:.2f})"
+        f"{m} {t}: {estimated[m, t] / actual[m, t]:.2f} of {actual[m, t]:.2f} s "
+        f"(fit {fit:.2f}, evaluation {evaluation_ratios[m, t]:.2f})"
         for (m, t), fit in fit_ratios.items()
     )
     print("estimate / measured:", report)
     assert 0.5 <= total <= 2, report
-    # each run within 3×: four runs of this test on the 2-core machine gave per-run ratios of
-    # 0.60-2.20 (XGBoost's 20-round measurement lasts ~20 ms, so a busy moment doubles it);
-    # the sweep's total stayed within 1.02-1.41
-    assert all(1 / 3 <= estimated[k] / actual[k] <= 3 for k in actual), report
-    assert all(1 / 3 <= ratio <= 3 for ratio in fit_ratios.values()), report
+    assert all(0.5 <= estimated[k] / actual[k] <= 2 for k in actual), report
+    assert all(0.5 <= ratio <= 2 for ratio in fit_ratios.values()), report
 
 
 def test_plan_command_prints_runs_and_hours(tmp_path, store):
