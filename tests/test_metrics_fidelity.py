@@ -13,16 +13,12 @@ from mesobench.models import (
     CatBoostClassifier,
     CatBoostRegressor,
     Explanation,
-    IMNClassifier,
     LogisticRegressionClassifier,
-    RandomForestClassifier,
     TabResNetClassifier,
     TabResNetRegressor,
     XGBoostClassifier,
     XGBoostRegressor,
 )
-from mesobench.paths import compose_config
-from mesobench.settings import FidelitySettings
 
 # --------------------------------------------------------------------------------------------
 # Small known models
@@ -41,14 +37,6 @@ class LinearExplained:
     def explain(self, X):
         n = len(X)
         return Explanation(np.tile(self.model_.coef_, (n, 1)), np.full(n, self.model_.intercept_))
-
-
-def _config(**changes):
-    """The runner's fidelity settings (conf/config.yaml) with ``changes``."""
-    from dataclasses import replace
-
-    base = FidelitySettings.from_config(compose_config()["fidelity"]).metrics
-    return replace(base, **changes)
 
 
 def _square(X):
@@ -436,107 +424,7 @@ def test_tabresnet_regressor_gradients_are_in_the_units_of_y():
     )
 
 
-# --------------------------------------------------------------------------------------------
-# attributions() and evaluate(): what the runner calls
-# --------------------------------------------------------------------------------------------
-
-
-def test_attributions_dispatch_on_what_the_model_has():
-    X, y = _class_data(3)
-    logreg = LogisticRegressionClassifier().fit(X, y)
-    xgb = XGBoostClassifier(n_estimators=10, random_state=0, n_jobs=1).fit(X, y)
-    net = TabResNetClassifier(epochs=1, warmup_epochs=1, random_state=0).fit(X, y)
-    a = fd.attributions(logreg, X, "multiclass")
-    predicted = np.argmax(logreg.decision_function(X), axis=1)
-    assert a.method == "local_linear" and np.array_equal(a.target, predicted)
-    np.testing.assert_allclose(a.values, X * logreg.model_.coef_[predicted])
-    assert fd.attributions(xgb, X, "multiclass").method == "treeshap"
-    b = fd.attributions(net, X, "multiclass")
-    assert b.method == "gradient_x_input" and b.values.shape == X.shape
-    np.testing.assert_allclose(b.values, X * b.slope)
-    assert fd.attribution_method(RandomForestClassifier(n_estimators=2).fit(X, y)) is None
-
-
-def test_frame_codec_round_trips_numbers_missing_values_and_categories():
-    X = pd.DataFrame(
-        {
-            "a": [1.5, np.nan, -2.0],
-            "c": pd.Categorical(["x", None, "y"], categories=["y", "x"]),
-        }
-    )
-    codec = fd.FrameCodec(X)
-    Z = codec.encode(X)
-    assert np.isnan(Z[1]).all() and codec.perturbable.tolist() == [True, False]
-    pd.testing.assert_frame_equal(codec.decode(Z), X.reset_index(drop=True))
-
-
-def test_evaluate_scores_a_local_linear_model_and_is_deterministic():
-    X, y = _class_data(2)
-    logreg = LogisticRegressionClassifier().fit(X, y)
-    config = _config(sample_size=50, n_neighbors=5, yeh_n_perturbations=5)
-    result = fd.evaluate(logreg, X, kind="binary", seed=0, config=config)
-    from mesobench.report.tables import FIDELITY_METRICS
-
-    # every metric the report knows, but the errors against a ground truth (a real task has none)
-    assert set(result.metrics) == {m for m in FIDELITY_METRICS if not m.startswith("fidelity/gt_")}
-    assert result.metrics["fidelity/lfr_infidelity"] < 1e-20
-    assert result.metrics["fidelity/yeh_infidelity"] < 1e-20
-    # a linear logit explained by its own weights: the weights never move, the impacts are exact
-    assert abs(result.metrics["fidelity/max_sensitivity"]) < 1e-6
-    assert result.metrics["fidelity/faithfulness_correlation"] == pytest.approx(1.0, abs=1e-9)
-    assert result.metrics["fidelity/insertion_auc"] > 0 > result.metrics["fidelity/deletion_auc"]
-    assert result.params["fidelity.n_points"] == 50
-    assert result.metrics == fd.evaluate(logreg, X, kind="binary", seed=0, config=config).metrics
-
-
-def test_evaluate_perturbs_only_numeric_columns_of_a_native_frame():
-    rng = np.random.default_rng(0)
-    X = pd.DataFrame(
-        {
-            "size": rng.normal(size=200) * 10 + 50,
-            "colour": pd.Categorical(rng.choice(["red", "blue"], 200)),
-        }
-    )
-    y = ((X["colour"] == "red") ^ (X["size"] > 50)).astype(int)
-    model = XGBoostClassifier(n_estimators=20, random_state=0, n_jobs=1).fit(X, y)
-    config = _config(sample_size=40, yeh_n_perturbations=5)
-    result = fd.evaluate(model, X, kind="binary", seed=0, config=config)
-    assert {"fidelity/yeh_infidelity", "fidelity/deletion_auc"} <= set(result.metrics)
-    assert "fidelity/lfr_infidelity" not in result.metrics
-    assert result.params["fidelity.n_features_perturbed"] == 1
-    assert any("categorical" in note for note in result.notes)
-
-
-def test_evaluate_skips_models_without_attributions_with_a_note():
-    X, y = _class_data(2)
-    forest = RandomForestClassifier(n_estimators=2, random_state=0).fit(X, y)
-    result = fd.evaluate(forest, X, kind="binary", seed=0, config=_config())
-    assert result.metrics == {} and "no local attributions" in result.notes[0]
-
-
-def test_evaluate_reports_ground_truth_errors_in_raw_units():
-    truth = SyntheticTruth("linear")
-    X_raw = _uniform(300, truth.n_features)
-    offset, scale = X_raw.mean(0), X_raw.std(0)
-    X_model = (X_raw - offset) / scale
-    model = LinearExplained(X_model, truth.mean(X_raw))
-    config = _config(sample_size=40, n_neighbors=2, yeh_n_perturbations=2)
-    result = fd.evaluate(
-        model,
-        X_model,
-        kind="regression",
-        seed=0,
-        config=config,
-        truth=truth,
-        X_raw=X_raw,
-        feature_offset=offset,
-        feature_scale=scale,
-    )
-    for name in ("gradient_mae", "intercept_mae", "attribution_mae"):
-        assert result.metrics[f"fidelity/gt_{name}"] == pytest.approx(0.0, abs=1e-9)
-
-
-# ---- insertion, faithfulness correlation, stability (issue 19) ------------------------------
+# ---- insertion, faithfulness correlation, stability ----------------------------------------
 
 
 def _linear(seed=0, n=200, f=6):
@@ -607,18 +495,107 @@ def test_sensitivity_perturbs_only_perturbable_features_and_is_seeded():
     assert max_sensitivity(impact, X, rng=3) == max_sensitivity(impact, X, rng=3)
 
 
-@pytest.mark.parametrize("n_classes", [2, 3])
-def test_imn_and_xgboost_get_insertion_faithfulness_and_stability(n_classes):
-    X, y = _class_data(n_classes)
-    config = _config(sample_size=60, n_neighbors=3, yeh_n_perturbations=3)
-    models = {
-        "imn": IMNClassifier(epochs=3, hidden_size=8, random_state=0, n_jobs=1),
-        "xgboost": XGBoostClassifier(n_estimators=10, random_state=0, n_jobs=1),
-    }
-    kind = "binary" if n_classes == 2 else "multiclass"
-    for name, model in models.items():
-        metrics = fd.evaluate(model.fit(X, y), X, kind=kind, seed=0, config=config).metrics
-        for metric in ("insertion_auc", "faithfulness_correlation", "max_sensitivity"):
-            assert np.isfinite(metrics[f"fidelity/{metric}"]), (name, metric)
-        assert -1.0 <= metrics["fidelity/faithfulness_correlation"] <= 1.0
-        assert metrics["fidelity/max_sensitivity"] >= metrics["fidelity/avg_sensitivity"] > 0
+# ---- one raw space: categorical removal, unmoved features, ties, undefined subsets ----------
+
+
+def test_yeh_counts_nothing_for_a_feature_at_its_baseline():
+    # f = x1 * x2 at x = (0, 2) with baseline 0: x1 sits at its baseline, so no relative
+    # perturbation moves it and its (wrong, non-zero) attribution must not be charged
+    def f(Z):
+        return Z[:, 0] * Z[:, 1]
+
+    X = np.array([[0.0, 2.0]])
+    charged = fd.yeh_infidelity(np.array([[5.0, 0.0]]), f, X, rng=0)
+    assert charged["infidelity"] == 0.0
+
+
+def test_yeh_removes_categorical_features_whole_and_is_exact_for_an_additive_model():
+    # an additive f over a categorical code (effect per category) and a numeric feature:
+    # the baseline attribution effect(x_cat) - effect(b_cat), w (x_num - b_num) is exact
+    effect = np.array([0.0, 1.5, -2.0])
+
+    def f(Z):
+        return effect[Z[:, 0].astype(int)] + 0.7 * Z[:, 1]
+
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.integers(0, 3, 40), rng.normal(size=40)]).astype(float)
+    base = np.array([0.0, 0.1])
+    phi = np.column_stack([effect[X[:, 0].astype(int)] - effect[0], 0.7 * (X[:, 1] - 0.1)])
+    cat = np.array([True, False])
+    exact = fd.yeh_infidelity(phi, f, X, baseline=base, categorical=cat, rng=0)
+    assert exact["infidelity"] == pytest.approx(0.0, abs=1e-20)
+    wrong = fd.yeh_infidelity(phi * [0.5, 1.0], f, X, baseline=base, categorical=cat, rng=0)
+    assert wrong["infidelity"] > 0.1
+    seen = []
+    fd.yeh_infidelity(
+        phi, lambda Z: seen.append(Z.copy()) or f(Z), X, baseline=base, categorical=cat, rng=0
+    )
+    codes = seen[1][:, 0]  # the perturbed rows: a category is kept or set to the baseline
+    repeated = np.repeat(X[:, 0], 20)
+    assert np.all((codes == repeated) | (codes == 0.0)) and np.any(codes != repeated)
+
+
+def test_removal_probability_sets_how_often_a_categorical_feature_is_removed():
+    X = np.ones((200, 1))
+    seen = []
+    fd.yeh_infidelity(
+        np.zeros_like(X),
+        lambda Z: seen.append(Z.copy()) or Z[:, 0],
+        X,
+        baseline=0.0,
+        categorical=np.array([True]),
+        removal_probability=0.2,
+        rng=0,
+    )
+    assert (seen[1][:, 0] == 0.0).mean() == pytest.approx(0.2, abs=0.02)
+
+
+def test_tied_attributions_are_removed_in_a_seeded_random_order_not_by_column():
+    # f = x1 alone; a zero attribution ties every feature. By column order x1 would always go
+    # first (deletion score −0.5 for every point); a random order averages out near 0
+    X = np.random.default_rng(0).normal(size=(400, 4))
+    f = lambda Z: Z[:, 0]  # noqa: E731
+    zero = np.zeros_like(X)
+    score = fd.deletion_auc(zero, f, X, n_steps=4, rng=0)["deletion_auc"]
+    assert abs(score) < 0.1
+    assert score == fd.deletion_auc(zero, f, X, n_steps=4, rng=0)["deletion_auc"]
+    t, curves = fd.ordered_curves(zero, f, X, insert=False, n_steps=4, rng=1)
+    assert t.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    first_step_removed_x1 = curves[:, 1] == 0.0
+    assert 0.15 < first_step_removed_x1.mean() < 0.35  # 1 in 4, not always
+
+
+def test_faithfulness_subsets_are_smaller_than_the_perturbable_set():
+    X, w, f = _linear(f=3)
+    out = fd.faithfulness_correlation(X * w, f, X, subset_size=3, n_subsets=20)
+    assert out["subset_size"] == 2 and out["faithfulness_correlation"] == pytest.approx(1.0)
+    two = fd.faithfulness_correlation(
+        X * w, f, X, perturbable=np.array([True, True, False]), n_subsets=20
+    )
+    assert two["subset_size"] == 1 and np.isfinite(two["faithfulness_correlation"])
+    with pytest.raises(fd.UndefinedMetricError, match="1 perturbable feature"):
+        fd.faithfulness_correlation(X * w, f, X, perturbable=np.array([True, False, False]))
+
+
+def test_points_with_zero_attribution_are_counted_as_undefined():
+    X, w, f = _linear()
+    phi = X * w
+    phi[:5] = 0.0
+    corr = fd.faithfulness_correlation(phi, f, X, n_subsets=20)
+    assert corr["n_undefined"] == 5
+    stab = fd.max_sensitivity(lambda Z, t: Z * w, X, phi_x=phi)
+    assert stab["n_zero"] == 5 and np.isfinite(stab["max_sensitivity"])
+
+
+def test_the_category_resampler_draws_from_the_training_frequencies():
+    X = np.zeros((4000, 2))
+    X[:, 1] = 1.0
+    cdf = np.array([[0.7, 0.9, 1.0]])  # frequencies 0.7, 0.2, 0.1
+    resampler = fd.CategoryResampler(np.array([False, True]), cdf, probability=0.5)
+    Z = resampler.apply(X, X[:, None, :].copy(), np.random.default_rng(0))[:, 0, :]
+    assert np.all(Z[:, 0] == 0.0)  # not a resampled column
+    # kept with 0.5 (value 1), else drawn: 0 w.p. 0.35, 1 w.p. 0.5 + 0.1, 2 w.p. 0.05
+    share = np.bincount(Z[:, 1].astype(int), minlength=3) / len(Z)
+    np.testing.assert_allclose(share, [0.35, 0.60, 0.05], atol=0.03)
+    never = fd.CategoryResampler(np.array([False, True]), cdf, probability=0.0)
+    assert np.array_equal(never.apply(X, X[:, None, :].copy(), np.random.default_rng(0))[:, 0], X)

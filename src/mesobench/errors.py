@@ -37,3 +37,9 @@ class InvalidParameterError(ConfigError, ValueError):
     Also a ``ValueError``, as scikit-learn's own parameter errors are, so both ``except
     ValueError`` and the runner's handling of :class:`MesobenchError` catch it.
     """
+
+
+class AttributionUnavailableError(MesobenchError, ValueError):
+    """A fitted model cannot give exact attributions for these rows (e.g. interventional
+    TreeSHAP beyond what the library computes exactly). The runner keeps the run, records no
+    fidelity metrics for it and notes why, rather than logging inexact values."""

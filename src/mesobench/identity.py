@@ -21,13 +21,16 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(_canonical(obj).encode()).hexdigest()[:length]
 
 
-RUN_KEY_VERSION = "4"
+RUN_KEY_VERSION = "5"
 """Version of the run-key rule, logged as tag ``mesobench.run_key_version``. Version 1 hashed a
 hand-picked list of sections (model, preprocessing, validation, task, fold, seed, device); version
 2 hashes the whole resolved config minus :data:`BOOKKEEPING_KEYS`; version 3 is version 2 with
 the knobs of the experiments (``preprocessing.standardise_numeric``, ``hpo.sampler``,
 ``hpo.models``); version 4 adds the settings of the insertion, faithfulness-correlation and
-stability metrics (``fidelity.faithfulness_*``, ``fidelity.sensitivity_*``). Runs of another
+stability metrics (``fidelity.faithfulness_*``, ``fidelity.sensitivity_*``); version 5 scores
+every model in the raw feature space with one baseline row (``fidelity.numeric_baseline``,
+``fidelity.categorical_baseline``, ``fidelity.yeh_categorical_removal``,
+``fidelity.sensitivity_category_redraw``; docs/fidelity.md). Runs of another
 version are redone by the runner (their keys differ) and left out by the aggregator, never
 mixed.
 
@@ -37,7 +40,7 @@ therefore moves with the config's keys: ``tests/test_run_key.py`` fails when
 :func:`schema_fingerprint` of the composed config differs from :data:`SCHEMA_FINGERPRINT`,
 saying to bump the version and record the new fingerprint."""
 
-SCHEMA_FINGERPRINT = "1c8bc860a7f1ae4c"
+SCHEMA_FINGERPRINT = "9b152c13ac96fd8d"
 """:func:`schema_fingerprint` of the config this :data:`RUN_KEY_VERSION` was declared for."""
 
 BOOKKEEPING_KEYS: tuple[str, ...] = (

@@ -23,7 +23,7 @@ from mesobench import explain_summary, gamma_search, hpo
 from mesobench.data import FoldData, Preprocessor, validation_split
 from mesobench.errors import DataError
 from mesobench.estimators import accepts, kind_params
-from mesobench.metrics import classification_metrics, fidelity, regression_metrics
+from mesobench.metrics import classification_metrics, fidelity, regression_metrics, scoring
 from mesobench.resources import measure
 from mesobench.settings import Protocol
 
@@ -87,7 +87,7 @@ def validation_infidelity(
     *,
     kind: str,
     seed: int,
-    settings: fidelity.FidelityConfig,
+    settings: scoring.FidelityConfig,
 ) -> float:
     """LFR infidelity of a fitted model's explanations on a seeded sample of validation rows.
 
@@ -98,7 +98,7 @@ def validation_infidelity(
     rows = fidelity.sample_rows(len(X_val), settings.sample_size, seed)
     return fidelity.lfr_infidelity(
         estimator.explain,
-        fidelity.output_function(estimator, kind),
+        scoring.output_function(estimator, kind),
         X_val[rows],
         X_reference=np.asarray(X_fit, dtype=np.float64),
         rng=seed,
@@ -372,38 +372,39 @@ def explain(estimator: Any, run: FoldRun) -> None:
 
 
 def score_fidelity(estimator: Any, run: FoldRun) -> None:
-    """The fidelity metrics on the test fold; on a synthetic task also the errors against the
+    """The fidelity metrics on the test fold, in the task's raw feature space shared by every
+    model (:mod:`mesobench.metrics.scoring`); on a synthetic task also the errors against the
     true function, in raw feature units (the preprocessor's affine map undone)."""
-    data, outcome = run.data, run.outcome
-    affine = run.prepared.prep.numeric_affine() if data.truth is not None else None
-    if fidelity.attribution_method(estimator):
-        truth_kwargs = {}
-        if affine is not None:
-            offset, scale, columns = affine
-            truth_kwargs = dict(
-                truth=data.truth,
-                X_raw=np.asarray(data.X_test[columns], dtype=np.float64),
-                feature_offset=offset,
-                feature_scale=scale,
-            )
+    data, outcome, prep = run.data, run.outcome, run.prepared.prep
+    config = run.protocol.fidelity.metrics
+    affine = prep.numeric_affine() if data.truth is not None else None
+    if scoring.attribution_method(estimator):
         with measure(cuda=run.cuda) as fidelity_usage:
-            result = fidelity.evaluate(
-                estimator,
-                run.prepared.Xt,
-                kind=run.kind,
+            space = config.space(data.X_train, data.categorical, X_scored=data.X_test)
+            view = scoring.ModelView(
+                estimator, run.kind, space, prep.transform, prep.source_columns_
+            )
+            result = scoring.evaluate(
+                view,
+                data.X_test,
                 seed=run.seed,
-                config=run.protocol.fidelity.metrics,
+                config=config,
                 X_reference=run.prepared.Xf,
-                **truth_kwargs,
+                truth=data.truth if affine is not None else None,
+                affine=None if affine is None else affine[:2],
             )
         outcome.metrics.update(result.metrics)
         outcome.metrics["fidelity_seconds"] = fidelity_usage.seconds
         outcome.params.update(result.params)
         outcome.notes.extend(result.notes)
+    else:
+        outcome.notes.append(
+            f"fidelity metrics skipped: {type(estimator).__name__} has no local attributions"
+        )
     if affine is not None and (run.kind == "regression" or data.n_classes == 2):
         offset, scale, _ = affine
         beta = fidelity.marginal_effect_at_origin(
-            fidelity.logit_output(estimator, run.kind),
+            scoring.logit_output(estimator, run.kind),
             data.truth.n_features,
             offset=offset,
             scale=scale,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mesobench.errors import ConfigError
-from mesobench.metrics.fidelity import FidelityConfig
+from mesobench.metrics.scoring import FidelityConfig
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ import psutil
 import torch
 
 from mesobench.estimators import DeviceSettings, build_estimator
-from mesobench.metrics import fidelity
+from mesobench.metrics import scoring
 from mesobench.paths import compose_config, repo_root
 from mesobench.resources import measure
 
@@ -169,7 +169,7 @@ def fit_seconds(cfg: dict, X, y, device: str, threads: int, seed: int, settings=
 
 
 def explain_call(est, X):
-    if fidelity.attribution_method(est) == "local_linear":
+    if scoring.attribution_method(est) == "local_linear":
         return est.explain(X)
     return est.input_gradients(X)
 

@@ -83,7 +83,7 @@ Large perturbation batches are evaluated in chunks of about ``_MAX_ELEMENTS`` ma
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -93,6 +93,13 @@ from sklearn.neighbors import NearestNeighbors
 from mesobench.models.explanation import Explanation
 
 OutputFn = Callable[[np.ndarray], np.ndarray]
+
+
+class UndefinedMetricError(ValueError):
+    """A metric that is undefined for these data as a whole (not for some points): the message
+    says why, and :func:`mesobench.metrics.scoring.evaluate` records it as a note."""
+
+
 _MAX_ELEMENTS = 1 << 22  # entries of a perturbed block per output_fn call (32 MiB in float64)
 NEIGHBORHOODS = ("gaussian", "smote")
 YEH_PERTURBATIONS = ("relative", "absolute")
@@ -363,6 +370,8 @@ def yeh_infidelity(
     baseline: float | np.ndarray = 0.0,
     feature_scale: float | np.ndarray = 1.0,
     perturbable: np.ndarray | None = None,
+    categorical: np.ndarray | None = None,
+    removal_probability: float = 0.5,
     target: np.ndarray | None = None,
     rng=None,
 ) -> dict[str, float]:
@@ -373,6 +382,16 @@ def yeh_infidelity(
     ``"absolute"`` (slopes): ``I ~ N(0, (noise_std · feature_scale)²)``. Entries outside
     ``perturbable`` (F,) or not finite are not perturbed. f is the explained output (``target``
     class for multi-output ``output_fn``; default the argmax of f(x)).
+
+    ``categorical`` (F,) marks features that are removed or kept, not scaled (Yeh et al.'s
+    square-removal perturbations): each is set to its ``baseline`` with probability
+    ``removal_probability``, and a removed feature counts its whole attribution φ_j (m_j = 1),
+    a kept one nothing. A feature that sits at its baseline is not moved by any perturbation
+    and counts 0, as in captum's ``(x − x̃) / (x − baseline)`` convention.
+
+    Draws, per chunk of points: the Gaussian multipliers ``(m, k, F)``, then, only if some
+    feature is categorical, the removal draws ``(m, k, F)`` (uniform, removed when below
+    ``removal_probability``).
 
     Returns ``infidelity``, ``scaled_infidelity`` (infidelity / E[(f(x) − f(x − I))²]: 1 = no
     better than φ = 0), ``n_points``, ``n_perturbations``, ``n_features_perturbed``.
@@ -385,9 +404,20 @@ def yeh_infidelity(
     k = int(n_perturbations)
     if n == 0 or k < 1:
         raise ValueError("yeh_infidelity needs at least one point and one perturbation")
-    mask = _perturbable(X, perturbable)
     base = _per_feature(baseline, n_features, "baseline")
     scale = _per_feature(feature_scale, n_features, "feature_scale")
+    cat = (
+        np.zeros(n_features, bool)
+        if categorical is None
+        else _feature_mask(categorical, n_features)
+    )
+    # an entry moves only if perturbable, present, and (relative / categorical) off its baseline
+    mask = _perturbable(X, perturbable)
+    off_base = base[None, :] != X
+    if perturbation == "relative":
+        mask &= off_base
+    else:
+        mask &= off_base | ~cat[None, :]
     rng = _rng(rng)
     f_full = _outputs(output_fn, X)
     target = _resolve_target(f_full, target)
@@ -396,14 +426,18 @@ def yeh_infidelity(
     err2 = delta2 = 0.0
     for sl in _chunks(n, k, n_features):
         m = sl.stop - sl.start
-        eps = rng.standard_normal((m, k, n_features)) * noise_std * mask[sl, None, :]
+        eps = rng.standard_normal((m, k, n_features)) * noise_std
+        if cat.any():
+            removed = rng.random((m, k, n_features)) < float(removal_probability)
+            eps = np.where(cat, removed.astype(np.float64), eps)
+        eps *= mask[sl, None, :]
+        offset = np.where(mask[sl], X[sl] - base, 0.0)
         if perturbation == "relative":
-            offset = np.where(mask[sl], X[sl] - base, 0.0)
             shift = offset[:, None, :] * eps
             projected = np.einsum("nkf,nf->nk", eps, phi[sl])
         else:
-            shift = eps * scale
-            projected = np.einsum("nkf,nf->nk", shift, phi[sl])
+            shift = np.where(cat, offset[:, None, :] * eps, eps * scale)
+            projected = np.einsum("nkf,nf->nk", np.where(cat, eps, shift), phi[sl])
         X_pert = (X[sl, None, :] - shift).reshape(m * k, n_features)
         tgt = None if target is None else np.repeat(target[sl], k)
         f_pert = _explained(_outputs(output_fn, X_pert), tgt).reshape(m, k)
@@ -431,26 +465,32 @@ def deletion_auc(
     perturbable: np.ndarray | None = None,
     target: np.ndarray | None = None,
     output_scale: float | None = None,
+    rng: np.random.Generator | int | None = 0,
 ) -> dict[str, float]:
     """Deletion-curve score, lower = more faithful (0 ≈ a random deletion order).
 
     Per point, the perturbable features are set to ``baseline`` in order of decreasing signed
-    attribution, ``S = min(n_steps, F_p)`` equal shares at a time (F_p perturbable features),
-    giving outputs ``c_0 = f(x), ..., c_S`` (explained output, see :func:`yeh_infidelity`). The
-    point's score is the trapezoid area under c over the removed fraction minus the area under
-    the line from c_0 to c_S; ``deletion_auc`` is its mean over points divided by
-    ``output_scale`` (default: the mean total change mean |c_0 − c_S|; NaN if 0).
+    attribution (:func:`ordered_curves`; ties in a seeded random order), giving outputs
+    ``c_0 = f(x), ..., c_S``. The point's score is the trapezoid area under c over the removed
+    fraction minus the area under the line from c_0 to c_S; ``deletion_auc`` is its mean over
+    points divided by ``output_scale`` (default: the mean total change mean |c_0 − c_S|; NaN if
+    0).
 
     Returns ``deletion_auc``, ``n_points``, ``n_steps``, ``n_features_perturbed``.
     """
     options = dict(baseline=baseline, n_steps=n_steps, perturbable=perturbable, target=target)
     return _ordered_curve_score(
-        "deletion_auc", attribution, output_fn, X, False, output_scale=output_scale, **options
+        "deletion_auc", attribution, output_fn, X, False, output_scale, rng=rng, **options
     )
 
 
 def insertion_auc(
-    attribution: np.ndarray, output_fn: OutputFn, X: np.ndarray, **options: Any
+    attribution: np.ndarray,
+    output_fn: OutputFn,
+    X: np.ndarray,
+    *,
+    output_scale: float | None = None,
+    **options: Any,
 ) -> dict[str, float]:
     """Insertion-curve score, higher = more faithful (0 ≈ a random insertion order).
 
@@ -461,11 +501,64 @@ def insertion_auc(
     the mean |c_S − c_0|). For an additive model the true attribution scores > 0 (+0.5 when one
     feature carries the whole change), a random one ≈ 0.
 
-    ``options``: ``baseline``, ``n_steps``, ``perturbable``, ``target``, ``output_scale`` as
-    for :func:`deletion_auc`. Returns ``insertion_auc``, ``n_points``, ``n_steps``,
+    ``options``: ``baseline``, ``n_steps``, ``perturbable``, ``target``, ``rng`` as for
+    :func:`ordered_curves`. Returns ``insertion_auc``, ``n_points``, ``n_steps``,
     ``n_features_perturbed``.
     """
-    return _ordered_curve_score("insertion_auc", attribution, output_fn, X, True, **options)
+    return _ordered_curve_score(
+        "insertion_auc", attribution, output_fn, X, True, output_scale, **options
+    )
+
+
+def ordered_curves(
+    attribution: np.ndarray,
+    output_fn: OutputFn,
+    X: np.ndarray,
+    *,
+    insert: bool,
+    baseline: float | np.ndarray = 0.0,
+    n_steps: int = 20,
+    perturbable: np.ndarray | None = None,
+    target: np.ndarray | None = None,
+    rng: np.random.Generator | int | None = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Deletion (``insert=False``) or insertion curves: ``(t, curves)``.
+
+    Features are moved in order of decreasing signed attribution; features with equal
+    attributions (an all-zero attribution, say) in a random order drawn from ``rng`` (one
+    uniform key per point and feature, ``(n, F)``), never by column order. ``S = min(n_steps,
+    F_p)`` steps move equal shares of the F_p perturbable features; ``t`` (S+1,) is the moved
+    fraction and ``curves`` (n, S+1) the explained output after each step: from f(x) to
+    f(baseline) (deletion) or back (insertion). The blocks of a chunk of points go through
+    ``output_fn`` in one call.
+    """
+    X = _matrix(X)
+    phi = _check_attribution(attribution, X)
+    n, n_features = X.shape
+    mask = _feature_mask(perturbable, n_features)
+    n_pert = int(mask.sum())
+    if n == 0 or n_pert == 0:
+        raise ValueError("ordered curves need at least one point and one perturbable feature")
+    base = _per_feature(baseline, n_features, "baseline")
+    steps = min(int(n_steps), n_pert)
+    moved = np.rint(np.linspace(0, n_pert, steps + 1)).astype(np.int64)  # features per step
+    ties = _rng(rng).random((n, n_features))
+    # rank[i, j]: position of feature j in point i's order (non-perturbable: last)
+    order = np.lexsort((ties, np.where(mask, -phi, np.inf)), axis=1)
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(n_features)[None, :], axis=1)
+
+    if target is None:  # needed only to pick the predicted class of a multi-output model
+        target = _resolve_target(_outputs(output_fn, X), None)
+    curves = np.empty((n, steps + 1))
+    for sl in _chunks(n, steps + 1, n_features):
+        m = sl.stop - sl.start
+        early = rank[sl, None, :] < moved[None, :, None]  # (m, S+1, F): moved by step s
+        at_base = (~early & mask) if insert else early
+        block = np.where(at_base, base, X[sl, None, :]).reshape(m * (steps + 1), n_features)
+        tgt = None if target is None else np.repeat(target[sl], steps + 1)
+        curves[sl] = _explained(_outputs(output_fn, block), tgt).reshape(m, steps + 1)
+    return moved / n_pert, curves
 
 
 def _ordered_curve_score(
@@ -474,49 +567,20 @@ def _ordered_curve_score(
     output_fn: OutputFn,
     X: np.ndarray,
     insert: bool,
-    *,
-    baseline: float | np.ndarray = 0.0,
-    n_steps: int = 20,
-    perturbable: np.ndarray | None = None,
-    target: np.ndarray | None = None,
-    output_scale: float | None = None,
+    output_scale: float | None,
+    **options: Any,
 ) -> dict[str, float]:
-    """Deletion (``insert=False``) or insertion curves, batched per chunk of points."""
-    X = _matrix(X)
-    phi = _check_attribution(attribution, X)
-    n, n_features = X.shape
-    mask = _feature_mask(perturbable, n_features)
-    n_pert = int(mask.sum())
-    if n == 0 or n_pert == 0:
-        raise ValueError(f"{name} needs at least one point and one perturbable feature")
-    base = _per_feature(baseline, n_features, "baseline")
-    steps = min(int(n_steps), n_pert)
-    moved = np.rint(np.linspace(0, n_pert, steps + 1)).astype(np.int64)  # features per step
-    t = moved / n_pert
-
-    # rank[i, j]: position of feature j in point i's order (non-perturbable: last)
-    order = np.argsort(np.where(mask, -phi, np.inf), axis=1, kind="stable")
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(n_features)[None, :], axis=1)
-
-    if target is None:  # needed only to pick the predicted class of a multi-output model
-        target = _resolve_target(_outputs(output_fn, X), None)
-    scores, total_change = np.empty(n), np.empty(n)
-    for sl in _chunks(n, steps + 1, n_features):
-        m = sl.stop - sl.start
-        early = rank[sl, None, :] < moved[None, :, None]  # (m, S+1, F): moved by step s
-        at_base = (~early & mask) if insert else early
-        block = np.where(at_base, base, X[sl, None, :]).reshape(m * (steps + 1), n_features)
-        tgt = None if target is None else np.repeat(target[sl], steps + 1)
-        curve = _explained(_outputs(output_fn, block), tgt).reshape(m, steps + 1)
-        area = np.sum((curve[:, 1:] + curve[:, :-1]) * np.diff(t) / 2.0, axis=1)
-        scores[sl] = area - (curve[:, 0] + curve[:, -1]) / 2.0
-        total_change[sl] = np.abs(curve[:, 0] - curve[:, -1])
+    """The normalised area of :func:`ordered_curves` above their straight lines."""
+    t, curve = ordered_curves(attribution, output_fn, X, insert=insert, **options)
+    area = np.sum((curve[:, 1:] + curve[:, :-1]) * np.diff(t) / 2.0, axis=1)
+    scores = area - (curve[:, 0] + curve[:, -1]) / 2.0
+    total_change = np.abs(curve[:, 0] - curve[:, -1])
     scale = float(total_change.mean()) if output_scale is None else float(output_scale)
+    n_pert = int(_feature_mask(options.get("perturbable"), np.shape(X)[1]).sum())
     return {
         name: float(scores.mean()) / scale if scale > 0 else float("nan"),
-        "n_points": float(n),
-        "n_steps": float(steps),
+        "n_points": float(curve.shape[0]),
+        "n_steps": float(len(t) - 1),
         "n_features_perturbed": float(n_pert),
     }
 
@@ -535,11 +599,14 @@ def faithfulness_correlation(
 ) -> dict[str, float]:
     """Faithfulness correlation (Bhatt et al. 2020), higher = more faithful (1 = exact).
 
-    Per point x: ``n_subsets`` random subsets S of ``min(subset_size, F_p)`` perturbable
-    features; the Pearson correlation, over the subsets, between the attribution mass
-    ``Σ_{j∈S} φ_j`` and the output drop ``f(x) − f(x with x_S = baseline)``. The score is the
-    mean over points whose correlation is defined (both series vary); ``n_undefined`` counts
-    the others. All subsets of a chunk of points go through ``output_fn`` in one call.
+    Per point x: ``n_subsets`` random subsets S of ``min(subset_size, F_p − 1)`` of the F_p
+    perturbable features (smaller than all of them, so that the subsets differ); the Pearson
+    correlation, over the subsets, between the attribution mass ``Σ_{j∈S} φ_j`` and the output
+    drop ``f(x) − f(x with x_S = baseline)``. The score is the mean over points whose
+    correlation is defined (both series vary); ``n_undefined`` counts the others (an all-zero
+    attribution, an output the subsets do not move). All subsets of a chunk of points go
+    through ``output_fn`` in one call. Fewer than two perturbable features admit no
+    correlation at all: :class:`UndefinedMetricError`, saying so.
 
     Returns ``faithfulness_correlation``, ``n_points``, ``n_undefined``, ``subset_size``.
     """
@@ -547,9 +614,14 @@ def faithfulness_correlation(
     phi = _check_attribution(attribution, X)
     n, n_features = X.shape
     candidates = np.flatnonzero(_feature_mask(perturbable, n_features))
-    if n == 0 or candidates.size == 0:
-        raise ValueError("faithfulness_correlation needs a point and a perturbable feature")
-    k = min(int(subset_size), candidates.size)
+    if n == 0:
+        raise ValueError("faithfulness_correlation needs at least one point")
+    if candidates.size < 2:
+        raise UndefinedMetricError(
+            f"faithfulness correlation is undefined with {candidates.size} perturbable "
+            "feature(s): every random subset would be the same"
+        )
+    k = min(int(subset_size), candidates.size - 1)
     gen = _rng(rng)
     keys = gen.random((n, n_subsets, candidates.size))  # a random subset per row: k smallest
     chosen = candidates[np.argsort(keys, axis=2)[:, :, :k]]  # (n, K, k)
@@ -593,6 +665,39 @@ ExplainFn = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 """``explain_fn(Z, target) -> (m, F)``: the explanation at the rows of Z, of class ``target``."""
 
 
+@dataclass(frozen=True)
+class CategoryResampler:
+    """How the stability neighbourhood moves categorical features, which have no small
+    continuous step: each present categorical entry is, with ``probability``, replaced by a
+    category drawn from its training frequencies (possibly its own).
+
+    columns: (F,) bool, the categorical features resampled.
+    cdf: (F_c, K) cumulative category probabilities of those columns in order, padded with 1.
+    probability: chance that one categorical entry of x′ is redrawn.
+    """
+
+    columns: np.ndarray
+    cdf: np.ndarray
+    probability: float
+
+    def apply(self, X: np.ndarray, Z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``Z`` (n, P, F), the numeric perturbations of X, with categorical entries redrawn.
+
+        Draws: uniforms ``(n, P, F_c)`` deciding which entries move, then uniforms of the same
+        shape picking the category by inverse CDF.
+        """
+        cols = np.flatnonzero(self.columns)
+        if cols.size == 0 or self.probability <= 0:
+            return Z
+        shape = (*Z.shape[:2], cols.size)
+        moves = (rng.random(shape) < self.probability) & np.isfinite(X[:, None, cols])
+        u = rng.random(shape)
+        drawn = (u[..., None] >= self.cdf[None, None, :, :]).sum(axis=-1)  # inverse CDF
+        drawn = np.minimum(drawn, self.cdf.shape[1] - 1).astype(np.float64)
+        Z[:, :, cols] = np.where(moves, drawn, Z[:, :, cols])
+        return Z
+
+
 def max_sensitivity(
     explain_fn: ExplainFn,
     X: np.ndarray,
@@ -603,16 +708,19 @@ def max_sensitivity(
     target: np.ndarray | None = None,
     rng: np.random.Generator | int | None = 0,
     phi_x: np.ndarray | None = None,
+    resample: CategoryResampler | None = None,
 ) -> dict[str, float]:
     """Stability of explanations (captum's ``sensitivity_max``), lower = more stable (0: the
     explanation does not move).
 
     Per point x: ``n_perturbations`` points x′ = x + u, u uniform in [−radius, radius] on each
-    perturbable feature; ``max_sensitivity`` is the mean over points of
-    max_{x′} ‖φ(x′) − φ(x)‖₂ / ‖φ(x)‖₂ and ``avg_sensitivity`` of the mean over x′ (points with
-    φ(x) = 0 are left out and counted in ``n_zero``). φ is ``explain_fn`` at the same class
-    ``target`` as at x; all perturbations of a chunk of points are explained in one call.
-    ``phi_x``: φ at X when the caller has it (saves one explanation pass).
+    perturbable feature (present values only); categorical features, if ``resample`` says
+    so, redrawn as :class:`CategoryResampler` does. ``max_sensitivity`` is the mean over
+    points of max_{x′} ‖φ(x′) − φ(x)‖₂ / ‖φ(x)‖₂ and ``avg_sensitivity`` of the mean over x′
+    (points with φ(x) = 0 are undefined: left out and counted in ``n_zero``). φ is
+    ``explain_fn`` at the same class ``target`` as at x; all perturbations of a chunk of points
+    are explained in one call. ``phi_x``: φ at X when the caller has it (saves one pass).
+    Draws: the uniform noise ``(n, n_perturbations, F)``, then the resampler's.
 
     Returns ``max_sensitivity``, ``avg_sensitivity``, ``n_points``, ``n_zero``.
     """
@@ -621,6 +729,9 @@ def max_sensitivity(
     gen = _rng(rng)
     noise = gen.uniform(-1.0, 1.0, size=(n, n_perturbations, n_features))
     noise *= _per_feature(radius, n_features, "radius") * _perturbable(X, perturbable)[:, None, :]
+    neighbours = X[:, None, :] + noise
+    if resample is not None:
+        neighbours = resample.apply(X, neighbours, gen)
     if phi_x is None:  # the explanation at X itself, unless the caller has it already
         phi_x = explain_fn(X, target)
     phi_x = np.asarray(phi_x, dtype=np.float64).reshape(n, -1)
@@ -628,7 +739,7 @@ def max_sensitivity(
     ratios = np.empty((n, n_perturbations))
     for sl in _chunks(n, n_perturbations, n_features):
         m = sl.stop - sl.start
-        Z = (X[sl, None, :] + noise[sl]).reshape(m * n_perturbations, n_features)
+        Z = neighbours[sl].reshape(m * n_perturbations, n_features)
         tgt = None if target is None else np.repeat(np.asarray(target)[sl], n_perturbations)
         phi_z = np.asarray(explain_fn(Z, tgt), dtype=np.float64).reshape(m, n_perturbations, -1)
         change = np.linalg.norm(phi_z - phi_x[sl, None, :], axis=2)
@@ -773,472 +884,3 @@ def ground_truth_errors(
     if coef is not None:
         out["coef_mae"] = coefficient_error(coef, truth, scale=scale)
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# Estimators → attributions
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Attribution:
-    """Per-feature attribution of one explained output per row.
-
-    Attributes:
-        values: (n, F), multiplied-by-input kind (sums to about f(x) − f(baseline)).
-        target: (n,) class index explained per row (multi-output models), else None.
-        method: ``"local_linear"`` (x ⊙ w(x) of ``explain``), ``"treeshap"``
-            (``contributions``) or ``"gradient_x_input"`` (``input_gradients``).
-        slope: (n, F) local slope of the explained output (the weights w(x), the input
-            gradient), or None (TreeSHAP).
-        intercept: (n,) local intercept of the explained output (``explain`` only), or None.
-        explanation: the full :class:`Explanation` (all classes; ``explain`` only), or None.
-    """
-
-    values: np.ndarray
-    target: np.ndarray | None
-    method: str
-    slope: np.ndarray | None = None
-    intercept: np.ndarray | None = None
-    explanation: Explanation | None = None
-
-
-def output_function(estimator: Any, kind: str) -> OutputFn:
-    """The output that explanations explain: ``predict`` (regression), ``decision_function``."""
-    if kind == "regression":
-        return estimator.predict
-    if not hasattr(estimator, "decision_function"):
-        raise ValueError(f"{type(estimator).__name__} has no decision_function (logits)")
-    return estimator.decision_function
-
-
-def logit_output(estimator: Any, kind: str) -> OutputFn:
-    """Like :func:`output_function`, with the logit of ``predict_proba`` for binary
-    classifiers without ``decision_function`` (e.g. random forests)."""
-    if kind == "regression" or hasattr(estimator, "decision_function"):
-        return output_function(estimator, kind)
-
-    def logit(X: np.ndarray) -> np.ndarray:
-        p = np.clip(np.asarray(estimator.predict_proba(X))[:, 1], 1e-12, 1.0 - 1e-12)
-        return np.log(p) - np.log1p(-p)
-
-    return logit
-
-
-def _pick(values: np.ndarray, target: np.ndarray | None) -> np.ndarray:
-    """(n, F) from (n, F) or (n, F, C) by the class ``target`` of each row."""
-    if values.ndim == 2:
-        return values
-    return np.take_along_axis(values, target[:, None, None], axis=2)[:, :, 0]
-
-
-def attribution_method(estimator: Any) -> str | None:
-    """Which attribution :func:`attributions` uses for the estimator, or None when it has none."""
-    if hasattr(estimator, "explain"):
-        return "local_linear"
-    if hasattr(estimator, "contributions"):
-        return "treeshap"
-    if hasattr(estimator, "input_gradients"):
-        return "gradient_x_input"
-    return None
-
-
-def attributions(estimator: Any, X: Any, kind: str) -> Attribution:
-    """Attribution of the explained output of a fitted estimator at the rows of X.
-
-    Dispatch, first match: ``explain`` → impact x ⊙ w(x); ``contributions`` → TreeSHAP values;
-    ``input_gradients`` → gradient × input. Multiclass: the logit of the predicted class
-    (argmax of the logits) is explained. X is what the estimator reads (a DataFrame for
-    native-input models).
-    """
-    method = attribution_method(estimator)
-    if method == "local_linear":
-        expl = estimator.explain(X)
-        X_num = _matrix(X)
-        impact = expl.impact(X_num)
-        target = np.argmax(expl.output(X_num), axis=1) if expl.multiclass else None
-        W = np.asarray(expl.weights, dtype=np.float64)
-        b = np.asarray(expl.intercept, dtype=np.float64)
-        b = b if target is None else np.take_along_axis(b, target[:, None], axis=1)[:, 0]
-        return Attribution(_pick(impact, target), target, method, _pick(W, target), b, expl)
-    if method == "treeshap":
-        values, bias = estimator.contributions(X)
-        values = np.asarray(values, dtype=np.float64)
-        target = None
-        if values.ndim == 3:
-            target = np.argmax(values.sum(axis=1) + bias, axis=1)
-        return Attribution(_pick(values, target), target, method)
-    if method == "gradient_x_input":
-        target = None
-        if kind != "regression":
-            logits = np.asarray(estimator.decision_function(X), dtype=np.float64)
-            target = np.argmax(logits, axis=1) if logits.ndim == 2 else None
-        grads = np.asarray(estimator.input_gradients(X, target=target), dtype=np.float64)
-        return Attribution(_matrix(X) * grads, target, method, slope=grads)
-    raise ValueError(
-        f"{type(estimator).__name__} has no local attributions "
-        "(needs explain, contributions or input_gradients)"
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# DataFrames with category columns (XGBoost / CatBoost native input)
-# --------------------------------------------------------------------------------------------
-
-
-class FrameCodec:
-    """A DataFrame with numeric and ``category`` columns ↔ a float matrix, losslessly.
-
-    Numeric columns pass through as float64 (NaN = missing); a category column becomes its
-    category code as a float (missing → NaN). ``perturbable`` marks the numeric columns: the
-    perturbation metrics move only those and keep each row's categories as they are.
-    """
-
-    def __init__(self, template: pd.DataFrame) -> None:
-        self.columns = list(template.columns)
-        self.dtypes = list(template.dtypes)
-        self.categorical = np.array([isinstance(d, pd.CategoricalDtype) for d in self.dtypes])
-        for col, dtype, cat in zip(self.columns, self.dtypes, self.categorical, strict=True):
-            if not cat and not pd.api.types.is_numeric_dtype(dtype):
-                raise ValueError(f"column {col!r} is neither numeric nor category ({dtype})")
-
-    @property
-    def perturbable(self) -> np.ndarray:
-        return ~self.categorical
-
-    def encode(self, X: pd.DataFrame) -> np.ndarray:
-        Z = np.empty((len(X), len(self.columns)))
-        for j, (col, cat) in enumerate(zip(self.columns, self.categorical, strict=True)):
-            if cat:
-                codes = X[col].cat.codes.to_numpy().astype(np.float64)
-                Z[:, j] = np.where(codes < 0, np.nan, codes)
-            else:
-                Z[:, j] = X[col].to_numpy(dtype=np.float64, na_value=np.nan)
-        return Z
-
-    def decode(self, Z: np.ndarray) -> pd.DataFrame:
-        data = {}
-        for j, (col, dtype, cat) in enumerate(
-            zip(self.columns, self.dtypes, self.categorical, strict=True)
-        ):
-            if cat:
-                codes = np.nan_to_num(Z[:, j], nan=-1.0).astype(np.int64)
-                data[col] = pd.Categorical.from_codes(codes, dtype=dtype)
-            else:
-                data[col] = Z[:, j]
-        return pd.DataFrame(data, columns=self.columns)
-
-
-# --------------------------------------------------------------------------------------------
-# Everything for one fitted estimator (what the runner calls)
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FidelityConfig:
-    """Settings of :func:`evaluate`: the ``fidelity`` section of ``conf/config.yaml``, which
-    holds their defaults and documentation (build one from a composed config, e.g.
-    ``FidelitySettings.from_config`` in :mod:`mesobench.settings`).
-
-    sample_size: test rows scored (a seeded sample; None = all).
-    neighborhood, sigma, n_neighbors, k_nearest: LFR neighbourhoods (see :func:`draw_neighbors`).
-    yeh_perturbation, yeh_noise_std, yeh_n_perturbations: see :func:`yeh_infidelity`.
-    deletion_steps, insertion_steps: see :func:`deletion_auc`, :func:`insertion_auc`.
-    faithfulness_sample_size: scored rows (the first of the sample) for insertion and
-    faithfulness correlation; faithfulness_subset_size, faithfulness_n_subsets: see
-    :func:`faithfulness_correlation`.
-    sensitivity_sample_size: scored rows for the stability metrics; sensitivity_radius,
-    sensitivity_n_perturbations: see :func:`max_sensitivity`.
-    """
-
-    sample_size: int | None
-    neighborhood: str
-    sigma: float
-    n_neighbors: int
-    k_nearest: int
-    yeh_perturbation: str
-    yeh_noise_std: float
-    yeh_n_perturbations: int
-    deletion_steps: int
-    insertion_steps: int
-    faithfulness_sample_size: int
-    faithfulness_subset_size: int
-    faithfulness_n_subsets: int
-    sensitivity_sample_size: int
-    sensitivity_radius: float
-    sensitivity_n_perturbations: int
-
-    def neighbourhood(self) -> dict[str, Any]:
-        """The :func:`lfr_infidelity` arguments that define the LFR neighbourhoods, so the test
-        metric and the γ search's validation infidelity draw them alike."""
-        return {
-            "neighborhood": self.neighborhood,
-            "sigma": self.sigma,
-            "n_neighbors": self.n_neighbors,
-            "k_nearest": self.k_nearest,
-        }
-
-
-@dataclass
-class FidelityResult:
-    metrics: dict[str, float] = field(default_factory=dict)  # "fidelity/<name>" → value
-    params: dict[str, Any] = field(default_factory=dict)  # "fidelity.<name>" → fact
-    notes: list[str] = field(default_factory=list)
-
-
-def _take(X: Any, rows: np.ndarray) -> Any:
-    return X.iloc[rows] if isinstance(X, pd.DataFrame) else np.asarray(X)[rows]
-
-
-def evaluate(
-    estimator: Any,
-    X: Any,
-    *,
-    kind: str,
-    seed: int,
-    config: FidelityConfig,
-    X_reference: Any = None,
-    truth: Any = None,
-    X_raw: Any = None,
-    feature_offset: float | np.ndarray = 0.0,
-    feature_scale: float | np.ndarray = 1.0,
-) -> FidelityResult:
-    """All fidelity metrics of a fitted estimator on (a seeded sample of) the test rows X.
-
-    ``X``: the test rows as the estimator reads them (preprocessed matrix, or the native
-    DataFrame). ``X_reference``: training rows in the same units, for ``smote``
-    neighbourhoods. Synthetic tasks: ``truth`` (:class:`~mesobench.data.truth
-    .SyntheticTruth`), ``X_raw`` (the raw test rows aligned with X) and the model-unit
-    transform ``x_model = (x_raw − feature_offset) / feature_scale`` (the preprocessor's
-    numeric mean and scale; 0 and 1 for native input).
-
-    Models with ``explain`` get the LFR metrics; every model with attributions (see
-    :func:`attributions`) gets Yeh infidelity and the deletion score, perturbed as
-    :func:`perturbation_space` says. A model without attributions gets a note and no metrics.
-    Random streams for the LFR and Yeh metrics are independent children of ``seed``.
-    """
-    result = FidelityResult()
-    method = attribution_method(estimator)
-    if method is None:
-        result.notes.append(
-            f"fidelity metrics skipped: {type(estimator).__name__} has no local attributions"
-        )
-        return result
-    rows = sample_rows(len(X), config.sample_size, seed)
-    X_s = _take(X, rows)
-    streams = np.random.SeedSequence(seed).spawn(4)  # children 0, 1 as before the new metrics
-    rng_lfr, rng_yeh, rng_faith, rng_stab = (np.random.default_rng(s) for s in streams)
-    result.params.update({"fidelity.n_points": len(rows), "fidelity.attribution": method})
-    space = perturbation_space(X_s, output_function(estimator, kind), result.notes)
-    result.params["fidelity.n_features_perturbed"] = int(space.perturbable.sum())
-    attr = attributions(estimator, X_s, kind)
-    if method == "local_linear":
-        ref = None if X_reference is None else _matrix(X_reference)
-        result.metrics.update(_lfr_metrics(attr, space, config, ref, rng_lfr))
-    if space.perturbable.any():
-        result.metrics.update(_perturbation_metrics(attr, space, config, rng_yeh))
-        result.metrics.update(_faithfulness_metrics(attr, space, config, rng_faith))
-        explain_fn = _explanation_function(estimator, kind, space.decode)
-        result.metrics.update(_stability_metrics(explain_fn, attr, space, config, rng_stab))
-    else:
-        result.notes.append("fidelity: no numeric feature to perturb; Yeh / deletion skipped")
-    if truth is not None and X_raw is not None:
-        affine = (np.asarray(feature_offset), np.asarray(feature_scale))
-        _ground_truth_metrics(result, attr, space, truth, _take(X_raw, rows), affine)
-    return result
-
-
-@dataclass
-class PerturbationSpace:
-    """The scored rows as the perturbation metrics see them: a float matrix ``Z``, the columns
-    that may be perturbed, their baseline and noise scale, and the output as a function of Z."""
-
-    Z: np.ndarray
-    perturbable: np.ndarray  # bool per column
-    baseline: np.ndarray
-    noise_scale: np.ndarray
-    output: Callable[[np.ndarray], np.ndarray]
-    decode: Callable[[np.ndarray], Any] = lambda Z: Z  # Z → what the estimator reads
-
-
-def perturbation_space(
-    X_s: Any, output: Callable[[Any], np.ndarray], notes: list[str]
-) -> PerturbationSpace:
-    """A matrix is perturbed as it is (baseline 0, unit noise scale: standardised units).
-    Native DataFrame input goes through :class:`FrameCodec`: only numeric columns are
-    perturbed (categories stay as they are), their baseline is the mean over the scored rows
-    and their noise is scaled by their standard deviation there."""
-    if not isinstance(X_s, pd.DataFrame):
-        Z = _matrix(X_s)
-        ones = np.ones(Z.shape[1])
-        return PerturbationSpace(Z, ones.astype(bool), np.zeros(Z.shape[1]), ones, output)
-    codec = FrameCodec(X_s)
-    Z = codec.encode(X_s)
-    perturbable = codec.perturbable
-    numeric = Z[:, perturbable]
-    baseline = np.zeros(Z.shape[1])
-    noise_scale = np.ones(Z.shape[1])
-    if numeric.size:
-        with np.errstate(all="ignore"):
-            mean, std = np.nanmean(numeric, axis=0), np.nanstd(numeric, axis=0)
-        baseline[perturbable] = np.where(np.isfinite(mean), mean, 0.0)
-        noise_scale[perturbable] = np.where(np.isfinite(std) & (std > 0), std, 1.0)
-    if (~perturbable).any():
-        notes.append(
-            f"fidelity: {int((~perturbable).sum())} categorical column(s) are not perturbed "
-            "by the Yeh / deletion metrics; numeric baseline = mean of the scored rows"
-        )
-    return PerturbationSpace(
-        Z, perturbable, baseline, noise_scale, lambda A: output(codec.decode(A)), codec.decode
-    )
-
-
-def _lfr_metrics(
-    attr: Any, space: PerturbationSpace, cfg: FidelityConfig, reference: Any, rng: Any
-) -> dict[str, float]:
-    lfr = lfr_infidelity(
-        attr.explanation,
-        space.output,
-        space.Z,
-        X_reference=reference,
-        rng=rng,
-        **cfg.neighbourhood(),
-    )
-    return {
-        "fidelity/lfr_infidelity": lfr["infidelity"],
-        "fidelity/lfr_scaled_infidelity": lfr["scaled_infidelity"],
-    }
-
-
-def _perturbation_metrics(
-    attr: Any, space: PerturbationSpace, cfg: FidelityConfig, rng: Any
-) -> dict[str, float]:
-    yeh = yeh_infidelity(
-        attr.values,
-        space.output,
-        space.Z,
-        perturbation=cfg.yeh_perturbation,
-        noise_std=cfg.yeh_noise_std,
-        n_perturbations=cfg.yeh_n_perturbations,
-        baseline=space.baseline,
-        feature_scale=space.noise_scale,
-        perturbable=space.perturbable,
-        target=attr.target,
-        rng=rng,
-    )
-    deletion = deletion_auc(
-        attr.values,
-        space.output,
-        space.Z,
-        baseline=space.baseline,
-        n_steps=cfg.deletion_steps,
-        perturbable=space.perturbable,
-        target=attr.target,
-    )
-    return {
-        "fidelity/yeh_infidelity": yeh["infidelity"],
-        "fidelity/yeh_scaled_infidelity": yeh["scaled_infidelity"],
-        "fidelity/deletion_auc": deletion["deletion_auc"],
-    }
-
-
-def _faithfulness_metrics(
-    attr: Any, space: PerturbationSpace, cfg: FidelityConfig, rng: Any
-) -> dict[str, float]:
-    """Insertion AUC and faithfulness correlation with the deletion curve's baseline and mask,
-    on the first ``faithfulness_sample_size`` scored rows (a seeded subsample: the scored rows
-    are a seeded sample), which keeps their cost within a quarter of the other metrics'."""
-    rows = slice(0, cfg.faithfulness_sample_size)
-    target = None if attr.target is None else attr.target[rows]
-    common = dict(baseline=space.baseline, perturbable=space.perturbable, target=target)
-    values, Z = attr.values[rows], space.Z[rows]
-    insertion = insertion_auc(values, space.output, Z, n_steps=cfg.insertion_steps, **common)
-    correlation = faithfulness_correlation(
-        values,
-        space.output,
-        Z,
-        subset_size=cfg.faithfulness_subset_size,
-        n_subsets=cfg.faithfulness_n_subsets,
-        rng=rng,
-        **common,
-    )
-    return {
-        "fidelity/insertion_auc": insertion["insertion_auc"],
-        "fidelity/faithfulness_correlation": correlation["faithfulness_correlation"],
-    }
-
-
-def _explanation_function(estimator: Any, kind: str, decode: Callable) -> ExplainFn:
-    """The explanation whose stability is measured, at the rows of Z for class ``target``: the
-    local weights w(x) of ``explain`` (what an interpretable model shows; constant for a
-    linear model), TreeSHAP contributions, or gradient × input."""
-    method = attribution_method(estimator)
-
-    def explain_fn(Z: np.ndarray, target: np.ndarray | None) -> np.ndarray:
-        X = decode(Z)
-        if method == "local_linear":
-            return _pick(np.asarray(estimator.explain(X).weights, dtype=np.float64), target)
-        if method == "treeshap":
-            return _pick(np.asarray(estimator.contributions(X)[0], dtype=np.float64), target)
-        return Z * np.asarray(estimator.input_gradients(X, target=target), dtype=np.float64)
-
-    return explain_fn
-
-
-def _explained_at_rows(attr: Attribution) -> np.ndarray:
-    """What :func:`_explanation_function` returns at the scored rows, from the attribution
-    already computed: the weights (``explain``), else the attribution values."""
-    return attr.slope if attr.method == "local_linear" else attr.values
-
-
-def _stability_metrics(
-    explain_fn: ExplainFn, attr: Any, space: PerturbationSpace, cfg: FidelityConfig, rng: Any
-) -> dict[str, float]:
-    """Max / average sensitivity on the first ``sensitivity_sample_size`` scored rows: each
-    perturbation costs one explanation (a TreeSHAP pass for tree ensembles), the dearest part."""
-    rows = slice(0, cfg.sensitivity_sample_size)
-    sensitivity = max_sensitivity(
-        explain_fn,
-        space.Z[rows],
-        radius=cfg.sensitivity_radius * space.noise_scale,
-        n_perturbations=cfg.sensitivity_n_perturbations,
-        perturbable=space.perturbable,
-        target=None if attr.target is None else attr.target[rows],
-        rng=rng,
-        phi_x=_explained_at_rows(attr)[rows],
-    )
-    return {
-        "fidelity/max_sensitivity": sensitivity["max_sensitivity"],
-        "fidelity/avg_sensitivity": sensitivity["avg_sensitivity"],
-    }
-
-
-def _ground_truth_metrics(
-    result: FidelityResult,
-    attr: Any,
-    space: PerturbationSpace,
-    truth: Any,
-    X_raw_s: Any,
-    affine: tuple[np.ndarray, np.ndarray],
-) -> None:
-    """Errors against the synthetic task's true function, in raw units (``fidelity/gt_*``)."""
-    if space.Z.shape[1] != truth.n_features or attr.target is not None:
-        result.notes.append(
-            "fidelity: ground-truth errors skipped (model features do not map one-to-one "
-            "onto the synthetic task's features, or the output is multiclass)"
-        )
-        return
-    offset, scale = affine
-    # the attribution is relative to the baseline (model units) = this raw point
-    reference = offset + scale * space.baseline
-    gt = ground_truth_errors(
-        truth,
-        X_raw_s,
-        slope=attr.slope,
-        intercept=attr.intercept,
-        attribution=attr.values,
-        offset=offset,
-        scale=scale,
-        reference=reference,
-    )
-    result.metrics.update({f"fidelity/gt_{k}": v for k, v in gt.items()})

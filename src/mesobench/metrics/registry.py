@@ -66,13 +66,15 @@ METRICS: dict[str, MetricInfo] = {
             False,
             "output units",
             "mean squared gap between the output at a neighbour and the local linear model's "
-            "prediction there (squared logit / target units)",
+            "prediction there (squared logit / target units); LFR-IMN's training objective, "
+            "so never the sole ground for a claim",
         ),
         _m(
             "fidelity/lfr_scaled_infidelity",
             False,
             "scale-free",
-            "lfr_infidelity / the mean squared output change over the neighbours",
+            "lfr_infidelity / the mean squared output change over the neighbours (LFR-IMN's "
+            "training objective, scaled)",
         ),
         _m(
             "fidelity/yeh_infidelity",
@@ -115,6 +117,19 @@ METRICS: dict[str, MetricInfo] = {
             False,
             "scale-free",
             "mean over perturbations of ||phi(x') - phi(x)|| / ||phi(x)||",
+        ),
+        *(
+            _m(
+                f"fidelity/{name}_n_undefined",
+                None,
+                "count",
+                f"scored points where {name} is undefined ({why}); left out of its mean",
+            )
+            for name, why in (
+                ("faithfulness_correlation", "attribution mass or output drop constant"),
+                ("max_sensitivity", "all-zero attribution at the point"),
+                ("avg_sensitivity", "all-zero attribution at the point"),
+            )
         ),
         _m(
             "fidelity/gt_gradient_mae",

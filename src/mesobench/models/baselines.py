@@ -18,9 +18,20 @@ manifest), the random forests with skops (``model.skops``, loading only trusted 
 
 Local attributions, for the fidelity metrics (:mod:`mesobench.metrics.fidelity`): logistic
 regression has ``explain(X)`` (its coefficients as a local linear model on every row) and
-``decision_function``; XGBoost and CatBoost have ``contributions(X) -> (values, bias)``, the
-TreeSHAP values their libraries compute natively, which sum with the bias to the margin
-(``decision_function`` for classifiers, ``predict`` for regressors). Random forest has none.
+``decision_function``. The tree models (XGBoost, CatBoost, random forest) have
+``explained_output(X)``, the output their attributions share out (the margin
+``decision_function`` for the boosting classifiers, the class probabilities for the random forest
+classifier, ``predict`` for regressors), and ``contributions(X, baseline=None) -> (values,
+bias)`` with ``values.sum(1) + bias == explained_output(X)``:
+
+* ``baseline`` given (one row, in X's format): interventional TreeSHAP against that one row
+  (Lundberg et al. 2020), i.e. the baseline Shapley values (Sundararajan & Najmi 2020) that
+  share out ``f(x) − f(baseline)``, and ``bias = f(baseline)``. Computed by library code:
+  CatBoost's ``ShapValues`` with ``reference_data``, ``shap.TreeExplainer`` for XGBoost and the
+  forests on their trees re-expressed exactly as plain threshold trees
+  (:mod:`mesobench.models.tree_shap`: shap refuses XGBoost's categorical splits).
+* ``baseline=None``: path-dependent TreeSHAP against the training data's cover-weighted
+  expectation, the values XGBoost and CatBoost compute natively (shap's for the forest).
 
 Expected inputs (what the harness's preprocessing produces for each ``preprocessing`` kind of
 ``conf/model/*.yaml``): logistic regression a finite float matrix (standardised + one-hot); random
@@ -55,6 +66,7 @@ from sklearn.utils.validation import (
 from threadpoolctl import threadpool_limits
 
 from mesobench.errors import DataError
+from mesobench.models import tree_shap
 from mesobench.models.device import resolve_device
 from mesobench.models.explanation import Explanation
 from mesobench.models.params import store_init_params
@@ -170,6 +182,54 @@ def _split_contributions(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if raw.ndim == 2:
         return raw[:, :-1], raw[:, -1]
     return raw[:, :, :-1].transpose(0, 2, 1), raw[:, :, -1]
+
+
+class _TreeAttributions:
+    """``contributions(X, baseline=None)`` of the tree wrappers.
+
+    Subclasses implement ``explained_output(X)``, ``_native_contributions(X)`` (baseline None)
+    and ``_baseline_values(X, B)`` ((n, F) or (n, F, C) values against the validated one-row
+    baseline ``B``).
+    """
+
+    def _contributions(self, X, baseline) -> tuple[np.ndarray, np.ndarray]:
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        if baseline is None:
+            return self._native_contributions(X)
+        B = self._validate_X(baseline, reset=False)
+        if B.shape[0] != 1:
+            raise ValueError(f"baseline must be one row (in X's format); got {B.shape[0]} rows")
+        values = np.asarray(self._baseline_values(X, B), dtype=np.float64)
+        at_baseline = np.asarray(self.explained_output(B), dtype=np.float64)
+        return values, np.repeat(at_baseline, X.shape[0], axis=0)
+
+    def _n_outputs(self) -> int:
+        """Explained outputs: one per class for multiclass, else one."""
+        classes = getattr(self, "classes_", None)
+        return len(classes) if classes is not None and len(classes) > 2 else 1
+
+
+def _one_output(values: np.ndarray) -> np.ndarray:
+    """(n, F, 1) → (n, F); (n, F, C) as it is."""
+    return values[:, :, 0] if values.shape[2] == 1 else values
+
+
+_CONTRIBUTIONS_DOC = """{intro}
+
+    Returns ``(values, bias)``: values (n, F) and bias (n,) for binary classification and
+    regression, (n, F, C) and (n, C) for multiclass, one value per input column (a ``category``
+    column gets one), such that ``values.sum(1) + bias == explained_output(X)`` ({output}).
+
+    ``baseline`` (one row in X's format: a 1-row DataFrame with the same column dtypes for
+    DataFrame input, a (1, F) matrix otherwise): interventional TreeSHAP against that single
+    row (Lundberg et al. 2020, "From local explanations to global understanding with
+    explainable AI for trees"), which is the baseline Shapley value of Sundararajan & Najmi
+    2020: values share out ``f(x) − f(baseline)``, ``bias`` is ``explained_output(baseline)``
+    on every row, and a feature whose value equals the baseline's gets exactly 0. {baseline}
+
+    ``baseline=None``: {native}
+    """
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,14 +398,71 @@ class _RandomForestParams(Persistable, _Wrapper):
         self.model_ = skops.io.loads(data, trusted=untrusted)
 
 
-class RandomForestClassifier(_RandomForestParams, _WrappedClassifier):
+class _ForestAttributions(_TreeAttributions):
+    def contributions(self, X, baseline=None) -> tuple[np.ndarray, np.ndarray]:
+        return self._contributions(X, baseline)
+
+    contributions.__doc__ = _CONTRIBUTIONS_DOC.format(
+        intro="TreeSHAP values of the forest's ``explained_output``, computed by ``shap``.",
+        output="class probabilities for the classifier, ``predict`` for the regressor",
+        baseline='``shap.TreeExplainer(..., feature_perturbation="interventional")`` on the '
+        "forest's trees, their thresholds rounded down to float32 (shap's interventional "
+        "routine would round them to nearest, misrouting float32 inputs that sit on adjacent "
+        "float32 training values); missing values follow each split's ``missing_go_to_left``.",
+        native='shap\'s path-dependent TreeSHAP (``feature_perturbation="tree_path_dependent"``'
+        "), explaining the output against the training data's cover-weighted expectation (the "
+        "bias); exact, but about 20x slower than the baseline version on deep forests.",
+    )
+
+    def _columns(self) -> list[int]:
+        """The value columns explained: the positive class, every class, or the prediction."""
+        if not hasattr(self, "classes_"):
+            return [0]
+        return [1] if len(self.classes_) == 2 else list(range(len(self.classes_)))
+
+    def _baseline_values(self, X, B) -> np.ndarray:
+        columns = self._columns()
+        trees = tree_shap.cached(
+            self.model_,
+            ("forest", tuple(columns)),
+            lambda: tree_shap.forest_trees(self.model_, columns),
+        )
+        X, B = tree_shap.float32_values(X), tree_shap.float32_values(B)
+        return _one_output(tree_shap.interventional_values(trees, len(columns), X, B))
+
+    def _native_contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
+        from shap import TreeExplainer
+
+        explainer = TreeExplainer(self.model_, feature_perturbation="tree_path_dependent")
+        values = np.asarray(explainer.shap_values(X, check_additivity=False), dtype=np.float64)
+        expected = np.atleast_1d(np.asarray(explainer.expected_value, dtype=np.float64))
+        if values.ndim == 3:
+            columns = self._columns()
+            values, expected = _one_output(values[:, :, columns]), expected[columns]
+        bias = np.repeat(expected[None, :], X.shape[0], axis=0)
+        return values, bias[:, 0] if bias.shape[1] == 1 else bias
+
+
+class RandomForestClassifier(_ForestAttributions, _RandomForestParams, _WrappedClassifier):
     __doc__ = "scikit-learn random forest classifier.\n" + _RF_DOC
     _forest = ensemble.RandomForestClassifier
 
+    def explained_output(self, X) -> np.ndarray:
+        """What ``contributions`` shares out: the class probabilities ``predict_proba(X)``,
+        (n,) the positive class for binary, (n, C) for multiclass. A forest's probability is the
+        average of its trees' leaf class fractions, so it is the sum of tree outputs TreeSHAP
+        splits exactly (a logit of it is not)."""
+        proba = self.predict_proba(X)
+        return proba[:, 1] if proba.shape[1] == 2 else proba
 
-class RandomForestRegressor(_RandomForestParams, _WrappedRegressor):
+
+class RandomForestRegressor(_ForestAttributions, _RandomForestParams, _WrappedRegressor):
     __doc__ = "scikit-learn random forest regressor.\n" + _RF_DOC
     _forest = ensemble.RandomForestRegressor
+
+    def explained_output(self, X) -> np.ndarray:
+        """What ``contributions`` shares out: the prediction ``predict(X)``, shape (n,)."""
+        return self.predict(X)
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,7 +527,7 @@ class _RoundTimer(xgboost.callback.TrainingCallback):
         return False  # never stops training
 
 
-class _XGBoostParams(Persistable, _Wrapper):
+class _XGBoostParams(_TreeAttributions, Persistable, _Wrapper):
     _native_input = True
     _library_class: type  # xgboost.XGBClassifier / XGBRegressor
 
@@ -486,22 +603,41 @@ class _XGBoostParams(Persistable, _Wrapper):
         except AttributeError:  # no early stopping
             return 0, 0
 
-    def contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """TreeSHAP contributions, XGBoost's native ``pred_contribs``, in margin units.
+    def contributions(self, X, baseline=None) -> tuple[np.ndarray, np.ndarray]:
+        return self._contributions(X, baseline)
 
-        Returns ``(values, bias)``: values (n, F) and bias (n,) for binary classification and
-        regression, (n, F, C) and (n, C) for multiclass, where F counts the input columns (a
-        ``category`` column gets one contribution). ``values.sum(1) + bias`` is the margin:
-        ``decision_function(X)`` (log-odds / per-class raw scores) for classifiers,
-        ``predict(X)`` for the squared-error regressor.
-        """
-        check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
+    contributions.__doc__ = _CONTRIBUTIONS_DOC.format(
+        intro="TreeSHAP values of the margin, in margin units.",
+        output="``decision_function(X)``, log-odds / per-class raw scores, for the classifier, "
+        "``predict(X)`` for the squared-error regressor",
+        baseline='``shap.TreeExplainer(..., feature_perturbation="interventional")`` on the '
+        "trees ``predict`` uses, re-expressed as plain threshold trees by "
+        ":func:`mesobench.models.tree_shap.xgboost_trees` (shap refuses XGBoost's categorical "
+        "splits; each becomes a binary search over thresholds on the same column's category "
+        "codes, so the column stays one player and the values are exact). Raises ValueError "
+        "when that needs more than ``tree_shap.MAX_TREE_SHAP_NODES`` nodes.",
+        native="XGBoost's own path-dependent TreeSHAP (``pred_contribs``), against the training "
+        "data's cover-weighted expectation (the bias).",
+    )
+
+    def _native_contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
         matrix = xgboost.DMatrix(X, enable_categorical=True, nthread=self.n_jobs or -1)
         raw = self.model_.get_booster().predict(
             matrix, pred_contribs=True, iteration_range=self._iteration_range()
         )
         return _split_contributions(raw)
+
+    def _baseline_values(self, X, B) -> np.ndarray:
+        booster = self.model_.get_booster()
+        iterations = self._iteration_range()
+        trees = tree_shap.cached(
+            self.model_,
+            ("xgboost", iterations),
+            lambda: tree_shap.xgboost_trees(booster, iterations),
+        )
+        categories = tree_shap.xgboost_categories(booster)
+        X, B = tree_shap.xgboost_matrix(X, categories), tree_shap.xgboost_matrix(B, categories)
+        return _one_output(tree_shap.interventional_values(trees, self._n_outputs(), X, B))
 
 
 class XGBoostClassifier(_XGBoostParams, _WrappedClassifier):
@@ -514,10 +650,21 @@ class XGBoostClassifier(_XGBoostParams, _WrappedClassifier):
         margin = self.model_.predict(self._validate_X(X, reset=False), output_margin=True)
         return np.asarray(margin, dtype=np.float64)
 
+    def explained_output(self, X) -> np.ndarray:
+        """What ``contributions`` shares out: the margin ``decision_function(X)``, (n,) log-odds
+        for binary, (n, C) per-class scores for multiclass. The margin is the sum of the trees'
+        leaf values (plus the base score), the quantity TreeSHAP splits exactly."""
+        return self.decision_function(X)
+
 
 class XGBoostRegressor(_XGBoostParams, _WrappedRegressor):
     __doc__ = "XGBoost gradient-boosted trees regressor.\n" + _XGB_DOC
     _library_class = xgboost.XGBRegressor
+
+    def explained_output(self, X) -> np.ndarray:
+        """What ``contributions`` shares out: the prediction ``predict(X)``, shape (n,) (for the
+        squared error the margin itself: the sum of the trees' leaf values and base score)."""
+        return self.predict(X)
 
 
 # --------------------------------------------------------------------------------------------
@@ -574,7 +721,7 @@ def _catboost_frame(X) -> tuple[object, list]:
     return X, categorical
 
 
-class _CatBoostParams(Persistable, _Wrapper):
+class _CatBoostParams(_TreeAttributions, Persistable, _Wrapper):
     _native_input = True
     _library_class: type  # catboost.CatBoostClassifier / CatBoostRegressor
 
@@ -641,22 +788,41 @@ class _CatBoostParams(Persistable, _Wrapper):
         self._restore_attributes(state.attributes)
         self.model_ = self._library_class().load_model(blob=state.files["model.cbm"])
 
-    def contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """SHAP contributions, CatBoost's native ``ShapValues``, in raw-formula units.
+    def contributions(self, X, baseline=None) -> tuple[np.ndarray, np.ndarray]:
+        return self._contributions(X, baseline)
 
-        Returns ``(values, bias)``: values (n, F) and bias (n,) for binary classification and
-        regression, (n, F, C) and (n, C) for multiclass, one contribution per input column.
-        ``values.sum(1) + bias`` is the raw formula value: ``decision_function(X)`` for
-        classifiers, ``predict(X)`` for the RMSE regressor.
-        """
-        check_is_fitted(self)
-        X, cat_features = _catboost_frame(self._validate_X(X, reset=False))
+    contributions.__doc__ = _CONTRIBUTIONS_DOC.format(
+        intro="SHAP values of the raw formula value, computed by CatBoost itself.",
+        output="``decision_function(X)`` for the classifier, ``predict(X)`` for the RMSE regressor",
+        baseline="CatBoost's ``ShapValues`` with ``reference_data`` = the baseline (its "
+        "Independent Tree SHAP, the interventional TreeSHAP of Lundberg et al.), binary, "
+        "multiclass and regression alike.",
+        native="CatBoost's own path-dependent ``ShapValues``, against the training data's "
+        "expectation (the bias).",
+    )
+
+    def _catboost_pool(self, X) -> catboost.Pool:
+        """X as a Pool with a dummy label: CatBoost's ``reference_data`` SHAP needs labels."""
+        X, cat_features = _catboost_frame(X)
+        return catboost.Pool(X, cat_features=cat_features, label=np.zeros(X.shape[0]))
+
+    def _native_contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
+        X, cat_features = _catboost_frame(X)
         raw = self.model_.get_feature_importance(
             data=catboost.Pool(X, cat_features=cat_features),
             type="ShapValues",
             thread_count=self.n_jobs if self.n_jobs is not None else -1,
         )
         return _split_contributions(raw)
+
+    def _baseline_values(self, X, B) -> np.ndarray:
+        raw = self.model_.get_feature_importance(
+            data=self._catboost_pool(X),
+            type="ShapValues",
+            reference_data=self._catboost_pool(B),
+            thread_count=self.n_jobs if self.n_jobs is not None else -1,
+        )
+        return _split_contributions(raw)[0]
 
 
 class CatBoostClassifier(_CatBoostParams, _WrappedClassifier):
@@ -677,6 +843,12 @@ class CatBoostClassifier(_CatBoostParams, _WrappedClassifier):
         raw = self.model_.predict(X, prediction_type="RawFormulaVal")
         return np.asarray(raw, dtype=np.float64)
 
+    def explained_output(self, X) -> np.ndarray:
+        """What ``contributions`` shares out: the raw formula value ``decision_function(X)``,
+        (n,) log-odds for binary, (n, C) per-class scores for multiclass (the sum of the trees'
+        leaf values, the quantity TreeSHAP splits exactly)."""
+        return self.decision_function(X)
+
 
 class CatBoostRegressor(_CatBoostParams, _WrappedRegressor):
     __doc__ = "CatBoost gradient-boosted trees regressor.\n" + _CATBOOST_DOC
@@ -687,3 +859,8 @@ class CatBoostRegressor(_CatBoostParams, _WrappedRegressor):
 
     def _predict(self, X):
         return self.model_.predict(self._catboost_input(X))
+
+    def explained_output(self, X) -> np.ndarray:
+        """What ``contributions`` shares out: the prediction ``predict(X)``, shape (n,) (for
+        RMSE the raw formula value, the sum of the trees' leaf values)."""
+        return self.predict(X)

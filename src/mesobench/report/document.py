@@ -42,12 +42,13 @@ from mesobench.report.runs import (
 EXPLAIN_FAMILIES = {"imn": "IMN", "lfr_imn": "LFR-IMN", "nimo": "NIMO"}
 
 #: Infidelity metrics for the accuracy-vs-infidelity plot, in order of preference: the scaled
-#: ones are unit-free, so a mean over tasks is meaningful.
+#: ones are unit-free, so a mean over tasks is meaningful; Yeh's first, since no model trains on
+#: it (the LFR infidelity is LFR-IMN's training objective).
 INFIDELITY_PREFERENCE = [
-    "fidelity/lfr_scaled_infidelity",
     "fidelity/yeh_scaled_infidelity",
-    "fidelity/lfr_infidelity",
+    "fidelity/lfr_scaled_infidelity",
     "fidelity/yeh_infidelity",
+    "fidelity/lfr_infidelity",
 ]
 
 
@@ -644,13 +645,16 @@ def _fidelity_section(
     fidelity_long.to_csv(out_dir / "fidelity_by_task.csv", index=False)
     lines += [
         "Mean over tasks of the per-task mean (lower is better except for insertion_auc and "
-        "faithfulness_correlation). — : not "
-        "logged for that model — the LFR infidelity needs a local linear model (IMN-like "
-        "models); Yeh infidelity and deletion need some attribution (TreeSHAP, gradient × "
-        "input); a model with no attributions has none. Raw infidelities are in squared output units and dominated "
-        "by tasks with large outputs; the scaled ones (1 = no better than a constant "
-        "explanation) and deletion_auc (< 0 = faithful order) compare across tasks. Definitions: "
-        "`mesobench.metrics.fidelity`; per task: `fidelity_by_task.csv`.",
+        "faithfulness_correlation). Every model is scored in one space, the task's raw "
+        "features, against one baseline row (training-fold mean / most frequent category), "
+        "with attributions per original feature (docs/fidelity.md). — : not logged for that "
+        "model — the LFR infidelity needs a local linear model (IMN-like models); a model "
+        "with no attributions has none. **lfr_infidelity and lfr_scaled_infidelity are "
+        "LFR-IMN's training objective** (low partly by construction): conclusions rest on the "
+        "metrics no model trains on. Raw infidelities are in squared output units and "
+        "dominated by tasks with large outputs; the scaled ones (1 = no better than a constant "
+        "explanation) and deletion_auc (< 0 = faithful order) compare across tasks. "
+        "Definitions: `mesobench.metrics.fidelity`; per task: `fidelity_by_task.csv`.",
         "",
         tables.write_table(fidelity, out_dir, "fidelity"),
     ]
