@@ -298,8 +298,8 @@ def test_yeh_infidelity_matches_captum(case: Case, perturbation: str):
 def test_yeh_unmoved_feature_counts_zero(case: Case, perturbation: str):
     """Points with a feature exactly at its baseline (and a nonzero attribution there): in the
     relative convention that feature does not move, so its attribution must not enter Iᵀφ —
-    captum's perturbation ``(x − x̃)/(x − baseline)`` is 0 there. (Upcoming mesobench rule;
-    the absolute perturbation is unaffected and is checked here on the same points.)"""
+    captum's perturbation ``(x − x̃)/(x − baseline)`` is 0 there. (The absolute perturbation
+    is unaffected and is checked here on the same points.)"""
     ours, per_point, zero = _yeh_both(case, _with_unmoved(case), perturbation)
     _agree(
         f"yeh unmoved {perturbation} {case.kind}", ours["infidelity"], per_point.mean(), rtol=TOL
@@ -317,7 +317,7 @@ def test_yeh_categorical_removal_matches_captum(case: Case, perturbation: str):
     """Categorical features (2 and 5) are removed — set to their baseline — or kept, so their
     captum perturbation ``(x − x̃)/(x − baseline)`` is 1 or 0 in either mode (0 also for the
     categorical feature of point 1, which sits at its baseline); the numeric ones follow the
-    mode. (Upcoming mesobench ``categorical`` / ``removal_probability`` arguments.)"""
+    mode (mesobench's ``categorical`` / ``removal_probability`` arguments)."""
     categorical = np.array([False, False, True, False, False, True])
     ours, per_point, zero = _yeh_both(
         case, _with_unmoved(case), perturbation, categorical=categorical
@@ -499,7 +499,7 @@ def test_faithfulness_correlation_matches_quantus(case: Case, monkeypatch):
 def test_faithfulness_subset_size_leaves_one_feature(case: Case, monkeypatch):
     """subset_size ≥ the number of candidates uses F − 1 features (a subset of every feature
     would give the same mass every time); Quantus needs subset_size < F and gets F − 1.
-    (Upcoming mesobench rule: k = min(subset_size, n_candidates − 1).)"""
+    (mesobench's rule: k = min(subset_size, n_candidates − 1).)"""
     ours = _ours_faithfulness(case, slice(None), 22, N_FEATURES)
     k = N_FEATURES - 1
     theirs = _quantus_faithfulness(case, _subsets(22, N_POINTS, k), k, monkeypatch)
@@ -599,7 +599,7 @@ def test_ordered_curve_scores_match_quantus_curves(case: Case, insert: bool, n_s
 @pytest.mark.parametrize("n_steps", [6, 3, 2])
 @pytest.mark.parametrize("insert", [False, True], ids=["deletion", "insertion"])
 def test_ordered_curves_match_quantus_step_by_step(case: Case, insert: bool, n_steps: int):
-    """``fidelity.ordered_curves`` (upcoming): t = removed fraction, curves (n, S+1) of the
+    """``fidelity.ordered_curves``: t = removed fraction, curves (n, S+1) of the
     explained output, c_0 = f(x) (deletion) or f(baseline) (insertion), then Quantus's steps."""
     t, curves = fidelity.ordered_curves(
         case.attribution,

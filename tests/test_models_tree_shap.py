@@ -183,6 +183,21 @@ def test_contributions_add_up_to_the_output_minus_the_output_at_the_baseline(fam
             assert np.all(values[same, j] == 0.0)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_target_class_per_row_gives_that_class_alone(family):
+    model, X = _fitted(family, "multiclass")
+    data = _inputs(family, X)
+    baseline = _row(data, 0)
+    values, bias = model.contributions(data, baseline)
+    target = np.arange(len(X)) % 3
+    picked, picked_bias = model.contributions(data, baseline, target=target)
+    assert picked.shape == (len(X), 4) and picked_bias.shape == (len(X),)
+    np.testing.assert_allclose(picked, values[np.arange(len(X)), :, target], atol=1e-9)
+    np.testing.assert_array_equal(picked_bias, bias[np.arange(len(X)), target])
+    with pytest.raises(ValueError, match="one class index per row"):
+        model.contributions(data, baseline, target=np.full(len(X), 3))
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("family", FAMILIES)
 def test_contributions_are_the_baseline_shapley_values(family, kind):

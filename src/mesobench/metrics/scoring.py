@@ -133,6 +133,8 @@ class ModelView:
         # local linear and gradient models read a matrix (tree models may read a DataFrame)
         dense = self.method != "treeshap"
         self._baseline_matrix = _dense(self.baseline_input) if dense else None
+        # one explained output, or one per class (then each row explains its predicted class)
+        self.multi_output = np.ndim(self.output_fn(self.baseline_input)) == 2
 
     def inputs(self, Z: np.ndarray) -> Any:
         """Raw rows → the model's input (its own preprocessing)."""
@@ -146,11 +148,12 @@ class ModelView:
         """Attributions per raw feature at raw rows Z, of class ``target`` (default: the
         predicted class of a multi-output model)."""
         X_in = self.inputs(Z)
-        if target is None:
-            out = np.asarray(self.output_fn(X_in), dtype=np.float64)
-            target = np.argmax(out, axis=1) if out.ndim == 2 else None
+        if target is None and self.multi_output:
+            target = np.argmax(np.asarray(self.output_fn(X_in), dtype=np.float64), axis=1)
         if self.method == "treeshap":
-            values, _ = self.estimator.contributions(X_in, baseline=self.baseline_input)
+            values, _ = self.estimator.contributions(
+                X_in, baseline=self.baseline_input, target=target
+            )
             phi = _pick(np.asarray(values, dtype=np.float64), target)
             return Attribution(phi @ self.groups, target, self.method, X_in)
         X_dense = _dense(X_in)

@@ -185,14 +185,14 @@ def _split_contributions(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _TreeAttributions:
-    """``contributions(X, baseline=None)`` of the tree wrappers.
+    """``contributions(X, baseline=None, target=None)`` of the tree wrappers.
 
     Subclasses implement ``explained_output(X)``, ``_native_contributions(X)`` (baseline None)
-    and ``_baseline_values(X, B)`` ((n, F) or (n, F, C) values against the validated one-row
-    baseline ``B``).
+    and ``_baseline_values(X, B, target)`` ((n, F) or (n, F, C) values against the validated
+    one-row baseline ``B``; with ``target``, (n, F) of each row's class).
     """
 
-    def _contributions(self, X, baseline) -> tuple[np.ndarray, np.ndarray]:
+    def _contributions(self, X, baseline, target=None) -> tuple[np.ndarray, np.ndarray]:
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         if baseline is None:
@@ -200,9 +200,19 @@ class _TreeAttributions:
         B = self._validate_X(baseline, reset=False)
         if B.shape[0] != 1:
             raise ValueError(f"baseline must be one row (in X's format); got {B.shape[0]} rows")
-        values = np.asarray(self._baseline_values(X, B), dtype=np.float64)
-        at_baseline = np.asarray(self.explained_output(B), dtype=np.float64)
-        return values, np.repeat(at_baseline, X.shape[0], axis=0)
+        if target is not None:  # one class per row: only multiclass has a choice to make
+            target = np.asarray(target, dtype=np.int64).reshape(-1)
+            if self._n_outputs() == 1:
+                target = None
+            elif target.shape != (X.shape[0],) or not np.all(
+                (target >= 0) & (target < self._n_outputs())
+            ):
+                raise ValueError(f"target must hold one class index per row of X ({X.shape[0]})")
+        values = np.asarray(self._baseline_values(X, B, target), dtype=np.float64)
+        at_baseline = np.repeat(np.asarray(self.explained_output(B), np.float64), len(values), 0)
+        if target is not None:
+            at_baseline = np.take_along_axis(at_baseline, target[:, None], axis=1)[:, 0]
+        return values, at_baseline
 
     def _n_outputs(self) -> int:
         """Explained outputs: one per class for multiclass, else one."""
@@ -227,6 +237,9 @@ _CONTRIBUTIONS_DOC = """{intro}
     explainable AI for trees"), which is the baseline Shapley value of Sundararajan & Najmi
     2020: values share out ``f(x) − f(baseline)``, ``bias`` is ``explained_output(baseline)``
     on every row, and a feature whose value equals the baseline's gets exactly 0. {baseline}
+    ``target`` (with a baseline, multiclass only): one class index per row; values (n, F) and
+    bias (n,) of that class alone, at the cost of one class (each class's trees explain only
+    the rows that ask for it).
 
     ``baseline=None``: {native}
     """
@@ -399,8 +412,8 @@ class _RandomForestParams(Persistable, _Wrapper):
 
 
 class _ForestAttributions(_TreeAttributions):
-    def contributions(self, X, baseline=None) -> tuple[np.ndarray, np.ndarray]:
-        return self._contributions(X, baseline)
+    def contributions(self, X, baseline=None, target=None) -> tuple[np.ndarray, np.ndarray]:
+        return self._contributions(X, baseline, target)
 
     contributions.__doc__ = _CONTRIBUTIONS_DOC.format(
         intro="TreeSHAP values of the forest's ``explained_output``, computed by ``shap``.",
@@ -420,7 +433,7 @@ class _ForestAttributions(_TreeAttributions):
             return [0]
         return [1] if len(self.classes_) == 2 else list(range(len(self.classes_)))
 
-    def _baseline_values(self, X, B) -> np.ndarray:
+    def _baseline_values(self, X, B, target) -> np.ndarray:
         columns = self._columns()
         trees = tree_shap.cached(
             self.model_,
@@ -428,7 +441,8 @@ class _ForestAttributions(_TreeAttributions):
             lambda: tree_shap.forest_trees(self.model_, columns),
         )
         X, B = tree_shap.float32_values(X), tree_shap.float32_values(B)
-        return _one_output(tree_shap.interventional_values(trees, len(columns), X, B))
+        values = tree_shap.interventional_values(trees, len(columns), X, B, target)
+        return values if target is not None else _one_output(values)
 
     def _native_contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
         from shap import TreeExplainer
@@ -603,8 +617,8 @@ class _XGBoostParams(_TreeAttributions, Persistable, _Wrapper):
         except AttributeError:  # no early stopping
             return 0, 0
 
-    def contributions(self, X, baseline=None) -> tuple[np.ndarray, np.ndarray]:
-        return self._contributions(X, baseline)
+    def contributions(self, X, baseline=None, target=None) -> tuple[np.ndarray, np.ndarray]:
+        return self._contributions(X, baseline, target)
 
     contributions.__doc__ = _CONTRIBUTIONS_DOC.format(
         intro="TreeSHAP values of the margin, in margin units.",
@@ -627,7 +641,7 @@ class _XGBoostParams(_TreeAttributions, Persistable, _Wrapper):
         )
         return _split_contributions(raw)
 
-    def _baseline_values(self, X, B) -> np.ndarray:
+    def _baseline_values(self, X, B, target) -> np.ndarray:
         booster = self.model_.get_booster()
         iterations = self._iteration_range()
         trees = tree_shap.cached(
@@ -637,7 +651,8 @@ class _XGBoostParams(_TreeAttributions, Persistable, _Wrapper):
         )
         categories = tree_shap.xgboost_categories(booster)
         X, B = tree_shap.xgboost_matrix(X, categories), tree_shap.xgboost_matrix(B, categories)
-        return _one_output(tree_shap.interventional_values(trees, self._n_outputs(), X, B))
+        values = tree_shap.interventional_values(trees, self._n_outputs(), X, B, target)
+        return values if target is not None else _one_output(values)
 
 
 class XGBoostClassifier(_XGBoostParams, _WrappedClassifier):
@@ -788,8 +803,8 @@ class _CatBoostParams(_TreeAttributions, Persistable, _Wrapper):
         self._restore_attributes(state.attributes)
         self.model_ = self._library_class().load_model(blob=state.files["model.cbm"])
 
-    def contributions(self, X, baseline=None) -> tuple[np.ndarray, np.ndarray]:
-        return self._contributions(X, baseline)
+    def contributions(self, X, baseline=None, target=None) -> tuple[np.ndarray, np.ndarray]:
+        return self._contributions(X, baseline, target)
 
     contributions.__doc__ = _CONTRIBUTIONS_DOC.format(
         intro="SHAP values of the raw formula value, computed by CatBoost itself.",
@@ -815,14 +830,17 @@ class _CatBoostParams(_TreeAttributions, Persistable, _Wrapper):
         )
         return _split_contributions(raw)
 
-    def _baseline_values(self, X, B) -> np.ndarray:
+    def _baseline_values(self, X, B, target) -> np.ndarray:
         raw = self.model_.get_feature_importance(
             data=self._catboost_pool(X),
             type="ShapValues",
             reference_data=self._catboost_pool(B),
             thread_count=self.n_jobs if self.n_jobs is not None else -1,
         )
-        return _split_contributions(raw)[0]
+        values = _split_contributions(raw)[0]  # CatBoost computes every class in one pass
+        if target is None:
+            return values
+        return np.take_along_axis(values, target[:, None, None], axis=2)[:, :, 0]
 
 
 class CatBoostClassifier(_CatBoostParams, _WrappedClassifier):
