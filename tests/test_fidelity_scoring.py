@@ -287,4 +287,4 @@ def test_a_model_without_exact_attributions_keeps_its_run_and_says_why(monkeypat
     monkeypatch.setattr(view, "attribution", refuse)
     result = evaluate(view, X_test, seed=0, config=_config(sample_size=20))
     assert result.metrics == {}
-    assert result.notes == ["fidelity metrics skipped: paths too deep for exact TreeSHAP"]
+    assert result.notes == ["fidelity: metrics skipped, paths too deep for exact TreeSHAP"]

@@ -399,7 +399,7 @@ def score_fidelity(estimator: Any, run: FoldRun) -> None:
         outcome.notes.extend(result.notes)
     else:
         outcome.notes.append(
-            f"fidelity metrics skipped: {type(estimator).__name__} has no local attributions"
+            f"fidelity: metrics skipped, {type(estimator).__name__} has no local attributions"
         )
     if affine is not None and (run.kind == "regression" or data.n_classes == 2):
         offset, scale, _ = affine

@@ -282,7 +282,7 @@ def evaluate(
         return _scored(result, view, attr, Z, config, rng, X_reference, truth, affine)
     except AttributionUnavailableError as exc:
         result.metrics.clear()
-        result.notes.append(f"fidelity metrics skipped: {exc}")
+        result.notes.append(f"fidelity: metrics skipped, {exc}")
         return result
 
 
