@@ -107,6 +107,15 @@ def test_per_task_and_infidelity_plots_render(tmp_path):
     _assert_png(path)
 
 
+def test_an_exact_model_does_not_stretch_the_log_axis_of_the_infidelity_plot():
+    # a linear model's own attributions score 1e-30: drawn at a floor four decades below the
+    # largest value instead of 30 decades away from the others
+    values = np.array([1e-30, 2.0, 0.05, 0.4])
+    log, floor = plots._log_floor(values)
+    assert log and floor == pytest.approx(1e-4)
+    assert plots._log_floor(np.array([0.1, 0.5, 0.2])) == (False, 0.0)  # within two decades
+
+
 def _sample(rng, features, rows, scale=1.0):
     frame = pd.DataFrame(rng.normal(scale=scale, size=(len(rows), len(features))), columns=features)
     frame.insert(0, "row", rows)
@@ -177,6 +186,7 @@ def test_the_report_lists_a_failed_run_with_its_treatment(tmp_path):
     runs = _runs().assign(fit_seconds=1.5, predict_seconds=0.1)
     runs.loc[runs["model"].eq("a"), "fidelity/lfr_scaled_infidelity"] = 0.3
     runs.loc[runs["model"].eq("b"), "fidelity/lfr_scaled_infidelity"] = 0.6
+    runs.loc[runs["model"].isin(["a", "b"]), "fidelity/yeh_scaled_infidelity"] = 0.2
     settings = document.ReportSettings(missing="worst", reference="a")
     page = document.write_report(runs, tmp_path, "test report", "python -m x", settings)
 
@@ -197,8 +207,11 @@ def test_the_report_lists_a_failed_run_with_its_treatment(tmp_path):
     for png in ("cd_diagram.png", "auroc_by_task.png", "auroc_vs_infidelity.png"):
         _assert_png(tmp_path / png)
     fidelity = pd.read_csv(tmp_path / "fidelity.csv").set_index("model")
-    assert np.isnan(fidelity.loc["c", "lfr_scaled_infidelity"])  # shown as — in markdown
+    assert np.isnan(fidelity.loc["c", "yeh_scaled_infidelity"])  # no attributions: shown as —
     assert "| c | 0 | — |" in (tmp_path / "fidelity.md").read_text()
+    assert "lfr_scaled_infidelity" not in fidelity  # LFR-IMN's objective: a table of its own
+    lfr = pd.read_csv(tmp_path / "fidelity_lfr.csv").set_index("model")
+    assert sorted(lfr.index) == ["a", "b"] and "training objective" in page
     assert "python -m x" in page
 
 

@@ -383,15 +383,11 @@ def yeh_infidelity(
     ``perturbable`` (F,) or not finite are not perturbed. f is the explained output (``target``
     class for multi-output ``output_fn``; default the argmax of f(x)).
 
-    ``categorical`` (F,) marks features that are removed or kept, not scaled (Yeh et al.'s
-    square-removal perturbations): each is set to its ``baseline`` with probability
-    ``removal_probability``, and a removed feature counts its whole attribution φ_j (m_j = 1),
-    a kept one nothing. A feature that sits at its baseline is not moved by any perturbation
-    and counts 0, as in captum's ``(x − x̃) / (x − baseline)`` convention.
-
-    Draws, per chunk of points: the Gaussian multipliers ``(m, k, F)``, then, only if some
-    feature is categorical, the removal draws ``(m, k, F)`` (uniform, removed when below
-    ``removal_probability``).
+    ``categorical`` (F,): features removed (set to ``baseline``, counting their whole φ_j) with
+    probability ``removal_probability``, else kept (Yeh et al.'s removal perturbations). A
+    feature at its baseline is not moved and counts 0 (captum's ``(x − x̃)/(x − baseline)``).
+    Draws per chunk of points: Gaussian multipliers ``(m, k, F)``, then, if some feature is
+    categorical, uniform removal draws ``(m, k, F)`` (removed below the probability).
 
     Returns ``infidelity``, ``scaled_infidelity`` (infidelity / E[(f(x) − f(x − I))²]: 1 = no
     better than φ = 0), ``n_points``, ``n_perturbations``, ``n_features_perturbed``.
@@ -411,13 +407,7 @@ def yeh_infidelity(
         if categorical is None
         else _feature_mask(categorical, n_features)
     )
-    # an entry moves only if perturbable, present, and (relative / categorical) off its baseline
-    mask = _perturbable(X, perturbable)
-    off_base = base[None, :] != X
-    if perturbation == "relative":
-        mask &= off_base
-    else:
-        mask &= off_base | ~cat[None, :]
+    mask = _yeh_movable(X, base, perturbable, cat, perturbation)
     rng = _rng(rng)
     f_full = _outputs(output_fn, X)
     target = _resolve_target(f_full, target)
@@ -432,12 +422,7 @@ def yeh_infidelity(
             eps = np.where(cat, removed.astype(np.float64), eps)
         eps *= mask[sl, None, :]
         offset = np.where(mask[sl], X[sl] - base, 0.0)
-        if perturbation == "relative":
-            shift = offset[:, None, :] * eps
-            projected = np.einsum("nkf,nf->nk", eps, phi[sl])
-        else:
-            shift = np.where(cat, offset[:, None, :] * eps, eps * scale)
-            projected = np.einsum("nkf,nf->nk", np.where(cat, eps, shift), phi[sl])
+        shift, projected = _yeh_shift(eps, offset, phi[sl], cat, scale, perturbation)
         X_pert = (X[sl, None, :] - shift).reshape(m * k, n_features)
         tgt = None if target is None else np.repeat(target[sl], k)
         f_pert = _explained(_outputs(output_fn, X_pert), tgt).reshape(m, k)
@@ -453,6 +438,27 @@ def yeh_infidelity(
         "n_perturbations": float(k),
         "n_features_perturbed": float(mask.any(axis=0).sum()),
     }
+
+
+def _yeh_shift(eps, offset, phi, categorical, scale, perturbation: str):
+    """``(I, Iᵀφ)`` of a chunk: relative I = (x − b) ⊙ m scored with mᵀφ; absolute
+    I = m ⊙ scale scored with Iᵀφ; a categorical feature removed (m = 1) moves by x − b and
+    counts its whole φ."""
+    if perturbation == "relative":
+        return offset[:, None, :] * eps, np.einsum("nkf,nf->nk", eps, phi)
+    shift = np.where(categorical, offset[:, None, :] * eps, eps * scale)
+    return shift, np.einsum("nkf,nf->nk", np.where(categorical, eps, shift), phi)
+
+
+def _yeh_movable(X, base, perturbable, categorical, perturbation: str) -> np.ndarray:
+    """(n, F) entries a Yeh perturbation moves: perturbable, present, and off the baseline
+    where the perturbation is relative to it (relative mode, categorical features): an entry
+    at its baseline cannot move and so counts 0, as in captum's convention."""
+    mask = _perturbable(X, perturbable)
+    off_base = base[None, :] != X
+    if perturbation == "relative":
+        return mask & off_base
+    return mask & (off_base | ~categorical[None, :])
 
 
 def deletion_auc(

@@ -635,7 +635,8 @@ def _fidelity_section(
 ) -> list[str]:
     lines = ["## Explanation fidelity", ""]
     fidelity = tables.fidelity_table(long, models)
-    if fidelity.empty:
+    lfr = tables.fidelity_table(long, models, tables.LFR_METRICS)
+    if fidelity.empty and lfr.empty:
         return lines + [
             "_No run in this selection logged fidelity metrics (`fidelity/*`): no model with "
             "local attributions, or runs older than the fidelity metrics._",
@@ -647,17 +648,23 @@ def _fidelity_section(
         "Mean over tasks of the per-task mean (lower is better except for insertion_auc and "
         "faithfulness_correlation). Every model is scored in one space, the task's raw "
         "features, against one baseline row (training-fold mean / most frequent category), "
-        "with attributions per original feature (docs/fidelity.md). — : not logged for that "
-        "model — the LFR infidelity needs a local linear model (IMN-like models); a model "
-        "with no attributions has none. **lfr_infidelity and lfr_scaled_infidelity are "
-        "LFR-IMN's training objective** (low partly by construction): conclusions rest on the "
-        "metrics no model trains on. Raw infidelities are in squared output units and "
-        "dominated by tasks with large outputs; the scaled ones (1 = no better than a constant "
-        "explanation) and deletion_auc (< 0 = faithful order) compare across tasks. "
-        "Definitions: `mesobench.metrics.fidelity`; per task: `fidelity_by_task.csv`.",
+        "with attributions per original feature (docs/fidelity.md); no model trains on these "
+        "metrics. — : a model with no attributions. The raw yeh_infidelity is in squared "
+        "output units and dominated by tasks with large outputs; the scaled one (1 = no better "
+        "than a zero attribution) and deletion_auc (< 0 = faithful order) compare across "
+        "tasks. Definitions: `mesobench.metrics.fidelity`; per task: `fidelity_by_task.csv`.",
         "",
-        tables.write_table(fidelity, out_dir, "fidelity"),
+        tables.write_table(fidelity, out_dir, "fidelity") if not fidelity.empty else "",
     ]
+    if not lfr.empty:
+        lines += [
+            "",
+            "The LFR infidelity of the models with local linear explanations (their own input "
+            "units). **It is LFR-IMN's training objective**, low partly by construction, so no "
+            "conclusion rests on it alone.",
+            "",
+            tables.write_table(lfr, out_dir, "fidelity_lfr"),
+        ]
     have = set(map(tuple, fidelity_long[["task", "model"]].drop_duplicates().to_numpy()))
     gaps = fidelity_gaps(keyed, have)
     if not gaps.empty:

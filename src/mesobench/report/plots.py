@@ -92,15 +92,17 @@ def score_vs_infidelity(
     fig = Figure(figsize=(6.5, 4.5))
     ax = fig.add_subplot()
     colours = _colours(sorted(per_task["model"].unique()))
-    for model, rows in per_task.groupby("model"):
-        colour = colours[model]
-        ax.scatter(rows["infidelity"], rows["score"], color=colour, alpha=0.25, s=14)
-        x, y = rows["infidelity"].mean(), rows["score"].mean()
-        ax.scatter([x], [y], color=colour, s=70, edgecolor="black", label=model, zorder=3)
-        label = f"{model} ({rows['task'].nunique()} task(s))"
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
     means = per_task.groupby("model")[["infidelity", "score"]].mean()
     front = pareto_front(means, "infidelity", "score")
+    log, floor = _log_floor(per_task["infidelity"].to_numpy(dtype=float))
+    shown = (lambda v: np.maximum(v, floor)) if log else (lambda v: v)
+    for model, rows in per_task.groupby("model"):
+        colour = colours[model]
+        ax.scatter(shown(rows["infidelity"]), rows["score"], color=colour, alpha=0.25, s=14)
+        x, y = shown(means.loc[model, "infidelity"]), means.loc[model, "score"]
+        label = f"{model} ({rows['task'].nunique()} task(s))"  # the legend names the points
+        ax.scatter([x], [y], color=colour, s=70, edgecolor="black", label=label, zorder=3)
+    front = front.assign(infidelity=shown(front["infidelity"]))
     if len(front) > 1:
         ax.plot(front["infidelity"], front["score"], "--", color="black", lw=1, zorder=2)
     ax.scatter(
@@ -113,12 +115,13 @@ def score_vs_infidelity(
         zorder=4,
         label="Pareto front (means)",
     )
-    values = per_task["infidelity"].to_numpy(dtype=float)
-    positive = values[np.isfinite(values) & (values > 0)]
-    if positive.size and positive.max() / positive.min() > 100 and (values > 0).all():
-        ax.set_xscale("log")
     better = "more stable" if "sensitivity" in infidelity else "more faithful"
-    ax.set_xlabel(f"{infidelity} (lower = {better})")
+    xlabel = f"{infidelity} (lower = {better})"
+    if log:
+        ax.set_xscale("log")
+        if (per_task["infidelity"] < floor).any():
+            xlabel += f"; values below {floor:.0e} drawn at it"
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(f"{metric} (mean over folds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
@@ -127,6 +130,20 @@ def score_vs_infidelity(
             0.01, -0.02, f"no {infidelity}: " + ", ".join(no_attributions), fontsize=7, ha="left"
         )
     return _save(fig, path)
+
+
+def _log_floor(values: np.ndarray) -> tuple[bool, float]:
+    """Whether to draw the infidelity axis on a log scale, and the floor below which values
+    are drawn at it: a model that is exact (0, or 1e-30 in float rounding, such as a linear
+    model's own attributions) would otherwise stretch the axis over 30 decades and squeeze the
+    others into one corner. Floor: four decades below the largest value."""
+    finite = values[np.isfinite(values)]
+    positive = finite[finite > 0]
+    if not positive.size or positive.max() / max(positive.min(), 1e-300) <= 100:
+        return False, 0.0
+    if (finite < 0).any():
+        return False, 0.0
+    return True, float(10.0 ** np.floor(np.log10(positive.max()) - 4))
 
 
 def per_task_scores(summary: pd.DataFrame, metric: str, path: Path) -> Path:

@@ -15,11 +15,14 @@ import pandas as pd
 
 MISSING = "—"
 
-#: Explanation-fidelity metrics shown in the fidelity table, in order (lower is better for all of
-#: them; see mesobench.metrics.fidelity). Only the ones some run logged are shown.
+#: The LFR infidelity: defined for local linear models only, and LFR-IMN's training objective,
+#: so the report shows it in a table of its own, apart from the metrics every model gets.
+LFR_METRICS = ["fidelity/lfr_infidelity", "fidelity/lfr_scaled_infidelity"]
+
+#: Explanation-fidelity metrics, in order (directions in mesobench.metrics.registry; see
+#: mesobench.metrics.fidelity). Only the ones some run logged are shown.
 FIDELITY_METRICS = [
-    "fidelity/lfr_infidelity",
-    "fidelity/lfr_scaled_infidelity",
+    *LFR_METRICS,
     "fidelity/yeh_infidelity",
     "fidelity/yeh_scaled_infidelity",
     "fidelity/deletion_auc",
@@ -139,12 +142,21 @@ def per_model_over_tasks(summary: pd.DataFrame, metrics: list[str]) -> pd.DataFr
     return table.sort_index()
 
 
-def fidelity_table(summary: pd.DataFrame, models: list[str]) -> pd.DataFrame:
-    """Models × fidelity metrics (mean over tasks); every model listed, NaN if no attributions."""
-    table = per_model_over_tasks(summary, FIDELITY_METRICS)
+def fidelity_table(
+    summary: pd.DataFrame, models: list[str], metrics: list[str] | None = None
+) -> pd.DataFrame:
+    """Models × fidelity metrics (mean over tasks); every model listed, NaN if no attributions.
+
+    ``metrics``: default every fidelity metric but the LFR ones (:data:`LFR_METRICS`, which
+    only local linear models have); pass those for their own table, of the models that have
+    them."""
+    if metrics is None:
+        metrics = [m for m in FIDELITY_METRICS if m not in LFR_METRICS]
+    table = per_model_over_tasks(summary, metrics)
     if table.empty:
         return table
-    table = table.reindex(sorted(set(models) | set(table.index)))
+    listed = set(table.index) if set(metrics) <= set(LFR_METRICS) else set(models)
+    table = table.reindex(sorted(listed | set(table.index)))
     table["n_tasks"] = table["n_tasks"].fillna(0).astype(int)
     table.columns = [c.removeprefix("fidelity/") for c in table.columns]
     return table
