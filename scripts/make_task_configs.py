@@ -194,6 +194,8 @@ def suite_yaml(suite_name: str, names: list[str], report: bool = True) -> str:
         return text
     return (
         text
+        + "protocol:             # every model at its configured defaults (docs/statistics.md)\n"
+        + "  name: default\n"
         + f"aggregate:            # python -m mesobench.aggregate +experiment={suite_name}\n"
         + f"  report: {suite_name}\n"
         + "  filters:\n"

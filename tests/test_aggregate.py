@@ -123,7 +123,7 @@ def test_the_report_of_a_store_with_a_failed_run_and_a_summary_run(filled):
     exp = client.get_experiment_by_name("mesobench")
     (summary,) = client.search_runs([exp.experiment_id], "tags.`mesobench.summary` = 'true'")
     logged = {a.path for a in client.list_artifacts(summary.info.run_id)}
-    assert {"README.md", "average_rank.csv", "cd_diagram.png", "explanation.png"} <= logged
+    assert {"README.md", "average_rank.csv", "comparisons.csv", "explanation.png"} <= logged
     assert summary.data.metrics["rank/imn"] == pytest.approx(1.5)
     runs = aggregate.load_runs(uri, "mesobench")
     assert summary.info.run_id not in set(runs["run_id"])

@@ -59,9 +59,10 @@ def test_the_command_line_wins_over_the_experiments_report_settings():
     assert cfg.out_dir.endswith("results/mine")
 
 
-def test_the_nimo_experiment_tunes_nimo_and_the_mlp_on_a_grid_and_feeds_raw_features():
+def test_the_nimo_experiment_tunes_its_models_on_a_grid_and_feeds_raw_features():
     cfg = _compose("config", "+experiment=nimo_synthetic", "model=nimo_synthetic")
-    assert (cfg.hpo.sampler, list(cfg.hpo.models)) == ("grid", ["nimo_synthetic", "mlp"])
+    tuned = ["nimo_synthetic", "mlp", "imn_synthetic", "lfr_imn_synthetic"]
+    assert (cfg.hpo.sampler, list(cfg.hpo.models)) == ("grid", tuned)
     assert cfg.preprocessing.standardise_numeric is False
     assert cfg.seed == cfg.fold
     model = OmegaConf.to_container(cfg.model, resolve=True)
@@ -252,3 +253,71 @@ def test_no_script_fits_a_model():
         p.name for p in Path(repo_root(), "scripts").glob("*.py") if fitting.search(p.read_text())
     ]
     assert not offenders, f"scripts that fit models: {offenders}"
+
+
+# ---- one tuning protocol per comparison ---------------------------------------------------------
+
+
+def _swept_models(cfg) -> list[str]:
+    models = cfg.hydra.sweeper.params.get("model")
+    return str(models).split(",") if models else [cfg.model.name]
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_declares_one_tuning_protocol_its_models_keep(name):
+    from mesobench.tuning_protocol import check_tuning_protocol
+
+    cfg = _compose("config", f"+experiment={name}", hydra=True)
+    assert cfg.protocol.name in ("default", "tuned"), f"{name} declares no tuning protocol"
+    for model in _swept_models(cfg):
+        plain = OmegaConf.to_container(
+            _compose("config", f"+experiment={name}", f"model={model}"), resolve=True
+        )
+        check_tuning_protocol(plain)  # raises for a model tuned unlike the others
+
+
+def test_nimo_synthetic_tunes_imn_and_lfr_imn_on_nimos_budget():
+    cfg = _compose("config", "+experiment=nimo_synthetic")
+    assert cfg.protocol.name == "tuned" and cfg.hpo.sampler == "grid"
+    for model in ("nimo_synthetic", "mlp", "imn_synthetic", "lfr_imn_synthetic"):
+        plain = OmegaConf.to_container(
+            _compose("config", "+experiment=nimo_synthetic", f"model={model}"), resolve=True
+        )
+        space = plain["hpo"]["space"]
+        for kind in ("binary", "regression"):
+            grid = kind_params(space, kind)
+            assert int(np.prod([len(s["choices"]) for s in grid.values()])) == cfg.hpo.n_trials
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["protocol.name=default", "hpo.n_trials=5"], "protocol: default, but imn is tuned"),
+        (["protocol.name=tuned"], "protocol: tuned, but imn is not tuned"),
+        (["protocol.name=tuned", "hpo.n_trials=5", "hpo.models=[xgboost]"], "Add it to hpo.models"),
+        (
+            ["protocol.name=tuned", "hpo.n_trials=7", "hpo.sampler=grid", "model=imn_synthetic"],
+            "grid has 6 point",
+        ),
+        (["protocol.name=tuned", "+protocol.exempt.imn=''"], "say why"),
+        (["protocol.name=fair"], "protocol.name='fair'"),
+    ],
+)
+def test_a_run_that_breaks_its_experiments_protocol_is_refused(overrides, message):
+    from mesobench.tuning_protocol import check_tuning_protocol
+
+    overrides = (
+        ["model=imn", *overrides] if not any("model=" in o for o in overrides) else overrides
+    )
+    plain = OmegaConf.to_container(_compose("config", *overrides), resolve=True)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_tuning_protocol(plain)
+
+
+def test_an_exempt_model_is_outside_the_protocol_and_ad_hoc_runs_are_unchecked():
+    from mesobench.tuning_protocol import check_tuning_protocol
+
+    exempt = ["model=oracle", "protocol.name=tuned", "+protocol.exempt.oracle=nothing is fitted"]
+    check_tuning_protocol(OmegaConf.to_container(_compose("config", *exempt), resolve=True))
+    ad_hoc = ["model=xgboost", "hpo.n_trials=5"]  # protocol.name null: a single ad-hoc run
+    check_tuning_protocol(OmegaConf.to_container(_compose("config", *ad_hoc), resolve=True))

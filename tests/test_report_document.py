@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.image import imread
+from scipy.stats import t as stats_t
 
 from mesobench.metrics import registry
 from mesobench.paths import repo_root
@@ -204,8 +205,10 @@ def test_the_report_lists_a_failed_run_with_its_treatment(tmp_path):
         for ext in ("md", "csv", "tex"):
             assert (tmp_path / f"{name}.{ext}").stat().st_size > 0, f"{name}.{ext}"
     assert "\\begin{tabular}" in (tmp_path / "average_rank.tex").read_text()
-    for png in ("cd_diagram.png", "auroc_by_task.png", "auroc_vs_infidelity.png"):
+    for png in ("ranks.png", "auroc_by_task.png", "auroc_vs_infidelity.png"):
         _assert_png(tmp_path / png)
+    # two tasks: the Friedman test cannot reject, so no post-hoc CD diagram, ranks only
+    assert not (tmp_path / "cd_diagram.png").exists() and "no post-hoc test" in page
     fidelity = pd.read_csv(tmp_path / "fidelity.csv").set_index("model")
     assert np.isnan(fidelity.loc["c", "yeh_scaled_infidelity"])  # no attributions: shown as —
     assert "| c | 0 | — |" in (tmp_path / "fidelity.md").read_text()
@@ -286,7 +289,7 @@ def test_a_metric_name_with_a_slash_writes_files_not_folders(tmp_path):
     assert ranks["c"] < ranks["a"]  # lower error ranks first: c has the lowest on t1
 
 
-def test_a_report_shows_bootstrap_intervals_and_ranks_fidelity_with_a_cd_diagram(tmp_path):
+def test_a_report_shows_corrected_intervals_and_ranks_fidelity_with_a_cd_diagram(tmp_path):
     rng = np.random.default_rng(0)
     rows = []
     for t, task in enumerate(["t1", "t2", "t3", "t4"]):
@@ -310,7 +313,12 @@ def test_a_report_shows_bootstrap_intervals_and_ranks_fidelity_with_a_cd_diagram
                 )
     settings = document.ReportSettings(reference="a", key_version=None)
     page = document.write_report(pd.DataFrame(rows), tmp_path, "t", settings=settings)
-    assert "mean [95% bootstrap interval] over folds" in page
+    assert "mean [95% corrected resampled t interval] over folds" in page
+    cells = pd.read_csv(tmp_path / "auroc_by_task.csv").set_index(["task", "model"])
+    cell = cells.loc[("t1", "a")]  # 3 folds of a 10-fold CV: half-width t_2 √((1/3 + 1/9) s²)
+    half = stats_t.ppf(0.975, 2) * np.sqrt((1 / 3 + 1 / 9) * cell["std"] ** 2)
+    assert cell["ci_high"] - cell["mean"] == pytest.approx(half, rel=1e-12)
+    assert "### Paired comparisons" in page and (tmp_path / "comparisons.csv").is_file()
     ranking = pd.read_csv(tmp_path / "average_rank.csv").set_index("model")
     assert (
         ranking.loc["a", "rank_low"]

@@ -97,6 +97,24 @@ def test_win_tie_loss_against_a_reference():
     # lower-is-better: the same numbers are now losses for the reference where it is higher
     flipped = stats.win_tie_loss(scores, "ref", higher_is_better=False).loc["x"]
     assert (flipped["wins"], flipped["losses"]) == (2, 1)
+    # a difference inside a ROPE of 0.01 is a tie, not a win decided in the 4th decimal
+    roped = stats.win_tie_loss(scores, "ref", tolerance=0.01).loc["x"]
+    assert (roped["wins"], roped["ties"], roped["losses"]) == (1, 2, 1)
+
+
+def test_win_tie_loss_corrects_its_p_values_for_the_models_it_tests():
+    rng = np.random.default_rng(3)
+    ref = rng.uniform(0.7, 0.9, 12)
+    scores = pd.DataFrame(
+        {"ref": ref, "x": ref - 0.02, "y": ref + rng.normal(0, 0.01, 12), "z": ref - 0.005},
+        index=[f"t{i}" for i in range(12)],
+    )
+    wtl = stats.win_tie_loss(scores, "ref")
+    assert (wtl["holm_p"] >= wtl["wilcoxon_p"]).all()
+    smallest = wtl["wilcoxon_p"].idxmin()
+    assert wtl.loc[smallest, "holm_p"] == pytest.approx(
+        min(1.0, 3 * wtl.loc[smallest, "wilcoxon_p"])
+    )
 
 
 def test_win_tie_loss_needs_the_reference_in_the_table():
@@ -133,17 +151,40 @@ def test_bootstrap_over_tasks_brackets_the_mean_and_the_average_rank():
     pd.testing.assert_frame_equal(mean_ci, again)  # seeded
 
 
-def test_bootstrap_cells_give_an_interval_per_cell_and_none_for_a_single_fold():
+def test_corrected_t_cells_widen_the_interval_by_the_cross_validation_overlap():
     runs = pd.DataFrame(
         {
-            "task": ["t"] * 5 + ["u"],
-            "model": ["m"] * 5 + ["m"],
-            "auroc": [0.70, 0.72, 0.74, 0.76, 0.78, 0.9],
+            "task": ["t"] * 5 + ["u"] + ["synthetic/r1"] * 5,
+            "model": ["m"] * 11,
+            "auroc": [0.70, 0.72, 0.74, 0.76, 0.78, 0.9, 0.70, 0.72, 0.74, 0.76, 0.78],
         }
     )
-    ci = stats.bootstrap_cells(runs, "auroc", stats.Bootstrap(n_resamples=400)).set_index("task")
-    assert 0.70 <= ci.loc["t", "low"] < 0.74 < ci.loc["t", "high"] <= 0.78
-    assert np.isnan(ci.loc["u", "low"]) and np.isnan(ci.loc["u", "high"])
+    ci = stats.corrected_t_cells(runs, "auroc", 0.95, cv_folds=10).set_index("task")
+    s2 = np.var([0.70, 0.72, 0.74, 0.76, 0.78], ddof=1)  # 0.0004 · 2.5
+    t4 = 2.7764451051977987  # t_{0.975, 4}
+    corrected = t4 * math.sqrt((1 / 5 + 1 / 9) * s2)  # Nadeau & Bengio: 1/J + n_test/n_train
+    plain = t4 * math.sqrt(s2 / 5)  # independent replicates: the ordinary t interval
+    assert ci.loc["t", "high"] - 0.74 == pytest.approx(corrected, rel=1e-12)
+    assert ci.loc["t", "low"] == pytest.approx(0.74 - corrected, rel=1e-12)
+    assert ci.loc["synthetic/r1", "high"] - 0.74 == pytest.approx(plain, rel=1e-12)
+    assert corrected > plain
+    assert np.isnan(ci.loc["u", "low"]) and np.isnan(ci.loc["u", "high"])  # one fold: none
+
+
+def test_the_corrected_interval_covers_the_mean_more_often_than_the_bootstrap_on_folds():
+    """Coverage on correlated folds (a shared component per repetition, as cross-validation
+    folds share training rows): the corrected interval is wider than the plain one."""
+    rng = np.random.default_rng(0)
+    truth, hits_corrected, hits_plain = 0.8, 0, 0
+    for _ in range(400):
+        shared = rng.normal(0, 0.01)  # the training data common to every fold
+        scores = truth + shared + rng.normal(0, 0.02, 3)
+        runs = pd.DataFrame({"task": "t", "model": "m", "auroc": scores})
+        low, high = stats.corrected_t_cells(runs, "auroc", 0.95).iloc[0][["low", "high"]]
+        hits_corrected += low <= truth <= high
+        plain = stats.corrected_t_cells(runs.assign(task="synthetic/t"), "auroc", 0.95).iloc[0]
+        hits_plain += plain["low"] <= truth <= plain["high"]
+    assert hits_corrected > hits_plain
 
 
 def test_the_pareto_front_keeps_the_models_no_other_beats_on_both_axes():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import runner, runs_after
+from conftest import runner, runs_after, stored_runs
 
 
 def test_unknown_model_names_the_available_ones(tmp_path, store):
@@ -37,3 +37,27 @@ def test_an_uncached_task_offline_fails_fast_with_how_to_fix_it(tmp_path, store,
     assert run.data.tags["error_type"] == "TaskNotAvailableError"
     assert "OPENML_CACHE_DIR" in run.data.tags["error"]
     assert time.perf_counter() - start < 60
+
+
+def test_a_sweep_that_tunes_its_models_unequally_is_refused_before_any_run(tmp_path, store):
+    proc = runner(
+        "+experiment=quick",
+        "model=xgboost,logreg",
+        "hpo.models=[xgboost]",
+        "hpo.n_trials=2",
+        "task=diabetes",
+        "fold=0",
+        store=store,
+        tmp_path=tmp_path,
+        multirun=True,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "protocol: default, but xgboost is tuned" in proc.stderr
+    assert "protocol.exempt.xgboost" in proc.stderr  # how to state why, if it is meant
+    assert stored_runs(store) == []  # refused whole: no job ran
+
+
+def test_a_single_run_against_its_protocol_exits_2_with_the_reason(tmp_path, store):
+    proc = runner("model=logreg", "protocol.name=tuned", store=store, tmp_path=tmp_path)
+    assert proc.returncode == 2
+    assert "protocol: tuned, but logreg is not tuned" in proc.stderr

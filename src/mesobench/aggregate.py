@@ -36,8 +36,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from mesobench.errors import ConfigError, MesobenchError
 from mesobench.identity import INACTIVE_SECTIONS, RUN_KEY_VERSION
+from mesobench.metrics import registry
 from mesobench.paths import compose_config, conf_dir, register_resolvers
 from mesobench.report import document, latest_per_key, plots
+from mesobench.report.comparisons import Claim, ComparisonSettings
 from mesobench.report.parity import ParityReference, read_reference
 from mesobench.report.published import Target, read_published
 from mesobench.report.runs import PROVENANCE_COLUMNS, RUN_TAGS, SUITES_COLUMN, key_rules
@@ -461,7 +463,7 @@ def settings_from(cfg: DictConfig) -> document.ReportSettings:
         higher_is_better=cfg.higher_is_better,
         missing=cfg.missing,
         reference=cfg.reference,
-        tie_tolerance=float(cfg.tie_tolerance),
+        tie_tolerance=None if cfg.tie_tolerance is None else float(cfg.tie_tolerance),
         alpha=float(cfg.alpha),
         infidelity=cfg.infidelity,
         models=models,
@@ -472,9 +474,55 @@ def settings_from(cfg: DictConfig) -> document.ReportSettings:
             confidence=float(cfg.bootstrap.confidence),
             seed=int(cfg.bootstrap.seed),
         ),
+        comparisons=comparison_settings(cfg),
+        claims=tuple(Claim.from_config(c) for c in _as_plain(cfg.claims) or []),
+        cv_folds=int(cfg.cv_folds),
+        protocol=tuning_protocol(cfg),
     )
     settings.direction()  # refuses a metric the registry does not know (without an override)
+    for metric in set(settings.comparisons.metrics) - {settings.metric}:
+        registry.higher_is_better(metric)  # an unknown compared metric fails before any run is read
+    for claim in settings.claims:
+        registry.higher_is_better(claim.metric)
+        settings.comparisons.require_rope(claim.metric, f"a claim ({claim.a} vs {claim.b}) tests")
     return settings
+
+
+def comparison_settings(cfg: DictConfig) -> ComparisonSettings:
+    """``comparisons.*``: the paired comparisons' pairs, metrics (the headline metric when the
+    list is empty), ROPEs and decision rule."""
+    block = cfg.comparisons
+    pairs = []
+    for pair in _as_plain(block.pairs) or []:
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise ConfigError(f"comparisons.pairs: each pair is [model_a, model_b], got {pair!r}")
+        pairs.append((str(pair[0]), str(pair[1])))
+    metrics = tuple(_as_list(block.metrics) or [cfg.metric])
+    return ComparisonSettings(
+        pairs=tuple(pairs),
+        scope=str(block.scope),
+        metrics=metrics,
+        rope={str(k): float(v) for k, v in _as_dict(block.rope).items()},
+        posterior=float(block.posterior),
+        confidence=float(block.confidence),
+        nsamples=int(block.nsamples),
+        seed=int(block.seed),
+    )
+
+
+def tuning_protocol(cfg: DictConfig) -> document.TuningProtocol | None:
+    """The experiment's ``protocol`` (runner config, composed by ``+experiment=``) for the
+    report's header, with the hpo budget every tuned model got; None for an ad-hoc selection."""
+    block = cfg.get("protocol")
+    if block is None or block.get("name") is None:
+        return None
+    hpo = cfg.get("hpo") or {}
+    budget = f"hpo.sampler={hpo.get('sampler', 'tpe')}, hpo.n_trials={hpo.get('n_trials', 0)}"
+    return document.TuningProtocol(
+        name=str(block.name),
+        budget=budget,
+        exempt={str(k): str(v) for k, v in _as_dict(block.get("exempt")).items()},
+    )
 
 
 def parity_from(cfg: DictConfig) -> ParityReference | None:
@@ -532,6 +580,8 @@ def with_experiment(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     block = cfg.get("aggregate")
     if block is None:
         return cfg
+    cfg = cfg.copy()
+    OmegaConf.set_struct(cfg.comparisons.rope, False)  # an experiment adds its metrics' ROPEs
     merged = OmegaConf.merge(cfg, block)
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group

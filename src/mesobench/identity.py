@@ -55,6 +55,7 @@ BOOKKEEPING_KEYS: tuple[str, ...] = (
     "data.offline",  # whether the OpenML server may be asked
     "artifacts.save_model",  # whether the fitted model is also saved
     "aggregate",  # an experiment's report settings (read by mesobench.aggregate, not the runner)
+    "protocol",  # a check of the experiment's tuning (the tuning itself is hashed: hpo_settings)
     "model.limits",  # shapes a model refuses up front (mesobench.limits); an allowed run is unchanged
     "model.limits_reason",
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,9 +100,11 @@ def build_request(cfg: DictConfig) -> RunRequest:
     """The run key and the tags that identify the run (model, task, fold, experiment, code),
     with MLflow's standard source tags and a first description (``mlflow.note.content``)."""
     from mesobench import identity, run_note, tags, tracking
+    from mesobench.tuning_protocol import check_tuning_protocol
 
     plain = OmegaConf.to_container(cfg, resolve=True)
     DeviceSettings.from_config(plain["device"])  # a bad value fails before any run
+    check_tuning_protocol(plain)  # an experiment's models are tuned alike, or say why not
     task_cfg = plain["task"]
     fold, seed = int(cfg.fold), int(cfg.seed)
     run_tags = {
@@ -323,7 +326,16 @@ def run_pictures(outcome: Any, request: RunRequest) -> dict[str, bytes]:
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def main(cfg: DictConfig) -> dict[str, Any]:
-    return execute(cfg)
+    from mesobench.errors import MesobenchError
+
+    try:
+        return execute(cfg)
+    except MesobenchError as exc:  # bad input found before any run exists: nothing to record
+        hc = _hydra()
+        if hc is not None and hc.mode == RunMode.MULTIRUN:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
 
 
 if __name__ == "__main__":

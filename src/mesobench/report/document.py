@@ -17,6 +17,7 @@ import pandas as pd
 
 from mesobench.identity import RUN_KEY_VERSION
 from mesobench.metrics import registry
+from mesobench.report import comparisons as comparisons_mod
 from mesobench.report import parity as parity_mod
 from mesobench.report import plots, stats, tables
 from mesobench.report import published as published_mod
@@ -60,7 +61,7 @@ class ReportSettings:
     higher_is_better: bool | None = None  # None: from mesobench.metrics.registry
     missing: str = "drop_task"  # see mesobench.report.runs.TREATMENTS
     reference: str | None = "imn"  # win/tie/loss against it; absent: see resolve_reference
-    tie_tolerance: float = 0.0
+    tie_tolerance: float | None = None  # None: the metric's ROPE (comparisons.rope)
     alpha: float = 0.05
     infidelity: str | None = None  # None: first of INFIDELITY_PREFERENCE that was logged
     models: list[str] | None = None  # models that should be there (absent ones are "missing")
@@ -68,10 +69,46 @@ class ReportSettings:
     bootstrap: stats.Bootstrap = field(default_factory=stats.Bootstrap)
     # runs of another run-key rule are left out; None: keep all
     key_version: str | None = RUN_KEY_VERSION
+    comparisons: comparisons_mod.ComparisonSettings = field(
+        default_factory=comparisons_mod.ComparisonSettings
+    )
+    claims: tuple[comparisons_mod.Claim, ...] = ()
+    cv_folds: int = stats.CV_FOLDS  # k of the k-fold CV the task's folds come from
+    protocol: TuningProtocol | None = (
+        None  # the experiment's tuning protocol, printed in the header
+    )
 
     def direction(self) -> bool:
         """Whether higher values of the metric are better: the registry's, or the override."""
         return registry.higher_is_better(self.metric, self.higher_is_better)
+
+    def tolerance(self) -> float:
+        """The win/tie/loss tie band: ``tie_tolerance``, else the headline metric's ROPE."""
+        if self.tie_tolerance is not None:
+            return float(self.tie_tolerance)
+        return self.comparisons.rope_of(self.metric)
+
+
+@dataclass(frozen=True)
+class TuningProtocol:
+    """How an experiment tunes its models (``protocol`` of its config), printed in its report:
+    ``default`` (no model tuned) or ``tuned`` (every model searched on one budget), and the
+    models exempt from it with the reason the experiment states."""
+
+    name: str
+    budget: str = ""
+    exempt: dict[str, str] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        what = {
+            "default": "every model at its configured defaults, none tuned",
+            "tuned": f"every model tuned on the same budget ({self.budget})",
+        }.get(self.name, self.name)
+        text = f"**Tuning protocol: `{self.name}`** — {what}."
+        if self.exempt:
+            text += " Exempt: " + "; ".join(f"{m} ({why})" for m, why in self.exempt.items())
+            text += "."
+        return [text, ""]
 
 
 @dataclass
@@ -203,16 +240,19 @@ def write_report(
     if metric not in keyed:
         keyed = keyed.assign(**{metric: float("nan")})
     models = expected_models(keyed, s.models)
-    summary = with_intervals(fold_summary(keyed, metric), keyed, metric, s.bootstrap)
+    summary = with_intervals(fold_summary(keyed, metric), keyed, metric, s)
     long = metric_summary(keyed)
     treated = treat_missing(keyed, metric, s.missing, models=models, higher_is_better=s.direction())
+    compared = paired_comparisons(treated, long, s)
     lines = _header_lines(keyed, models, title, command, source, selection, n_old_rule)
+    lines += s.protocol.lines() if s.protocol is not None else []
+    lines += _findings_section(compared, s)
     if published is not None:
         lines += _published_section(keyed, published, out_dir)
     if parity is not None:
         lines += _parity_section(keyed, parity, metric, out_dir)
-    lines += _per_task_section(keyed, summary, long, models, metric, out_dir)
-    lines += _across_tasks_section(treated, s, out_dir)
+    lines += _per_task_section(keyed, summary, long, models, s, out_dir)
+    lines += _across_tasks_section(treated, s, out_dir, compared)
     lines += _fidelity_section(keyed, long, summary, models, metric, s, out_dir)
     lines += _time_section(keyed, out_dir)
     lines += _explanation_section(explanations, s, out_dir)
@@ -227,16 +267,74 @@ def write_report(
 
 
 def with_intervals(
-    summary: pd.DataFrame, keyed: pd.DataFrame, metric: str, boot: stats.Bootstrap
+    summary: pd.DataFrame, keyed: pd.DataFrame, metric: str, s: ReportSettings
 ) -> pd.DataFrame:
-    """``summary`` (per task and model) with the bootstrap interval of the mean over folds."""
+    """``summary`` (per task and model) with the corrected resampled t interval of the mean over
+    the cell's folds (:func:`mesobench.report.stats.corrected_t_cells`)."""
     if summary.empty or metric not in keyed:
         return summary.assign(ci_low=np.nan, ci_high=np.nan)
     done = keyed[keyed["status"].eq("FINISHED")]
-    ci = stats.bootstrap_cells(done, metric, boot).rename(
-        columns={"low": "ci_low", "high": "ci_high"}
-    )
+    ci = stats.corrected_t_cells(done, metric, s.comparisons.confidence, s.cv_folds)
+    ci = ci.rename(columns={"low": "ci_low", "high": "ci_high"})
     return summary.merge(ci, on=["task", "model"], how="left")
+
+
+def comparison_scores(
+    treated: Treated, long: pd.DataFrame, s: ReportSettings
+) -> tuple[dict[str, pd.DataFrame], dict[str, bool]]:
+    """Per-task scores (tasks × models) of every compared metric, and each metric's direction.
+
+    The headline metric's are the cross-task statistics' own (after ``missing``); another
+    metric's are its per-task means over finished runs.
+    """
+    wanted = list(dict.fromkeys([*s.comparisons.metrics, *(c.metric for c in s.claims)]))
+    scores, directions = {}, {}
+    for metric in wanted:
+        if metric == s.metric:
+            table = treated.scores
+            directions[metric] = s.direction()
+        else:
+            part = long[long["metric"].eq(metric)]
+            if part.empty:
+                continue
+            table = part.pivot(index="task", columns="model", values="mean")
+            directions[metric] = registry.higher_is_better(metric)
+        scores[metric] = table
+    return scores, directions
+
+
+def paired_comparisons(treated: Treated, long: pd.DataFrame, s: ReportSettings) -> pd.DataFrame:
+    """The report's paired comparisons (:mod:`mesobench.report.comparisons`): the claims', the
+    declared pairs and the ``scope``'s, on every compared metric, Holm-corrected together."""
+    scores, directions = comparison_scores(treated, long, s)
+    headline = scores.get(s.metric, treated.scores)
+    models = list(headline.columns)
+    ranks = stats.average_rank(headline.dropna(), s.direction()) if models else pd.Series()
+    reference = None
+    if models and not ranks.empty:
+        reference = resolve_reference(s.reference, models, ranks)[0]
+    pairs = comparisons_mod.declared_pairs(models, s.comparisons, s.claims, reference)
+    return comparisons_mod.compare(scores, pairs, directions, s.comparisons)
+
+
+def _findings_section(compared: pd.DataFrame, s: ReportSettings) -> list[str]:
+    """The report's opening: one sentence per claim of the experiment, verdict first."""
+    if not s.claims:
+        return []
+    c = s.comparisons
+    return [
+        "## Findings",
+        "",
+        "Each claim of the experiment (`aggregate.claims`) with its verdict by the stated rule: "
+        f"the Bayesian signed-rank test over tasks (Benavoli et al. 2017) says *A better*, *B "
+        f"better* or *equivalent within ±ROPE* when that posterior probability is ≥ "
+        f"{c.posterior:g}, else *inconclusive*. Mean difference with its {c.confidence:.0%} "
+        "t interval over tasks; Wilcoxon signed-rank p, Holm-corrected across every comparison "
+        "of this report. Every pair: [comparisons.md](comparisons.md).",
+        "",
+        *(comparisons_mod.finding(claim, compared, c.posterior) for claim in s.claims),
+        "",
+    ]
 
 
 def _header_lines(
@@ -272,10 +370,12 @@ def _per_task_section(
     summary: pd.DataFrame,
     long: pd.DataFrame,
     models: list[str],
-    metric: str,
+    s: ReportSettings,
     out_dir: Path,
 ) -> list[str]:
-    """The metric's mean ± std over folds per (task, model), every metric on its own page."""
+    """The metric's mean and interval over folds per (task, model), every metric on its own
+    page."""
+    metric, confidence, cv_folds = s.metric, s.comparisons.confidence, s.cv_folds
     stem = file_stem(metric)
     cell_table = cells(keyed, metric, models)
     wide = tables.wide_mean_ci(summary, expected=cell_table)
@@ -286,10 +386,14 @@ def _per_task_section(
     (out_dir / f"{stem}_by_task.tex").write_text(tables.latex_table(wide))
     (out_dir / "metrics_by_task.md").write_text(_every_metric_page(long, cell_table))
     lines = [
-        f"## {metric}: mean [95% bootstrap interval] over folds, per task",
+        f"## {metric}: mean [{confidence:.0%} corrected resampled t interval] over folds, per task",
         "",
-        "Intervals: percentile bootstrap of the mean over the cell's folds (resampled with "
-        "replacement; a cell of one fold has none); the standard deviations are in "
+        "Intervals: the corrected resampled t interval of the mean over the cell's J folds "
+        "(Nadeau & Bengio 2003), mean ± t_{J−1} √((1/J + n_test/n_train) s²): folds of one "
+        "cross-validation share training rows, so their scores are correlated and a plain "
+        f"or bootstrap interval is too narrow; n_test/n_train = 1/{cv_folds - 1} for the "
+        f"{cv_folds}-fold CV of an OpenML task, 0 for synthetic tasks (every replicate draws "
+        "fresh data). A cell of one fold has none; the standard deviations are in "
         f"`{stem}_by_task.csv`. (k/n): only k of the n expected runs finished; — : no "
         "finished run. Every other metric per task: [metrics_by_task.md](metrics_by_task.md).",
         "",
@@ -301,9 +405,12 @@ def _per_task_section(
     return lines
 
 
-def _across_tasks_section(treated: Treated, s: ReportSettings, out_dir: Path) -> list[str]:
-    """Average ranks, normalised scores, the Friedman test and the reference's win/tie/loss,
-    over the tasks where every model has a result (after ``s.missing``)."""
+def _across_tasks_section(
+    treated: Treated, s: ReportSettings, out_dir: Path, compared: pd.DataFrame
+) -> list[str]:
+    """Paired comparisons first; then average ranks, normalised scores, the Friedman test (and
+    the Nemenyi CD only if it rejects) and the reference's win/tie/loss, over the tasks where
+    every model has a result (after ``s.missing``)."""
     metric, hib = s.metric, s.direction()
     scores = treated.scores.dropna(axis=0, how="any")
     treatment_line = (
@@ -326,6 +433,7 @@ def _across_tasks_section(treated: Treated, s: ReportSettings, out_dir: Path) ->
                 else ""
             ),
             "",
+            *_comparisons_section(compared, s, out_dir),
         ]
     ranks = stats.average_rank(scores, hib)
     left_out = (
@@ -337,21 +445,59 @@ def _across_tasks_section(treated: Treated, s: ReportSettings, out_dir: Path) ->
         f"Over the {len(scores)} task(s) where every model has a result. {treatment_line}"
         + left_out,
         "",
+        *_comparisons_section(compared, s, out_dir),
         *_ranking_lines(scores, ranks, metric, hib, out_dir, s.bootstrap),
     ]
     fried = stats.friedman(scores)
     lines += _friedman_section(fried, ranks, scores, s.alpha, out_dir, hib)
     reference, how = resolve_reference(s.reference, list(scores.columns), ranks)
-    wtl = stats.win_tie_loss(scores, reference, tolerance=s.tie_tolerance, higher_is_better=hib)
+    tolerance = s.tolerance()
+    wtl = stats.win_tie_loss(scores, reference, tolerance=tolerance, higher_is_better=hib)
+    band = "the tie band `tie_tolerance`" if s.tie_tolerance is not None else "the ROPE"
     return lines + [
         f"### Win / tie / loss of {reference}",
         "",
         f"{how}. Per task, {reference} wins when its {metric} beats the other model's by "
-        f"more than {s.tie_tolerance:g}, loses when it trails by more, else ties. "
+        f"more than {tolerance:g} ({band}), loses when it trails by more, else ties. "
         f"mean_delta: mean over tasks of {reference} − other (> 0 favours {reference}); "
-        "wilcoxon_p: two-sided Wilcoxon signed-rank test over tasks.",
+        "wilcoxon_p: two-sided Wilcoxon signed-rank test over tasks; holm_p: Holm-corrected "
+        "across the rows of this table.",
         "",
         tables.write_table(wtl, out_dir, "win_tie_loss"),
+    ]
+
+
+def _comparisons_section(compared: pd.DataFrame, s: ReportSettings, out_dir: Path) -> list[str]:
+    """The paired comparisons table (``comparisons.csv/md/tex``): the primary statistic."""
+    c = s.comparisons
+    lines = ["### Paired comparisons", ""]
+    if compared.empty:
+        return lines + ["_No pair to compare (fewer than two models with results)._", ""]
+    compared_metrics = list(compared["metric"].unique())
+    ropes = ", ".join(f"{m} ±{c.rope_of(m):g}" for m in compared_metrics)
+    no_rope = [m for m in compared_metrics if c.rope_of(m) == 0]
+    scope = {
+        "declared": "the pairs the experiment declares",
+        "reference": "the declared pairs and every model against the reference",
+        "all": "every pair of models",
+    }[c.scope]
+    return lines + [
+        f"Pairs compared: {scope} (`comparisons.scope: {c.scope}`), on the per-task means over "
+        "folds, over the tasks both models have. mean_diff = A − B in the metric's units with "
+        f"its {c.confidence:.0%} Student-t interval over tasks; p_wilcoxon: two-sided Wilcoxon "
+        "signed-rank test; p_holm: Holm-corrected across every row of this table; "
+        "p_a_better / p_rope / p_b_better: Bayesian signed-rank test (Benavoli et al. 2017, "
+        f"`baycomp`, {c.nsamples} posterior samples, seed {c.seed}) with a region of practical "
+        f"equivalence of {ropes}; better follows the metric's direction. Verdict: the outcome "
+        f"whose posterior probability is ≥ {c.posterior:g}, else inconclusive."
+        + (
+            f" No ROPE is declared for {', '.join(no_rope)} (`comparisons.rope`): no pair can "
+            "be called equivalent on it."
+            if no_rope
+            else ""
+        ),
+        "",
+        tables.write_table(compared, out_dir, "comparisons", index=False),
     ]
 
 
@@ -582,6 +728,8 @@ def _friedman_section(
     k, n = scores.shape[1], scores.shape[0]
     lines = ["### Friedman test and Nemenyi critical difference", ""]
     cd = stats.critical_difference(k, n, alpha) if k >= 2 and n >= 1 else math.nan
+    if not rejects(fried, alpha):
+        cd = math.nan  # no post-hoc test where the omnibus test found nothing
     row = {
         "models (k)": k,
         "tasks (N)": n,
@@ -611,17 +759,35 @@ def _friedman_section(
             "",
         ]
     lines += [text]
-    if np.isfinite(cd):
-        plots.cd_diagram(ranks, cd, out_dir / "cd_diagram.png", title=f"Nemenyi, α = {alpha:g}")
-        lines += [
-            f"Nemenyi CD = q_α √(k(k+1)/6N) = {cd:.3f}: two models whose average ranks differ by "
-            "more are significantly different; models joined by a bar are not. "
-            + (f"With N = {n} task(s) the test has little power. " if n < 10 else ""),
+    if k < 2:
+        return lines
+    if not rejects(fried, alpha):
+        plots.cd_diagram(ranks, math.nan, out_dir / "ranks.png", title="average ranks")
+        return lines + [
+            f"The Friedman test detected no difference among the models (p > α = {alpha:g} or "
+            "not computable), so no post-hoc test is made: the average ranks are shown without "
+            "Nemenyi cliques, and no pair is called different on this ground (the paired "
+            "comparisons above are the primary statistic).",
             "",
-            "![critical-difference diagram](cd_diagram.png)",
+            "![average ranks](ranks.png)",
             "",
         ]
-    return lines
+    plots.cd_diagram(ranks, cd, out_dir / "cd_diagram.png", title=f"Nemenyi, α = {alpha:g}")
+    return lines + [
+        f"The Friedman test rejects at α = {alpha:g}, so the Nemenyi post-hoc test follows. "
+        f"CD = q_α √(k(k+1)/6N) = {cd:.3f}: two models whose average ranks differ by "
+        "more are significantly different; models joined by a bar are not. "
+        + (f"With N = {n} task(s) the test has little power. " if n < 10 else ""),
+        "",
+        "![critical-difference diagram](cd_diagram.png)",
+        "",
+    ]
+
+
+def rejects(fried: stats.Friedman, alpha: float) -> bool:
+    """Whether the omnibus Friedman test (χ², scipy) rejects at ``alpha``: the condition for any
+    post-hoc comparison of all pairs (Demšar 2006)."""
+    return fried.pvalue is not None and math.isfinite(fried.pvalue) and fried.pvalue <= alpha
 
 
 def _fidelity_section(
@@ -736,8 +902,13 @@ def _fidelity_ranks_section(long: pd.DataFrame, s: ReportSettings, out_dir: Path
         fried = stats.friedman(scores)
         cd = stats.critical_difference(scores.shape[1], scores.shape[0], s.alpha)
         stem = file_stem(metric)
-        plots.cd_diagram(ranks, cd, out_dir / f"cd_diagram_{stem}.png", title=f"{metric}, Nemenyi")
-        images.append(f"![CD diagram of {metric}](cd_diagram_{stem}.png)")
+        if rejects(fried, s.alpha):
+            plots.cd_diagram(
+                ranks, cd, out_dir / f"cd_diagram_{stem}.png", title=f"{metric}, Nemenyi"
+            )
+            images.append(f"![CD diagram of {metric}](cd_diagram_{stem}.png)")
+        else:
+            cd = math.nan  # no post-hoc test where the omnibus test found nothing
         for model, rank in ranks.items():
             rows.append(
                 {
@@ -761,8 +932,10 @@ def _fidelity_ranks_section(long: pd.DataFrame, s: ReportSettings, out_dir: Path
         "Each fidelity metric ranked across tasks like the headline metric (rank 1 = most "
         "faithful by that metric's direction; over the tasks where every model that logged it "
         f"has a value). [low, high]: {s.bootstrap.confidence:.0%} bootstrap interval over tasks; "
-        "friedman_p: Friedman test over those tasks; two models whose average ranks differ by "
-        "more than critical_difference (Nemenyi) differ significantly.",
+        "friedman_p: Friedman test over those tasks; where it rejects at "
+        f"α = {s.alpha:g}, two models whose average ranks differ by more than "
+        "critical_difference (Nemenyi) differ significantly and a CD diagram is drawn; where it "
+        "does not, no post-hoc test is made (critical_difference empty).",
         "",
         tables.write_table(ranked, out_dir, "fidelity_ranks", shown=tables.with_brackets(ranked)),
         "",
