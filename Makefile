@@ -78,7 +78,7 @@ ui: install
 
 # A shared tracking server for many machines: PostgreSQL backend + MLflow on 127.0.0.1:5000.
 server: install
-	$(PY) scripts/mlflow_server.py --dir $(CURDIR)/.cache/mlflow-server --port 5000 --pg-port 5433
+	$(PY) scripts/mlflow_server.py --dir $(CURDIR)/.cache/mlflow-server --port 5000 --pg-port 5433 $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff format --check src tests scripts

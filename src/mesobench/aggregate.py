@@ -52,7 +52,7 @@ from mesobench.tags import (
     suites_of,
     suites_value,
 )
-from mesobench.tracking import Tracker, flatten, retrying
+from mesobench.tracking import Tracker, client_for, flatten, retrying
 
 log = logging.getLogger("mesobench.aggregate")
 
@@ -103,7 +103,7 @@ def load_runs(uri: str, experiment: str, where: RunFilter | None = None) -> pd.D
     (one of) the value(s). Summary runs (tag ``mesobench.summary``) and runs not made by mesobench (no
     ``model`` tag) are left out.
     """
-    client = MlflowClient(tracking_uri=uri)
+    client = client_for(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise MesobenchError(
@@ -360,7 +360,7 @@ def load_explanations(
 ) -> document.ExplanationInput:
     """Download the local-weights samples (and descriptions) of one run per model family."""
     run_ids, source, absent = document.choose_explanation_runs(runs, families, task=task)
-    client = MlflowClient(tracking_uri=uri)
+    client = client_for(uri)
     samples: dict[str, plots.ExplanationSample] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for model, run_id in run_ids.items():

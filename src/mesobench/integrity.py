@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from mlflow.tracking import MlflowClient
-
 from mesobench.tags import RUN_KEY_TAG
+from mesobench.tracking import client_for
 
 
 @dataclass
@@ -33,7 +32,7 @@ class Integrity:
 
 
 def audit(uri: str, experiment: str = "mesobench", sweep_id: str | None = None) -> Integrity:
-    client = MlflowClient(tracking_uri=uri)
+    client = client_for(uri)
     exp = client.get_experiment_by_name(experiment)
     runs = []
     if exp is not None:

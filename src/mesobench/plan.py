@@ -338,9 +338,9 @@ def _sqlite_finished(db: Path, experiment: str) -> set[str]:
 
 
 def _client_finished(uri: str, experiment: str) -> set[str]:
-    from mlflow.tracking import MlflowClient
+    from mesobench.tracking import client_for
 
-    client = MlflowClient(tracking_uri=uri)
+    client = client_for(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return set()

@@ -22,6 +22,7 @@ never stops a sweep.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mesobench import progress, run_note
+from mesobench.errors import ConfigError
 from mesobench.tags import NOTE_TAG, SWEEP_PARENT_TAG, SWEEP_TAG
 from mesobench.tracking import Tracker, code_version, retrying
 
@@ -111,6 +113,9 @@ class SweepParentRun(Callback):
             tracker = Tracker.from_config(config.tracking)
             run_id = open_parent(tracker, sweep_id_of(config), _command(config))
             log.info("[sweep] parent run %s (the sweep's runs are nested under it)", run_id)
+        except ConfigError as exc:  # the store refuses us (credentials): every job would fail
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from exc
         except Exception as exc:  # a convenience: never break a sweep over it
             log.warning("[sweep] could not open the sweep's parent run: %s", exc)
 

@@ -32,6 +32,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from mesobench import credentials
 from mesobench.paths import repo_root
 from mesobench.tags import (
     GIT_COMMIT_TAG,
@@ -203,6 +204,14 @@ def _experiment_id(client: MlflowClient, name: str, artifact_location: str | Non
     return exp.experiment_id
 
 
+def client_for(uri: str) -> MlflowClient:
+    """An ``MlflowClient`` of ``uri`` with the tracking server's credentials in place
+    (:mod:`mesobench.credentials`): the one way mesobench reaches a store."""
+    credentials.refuse_secret_in_uri(uri)
+    credentials.load()
+    return MlflowClient(tracking_uri=uri)
+
+
 class Tracker:
     """A connection to one MLflow experiment; every write retries SQLite contention."""
 
@@ -223,8 +232,12 @@ class Tracker:
         with self._lock or nullcontext():
             if db is not None and not db.exists():
                 _create_sqlite_store(db)
-            self.client = MlflowClient(tracking_uri=uri)
-            self.experiment_id = _experiment_id(self.client, experiment, artifact_location)
+            self.client = client_for(uri)
+            try:
+                self.experiment_id = _experiment_id(self.client, experiment, artifact_location)
+            except MlflowException as exc:
+                credentials.explain_refusal(uri, exc)
+                raise
             if db is not None and sqlite_wal:
                 _enable_wal(db)
 

@@ -329,7 +329,10 @@ def finding(claim: Claim, table: pd.DataFrame, posterior: float) -> str:
     )
     if claim.expect is not None:
         holds = _supports(claim.expect, str(r["verdict"]))
-        text += f" The claim ({claim.expect.replace('_', ' ')}) is {holds}."
+        expected = {"a_better": f"{a} better", "b_better": f"{b} better"}.get(
+            claim.expect, f"equivalent within ±{r['rope']:g}"
+        )
+        text += f" The claim ({expected}) is {holds}."
     return text
 
 
@@ -347,7 +350,7 @@ def _signed(value: float) -> str:
 def _p(value: float) -> str:
     if value is None or math.isnan(value):
         return "—"
-    return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
+    return f"{value:.3f}" if value >= 0.001 else "< 0.001"
 
 
 def numbers_in(text: str) -> list[str]:
