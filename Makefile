@@ -76,7 +76,8 @@ aggregate: install
 ui: install
 	$(PY) -m mesobench.ui --store sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
-# A shared tracking server for many machines: PostgreSQL backend + MLflow on 127.0.0.1:5000.
+# A shared tracking server for many machines: PostgreSQL backend + MLflow on 127.0.0.1:5000
+# (ARGS="--host 0.0.0.0" serves a cluster, with generated credentials: docs/slurm.md).
 server: install
 	$(PY) scripts/mlflow_server.py --dir $(CURDIR)/.cache/mlflow-server --port 5000 --pg-port 5433 $(ARGS)
 
