@@ -373,3 +373,22 @@ def test_the_settings_of_a_search_that_did_not_run_do_not_name_a_configuration()
 
 def test_a_model_label_becomes_a_valid_metric_name():
     assert aggregate._metric_name("catboost[sampler=tpe,x=None]") == "catboost_sampler_tpe_x_None_"
+
+
+def test_what_the_fidelity_metrics_scored_does_not_name_a_configuration():
+    """The raw feature space's width is logged per run (it differs by task): an outcome, so a
+    configuration first seen on diabetes (8 features) is not named by it."""
+    base = {"model.params.lr": "0.1", "fidelity.enabled": "True"}
+    runs = pd.DataFrame(
+        {
+            "model": ["lfr", "lfr", "lfr"],
+            "config_hash": ["a", "b", "c"],
+            "configuration": [
+                json.dumps({**base, "fidelity.n_features": "8", "fidelity.n_categorical": "0"}),
+                json.dumps({**base, "fidelity.n_features": "4", "model.params.lr": "1"}),
+                json.dumps({**base, "fidelity.n_features": "4", "model.params.lr": "2"}),
+            ],
+        }
+    )
+    labels = aggregate.label_models(runs)["model"].tolist()
+    assert labels == ["lfr[lr=0.1]", "lfr[lr=1]", "lfr[lr=2]"]

@@ -250,7 +250,8 @@ def _tags_match(run_tags: dict[str, str], wanted: dict[str, Any]) -> bool:
 OUTCOME_PARAM_PREFIXES = (
     "fidelity.n_points",
     "fidelity.attribution",
-    "fidelity.n_features_perturbed",
+    "fidelity.n_features",  # and n_features_perturbed: the raw feature space's width
+    "fidelity.n_categorical",
     "hpo.best.",
     "hpo.trials_run",
     "gamma_search.chosen_",
@@ -327,7 +328,12 @@ def _active_settings(params: dict[str, Any]) -> dict[str, Any]:
         if str(params.get(f"{section}.{switch}")) == str(value)
     )
     switches = {f"{section}.{switch}" for section, (switch, _) in INACTIVE_SECTIONS.items()}
-    return {k: v for k, v in params.items() if k in switches or not k.startswith(dropped)}
+    return {
+        k: v
+        for k, v in params.items()
+        if (k in switches or not k.startswith(dropped))
+        and not k.startswith(OUTCOME_PARAM_PREFIXES)  # a runs table made before a prefix was known
+    }
 
 
 def _variant_labels(model: str, configs: pd.DataFrame) -> dict[tuple[str, str], str]:
