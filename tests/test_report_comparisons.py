@@ -151,7 +151,10 @@ def test_a_finding_states_the_verdict_and_its_numbers_from_the_claims_side():
     text = cmp.finding(claim, table, 0.95)
     row = table.iloc[0]
     assert "**catboost better**" in text and "catboost − imn = +0.0200" in text
-    assert f"P(catboost better) = {row['p_b_better']:.3f}" in text
+    assert (
+        f"P(catboost better) = {row['p_b_better']:.3f}" in text
+        or "P(catboost better) < 0.001" in text
+    )
     assert "is supported" in text
     refuted = cmp.finding(cmp.Claim(a="imn", b="catboost", expect="equivalent"), table, 0.95)
     assert "is refuted" in refuted

@@ -323,9 +323,9 @@ def finding(claim: Claim, table: pd.DataFrame, posterior: float) -> str:
     text = (
         f"- {label} ({a} vs {b}, {claim.metric}, {r['n_tasks']} tasks): **{said}**. Mean "
         f"difference {a} − {b} = {_signed(r['mean_diff'])} [{_signed(r['ci_low'])}, "
-        f"{_signed(r['ci_high'])}]; P({a} better) = {_p(r['p_a_better'])}, P(equivalent within "
-        f"±{r['rope']:g}) = {_p(r['p_rope'])}, P({b} better) = {_p(r['p_b_better'])}; "
-        f"Wilcoxon p = {_p(r['p_wilcoxon'])} (Holm {_p(r['p_holm'])})."
+        f"{_signed(r['ci_high'])}]; P({a} better) {_p(r['p_a_better'])}, P(equivalent within "
+        f"±{r['rope']:g}) {_p(r['p_rope'])}, P({b} better) {_p(r['p_b_better'])}; "
+        f"Wilcoxon p {_p(r['p_wilcoxon'])} (Holm {_p(r['p_holm'])})."
     )
     if claim.expect is not None:
         holds = _supports(claim.expect, str(r["verdict"]))
@@ -348,9 +348,10 @@ def _signed(value: float) -> str:
 
 
 def _p(value: float) -> str:
+    """A probability as the sentence states it: ``= 0.012``, ``< 0.001``, or ``—``."""
     if value is None or math.isnan(value):
         return "—"
-    return f"{value:.3f}" if value >= 0.001 else "< 0.001"
+    return f"= {value:.3f}" if value >= 0.001 else "< 0.001"
 
 
 def numbers_in(text: str) -> list[str]:
