@@ -762,7 +762,12 @@ def _friedman_section(
     if k < 2:
         return lines
     if not rejects(fried, alpha):
-        plots.cd_diagram(ranks, math.nan, out_dir / "ranks.png", title="average ranks")
+        plots.cd_diagram(
+            ranks,
+            math.nan,
+            out_dir / "ranks.png",
+            title="average ranks (Friedman: no difference detected)",
+        )
         return lines + [
             f"The Friedman test detected no difference among the models (p > α = {alpha:g} or "
             "not computable), so no post-hoc test is made: the average ranks are shown without "
