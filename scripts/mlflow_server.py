@@ -8,7 +8,7 @@ PostgreSQL (Debian's ``postgresql`` package or any install with ``initdb``/``pg_
 under /usr/lib/postgresql/*/bin) gets a private cluster in ``--dir``. As root, PostgreSQL runs as
 the ``postgres`` system user (it refuses to run as root).
 
-**Authentication** (docs/slurm.md#a-shared-tracking-server). On 127.0.0.1 / localhost / ::1 the
+**Authentication** (docs/slurm.md#3-a-shared-store). On 127.0.0.1 / localhost / ::1 the
 servers are reachable from this machine only and, by default, ask for no password (a laptop).
 Any other ``--host`` (a network interface, 0.0.0.0, even a second loopback address such as
 127.0.0.2) turns authentication on: PostgreSQL accepts the ``mesobench`` role only with its

@@ -79,5 +79,5 @@ def explain_refusal(uri: str, exc: Exception) -> None:
     raise ConfigError(
         f"the tracking server {uri} refused this client: its credentials {given}. Set "
         f"{FILE_VARIABLE}=<the credentials.env in the server's --dir> or export {USERNAME} and "
-        f"{PASSWORD} (docs/slurm.md#a-shared-tracking-server). Server said: {text[:200]}"
+        f"{PASSWORD} (docs/slurm.md#3-a-shared-store). Server said: {text[:200]}"
     ) from exc
