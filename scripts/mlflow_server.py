@@ -33,6 +33,7 @@ import argparse
 import configparser
 import contextlib
 import glob
+import io
 import os
 import secrets
 import shutil
@@ -288,9 +289,11 @@ def _auth_files(root: Path, creds: Credentials, host: str, pg_port: int) -> dict
         "admin_password": creds.password,
         "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
     }
-    with (root / "basic_auth.ini").open("w") as handle:
-        ini.write(handle)
-    (root / "basic_auth.ini").chmod(0o600)
+    text = io.StringIO()
+    ini.write(text)
+    _write_private(
+        root / "basic_auth.ini", text.getvalue()
+    )  # never readable by others, not even briefly
     _write_private(root / "pgpass", f"{host}:{pg_port}:{DATABASE}:{ROLE}:{creds.pg_password}\n")
     secret = root / "flask_secret"  # signs the basic-auth app's CSRF tokens; kept across restarts
     if not secret.exists():

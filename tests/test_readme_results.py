@@ -9,10 +9,24 @@ from pathlib import Path
 import pytest
 
 from mesobench.paths import repo_root
-from mesobench.report.comparisons import numbers_in
 
 README = repo_root() / "README.md"
 LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def numbers_in(text: str) -> list[str]:
+    """The decimal numbers written in ``text`` (``0.9434``, ``−0.0007``, ``+0.0102``), signs
+    dropped: what a README quoting a report must find in it."""
+    return re.findall(r"\d+\.\d+", text)
+
+
+def test_numbers_in_finds_the_decimals_a_readme_quotes():
+    assert numbers_in("IMN −0.0007 [−0.0116, +0.0102]; P = 0.55 on 12 tasks") == [
+        "0.0007",
+        "0.0116",
+        "0.0102",
+        "0.55",
+    ]
 
 
 def results_bullets() -> list[str]:

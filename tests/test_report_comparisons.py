@@ -172,12 +172,3 @@ def test_claims_and_settings_are_checked_at_the_edge():
     with pytest.raises(ConfigError, match="mse"):
         cmp.ComparisonSettings().require_rope("mse", "a claim tests")
     assert cmp.ComparisonSettings().rope_of("mse") == 0.0  # no ROPE: never "equivalent"
-
-
-def test_numbers_in_finds_the_decimals_a_readme_quotes():
-    assert cmp.numbers_in("IMN −0.0007 [−0.0116, +0.0102]; P = 0.55 on 12 tasks") == [
-        "0.0007",
-        "0.0116",
-        "0.0102",
-        "0.55",
-    ]

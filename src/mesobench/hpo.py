@@ -40,16 +40,24 @@ def _sampler(name: str, space: Mapping[str, Mapping[str, Any]], seed: int) -> tu
         return optuna.samplers.TPESampler(seed=seed), 0
     if name != "grid":
         raise ConfigError(f"hpo.sampler must be one of {SAMPLERS}, got {name!r}")
+    grid = grid_points(space)
+    return optuna.samplers.GridSampler(grid, seed=seed), grid_size(grid)
+
+
+def grid_points(space: Mapping[str, Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """The choices of every parameter of a grid search (each must be categorical)."""
     not_listed = sorted(k for k, spec in space.items() if spec.get("type") != "categorical")
     if not_listed:
         raise ConfigError(
             f"hpo.sampler=grid needs every parameter as {{type: categorical, choices: [...]}}; "
             f"{not_listed} are not"
         )
-    grid = {k: list(spec["choices"]) for k, spec in space.items()}
-    return optuna.samplers.GridSampler(grid, seed=seed), int(
-        np.prod([len(v) for v in grid.values()])
-    )
+    return {k: list(spec["choices"]) for k, spec in space.items()}
+
+
+def grid_size(grid: Mapping[str, list[Any]]) -> int:
+    """The number of points of a grid: the product of its parameters' choice counts."""
+    return int(np.prod([len(v) for v in grid.values()]))
 
 
 def suggest(trial: Any, name: str, spec: Mapping[str, Any]) -> Any:

@@ -10,7 +10,6 @@ launching process, before the first job, so an unequal sweep is refused whole (e
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -20,9 +19,6 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mesobench.errors import ConfigError
-
-log = logging.getLogger("mesobench.sweep")
-
 
 PROTOCOLS = ("default", "tuned")
 
@@ -77,13 +73,12 @@ def _check_grid_budget(model: str, section: Mapping[str, Any], n_trials: int) ->
     if section.get("sampler") != "grid":
         return
     from mesobench.estimators import kind_params
+    from mesobench.hpo import grid_points, grid_size
 
     space = section.get("space") or {}
     for kind in ("binary", "regression"):
         params = kind_params(space, kind)
-        size = 1
-        for spec in params.values():
-            size *= len(spec.get("choices") or [None])
+        size = grid_size(grid_points(params))
         if params and size < n_trials:
             raise ConfigError(
                 f"protocol: tuned with hpo.sampler=grid and hpo.n_trials={n_trials}, but "

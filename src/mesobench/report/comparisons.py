@@ -21,7 +21,6 @@ the metric's own units, A − B. Nothing here reads MLflow: inputs are per-task 
 from __future__ import annotations
 
 import math
-import re
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -352,9 +351,3 @@ def _p(value: float) -> str:
     if value is None or math.isnan(value):
         return "—"
     return f"= {value:.3f}" if value >= 0.001 else "< 0.001"
-
-
-def numbers_in(text: str) -> list[str]:
-    """The decimal numbers written in ``text`` (``0.9434``, ``−0.0007``, ``+0.0102``), signs
-    dropped: what a README quoting a report must find in it."""
-    return re.findall(r"\d+\.\d+", text)

@@ -74,9 +74,8 @@ class ReportSettings:
     )
     claims: tuple[comparisons_mod.Claim, ...] = ()
     cv_folds: int = stats.CV_FOLDS  # k of the k-fold CV the task's folds come from
-    protocol: TuningProtocol | None = (
-        None  # the experiment's tuning protocol, printed in the header
-    )
+    # the experiment's tuning protocol, printed in the header
+    protocol: TuningProtocol | None = None
 
     def direction(self) -> bool:
         """Whether higher values of the metric are better: the registry's, or the override."""

@@ -147,8 +147,8 @@ def _log_floor(values: np.ndarray) -> tuple[bool, float]:
 
 
 def per_task_scores(summary: pd.DataFrame, metric: str, path: Path) -> Path:
-    """Dot plot of the mean over folds per task (rows) and model (markers), with the bootstrap
-    interval of the mean (``ci_low``/``ci_high``) as error bars, else ± std."""
+    """Dot plot of the mean over folds per task (rows) and model (markers), with the interval
+    of the mean (``ci_low``/``ci_high``: the corrected resampled t) as error bars, else ± std."""
     with_ci = "ci_low" in summary
     tasks = sorted(summary["task"].unique())
     models = sorted(summary["model"].unique())
