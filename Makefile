@@ -74,7 +74,7 @@ aggregate: install
 	$(PY) -m mesobench.aggregate $(ARGS)
 
 ui: install
-	$(PY) -m mesobench.ui --store sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+	$(PY) -m mesobench.store.ui --store sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
 # A shared tracking server for many machines: PostgreSQL backend + MLflow on 127.0.0.1:5000
 # (ARGS="--host 0.0.0.0" serves a cluster, with generated credentials: docs/slurm.md).

@@ -46,7 +46,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from mesobench.credentials import read_file
+from mesobench.store.credentials import read_file
 
 ROLE = DATABASE = "mesobench"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -38,7 +38,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mesobench.ui import MACHINE_LEARNING, landing_url
+from mesobench.store.ui import MACHINE_LEARNING, landing_url
 
 
 def chromium_binary() -> str | None:

@@ -18,7 +18,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from mesobench import plan as planner
+from mesobench.planning import plan as planner
 
 REPO = Path(__file__).resolve().parents[1]
 PLAN_FILE = REPO / "results" / "cc18_shapes" / "plan_cc18.md"
@@ -43,7 +43,7 @@ def plans() -> dict[str, planner.Plan]:
 
 def command(name: str) -> str:
     overrides, cores = SETUPS[name]
-    return f"python -m mesobench.plan {' '.join(overrides)} --cores {cores} --from-scratch"
+    return f"python -m mesobench.planning.plan {' '.join(overrides)} --cores {cores} --from-scratch"
 
 
 def plan_file(made: dict[str, planner.Plan]) -> str:
@@ -97,7 +97,7 @@ def docs_section(made: dict[str, planner.Plan]) -> str:
         "measured cuda/cpu ratio"
         if gpu_seconds
         else "GPU-hours: **not measured** (results/speed.csv has no cuda rows); run "
-        "`python -m mesobench.speed --devices cuda` on the node first"
+        "`python -m mesobench.planning.speed --devices cuda` on the node first"
     )
     lines = [
         BEGIN,

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mesobench.integrity import audit
+from mesobench.store.integrity import audit
 
 
 def sweep_command(store: str, sweep_dir: Path, runs: int, workers: int, seconds: float):

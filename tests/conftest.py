@@ -120,7 +120,7 @@ def run_key_of(cfg) -> str:
     """The run key the runner computes for a composed config (``identity.run_key``)."""
     from omegaconf import OmegaConf
 
-    from mesobench import identity
+    from mesobench.config import identity
 
     return identity.run_key(OmegaConf.to_container(cfg, resolve=True))
 
@@ -137,12 +137,12 @@ def binary_interaction_task():
 
 
 def protocol(*overrides: str, **fields):
-    """The runner's :class:`~mesobench.settings.Protocol` for a config composed with
+    """The runner's :class:`~mesobench.protocol.settings.Protocol` for a config composed with
     ``overrides`` (e.g. ``"fidelity.enabled=false"``), with ``fields`` replaced."""
     from dataclasses import replace
 
-    from mesobench.paths import compose_config
-    from mesobench.settings import Protocol
+    from mesobench.config.paths import compose_config
+    from mesobench.protocol.settings import Protocol
 
     return replace(Protocol.from_config(compose_config(*overrides)), **fields)
 

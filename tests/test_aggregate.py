@@ -12,11 +12,11 @@ from mlflow.tracking import MlflowClient
 from conftest import run_cli
 from mesobench import aggregate
 from mesobench.aggregate import RunFilter
+from mesobench.config.identity import RUN_KEY_VERSION
+from mesobench.config.paths import conf_dir, repo_root
+from mesobench.config.tags import GIT_COMMIT_TAG, GIT_DIRTY_TAG, RUN_KEY_TAG, RUN_KEY_VERSION_TAG
 from mesobench.errors import MesobenchError
-from mesobench.identity import RUN_KEY_VERSION
-from mesobench.paths import conf_dir, repo_root
-from mesobench.tags import GIT_COMMIT_TAG, GIT_DIRTY_TAG, RUN_KEY_TAG, RUN_KEY_VERSION_TAG
-from mesobench.tracking import Tracker
+from mesobench.store.tracking import Tracker
 
 FEATURES = ["f0", "f1", "f2"]
 # per (model, task): AUROC of fold 0 and fold 1 in sweep "A"

@@ -1,4 +1,4 @@
-"""mesobench.speed (the speed bench): it measures what it says, and judges the targets from its table.
+"""mesobench.planning.speed (the speed bench): it measures what it says, and judges the targets from its table.
 
 No timing is asserted here (speed targets live in the script's report, not in tests); these
 tests check the bookkeeping: a measured cell's fields, the ratios and verdicts, the suite's
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mesobench import speed as bench
+from mesobench.planning import speed as bench
 
 
 def _row(model, epoch_s, device="cpu", n=1000, f=100, c=2, status="ok"):

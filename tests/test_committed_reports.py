@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mesobench.paths import repo_root
+from mesobench.config.paths import repo_root
 from mesobench.report import comparisons as cmp
 
 RESULTS = repo_root() / "results"

@@ -7,11 +7,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from conftest import run_key_of
-from mesobench import tracking
+from mesobench.config import identity
+from mesobench.config.paths import conf_dir, register_resolvers
 from mesobench.errors import ConfigError
-from mesobench.estimators import build_estimator
-from mesobench.paths import conf_dir, register_resolvers
-from mesobench.progress import planned_jobs
+from mesobench.protocol.estimators import build_estimator
+from mesobench.runner.progress import planned_jobs
 
 register_resolvers()
 MODEL_DIR = conf_dir() / "model"
@@ -73,7 +73,7 @@ def test_run_key_ignores_where_results_go_but_not_what_is_computed():
 
 
 def test_flatten_joins_nested_keys():
-    assert tracking.flatten({"a": {"b": {"c": 1}}, "d": 2}) == {"a.b.c": 1, "d": 2}
+    assert identity.flatten({"a": {"b": {"c": 1}}, "d": 2}) == {"a.b.c": 1, "d": 2}
 
 
 def test_the_parity_suite_is_paper_imn_on_the_reference_folds_seeded_by_fold():

@@ -18,9 +18,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from conftest import binary_interaction_task, run_key_of, runner, runs_after
-from mesobench import estimators, identity, models
+from mesobench import models
+from mesobench.config import identity
+from mesobench.config.paths import conf_dir, register_resolvers
 from mesobench.errors import ConfigError, InvalidParameterError
-from mesobench.estimators import DeviceSettings, build_estimator, settings_notes
 from mesobench.models import (
     IMNClassifier,
     LFRIMNClassifier,
@@ -30,7 +31,8 @@ from mesobench.models import (
     nimo,
     training,
 )
-from mesobench.paths import conf_dir, register_resolvers
+from mesobench.protocol import estimators
+from mesobench.protocol.estimators import DeviceSettings, build_estimator, settings_notes
 
 register_resolvers()
 TORCH_MODELS = [

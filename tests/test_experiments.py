@@ -15,13 +15,14 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from conftest import protocol
-from mesobench import aggregate, hpo
+from mesobench import aggregate
+from mesobench.config.paths import conf_dir, register_resolvers, repo_root
 from mesobench.data import Preprocessor, load_fold
 from mesobench.errors import ConfigError
-from mesobench.estimators import build_estimator, kind_params
 from mesobench.metrics import fidelity
-from mesobench.paths import conf_dir, register_resolvers, repo_root
-from mesobench.pipeline import evaluate_fold
+from mesobench.protocol import hpo
+from mesobench.protocol.estimators import build_estimator, kind_params
+from mesobench.protocol.pipeline import evaluate_fold
 from mesobench.report import published
 
 register_resolvers()
@@ -265,7 +266,7 @@ def _swept_models(cfg) -> list[str]:
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_declares_one_tuning_protocol_its_models_keep(name):
-    from mesobench.tuning_protocol import check_tuning_protocol
+    from mesobench.protocol.tuning_protocol import check_tuning_protocol
 
     cfg = _compose("config", f"+experiment={name}", hydra=True)
     assert cfg.protocol.name in ("default", "tuned"), f"{name} declares no tuning protocol"
@@ -304,7 +305,7 @@ def test_nimo_synthetic_tunes_imn_and_lfr_imn_on_nimos_budget():
     ],
 )
 def test_a_run_that_breaks_its_experiments_protocol_is_refused(overrides, message):
-    from mesobench.tuning_protocol import check_tuning_protocol
+    from mesobench.protocol.tuning_protocol import check_tuning_protocol
 
     overrides = (
         ["model=imn", *overrides] if not any("model=" in o for o in overrides) else overrides
@@ -315,7 +316,7 @@ def test_a_run_that_breaks_its_experiments_protocol_is_refused(overrides, messag
 
 
 def test_an_exempt_model_is_outside_the_protocol_and_ad_hoc_runs_are_unchecked():
-    from mesobench.tuning_protocol import check_tuning_protocol
+    from mesobench.protocol.tuning_protocol import check_tuning_protocol
 
     exempt = ["model=oracle", "protocol.name=tuned", "+protocol.exempt.oracle=nothing is fitted"]
     check_tuning_protocol(OmegaConf.to_container(_compose("config", *exempt), resolve=True))

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mesobench.config.paths import compose_config
 from mesobench.data import Preprocessor
 from mesobench.errors import ConfigError
 from mesobench.metrics import fidelity as fd
@@ -23,8 +24,7 @@ from mesobench.models import (
     TabResNetClassifier,
     XGBoostClassifier,
 )
-from mesobench.paths import compose_config
-from mesobench.settings import FidelitySettings
+from mesobench.protocol.settings import FidelitySettings
 
 PREPROCESSING = {  # each model reads the raw rows through its own preprocessing mode
     "logreg": "neural",

@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 import mesobench.models
-from mesobench.paths import conf_dir, repo_root
+from mesobench.config.paths import conf_dir, repo_root
 
 SRC = repo_root() / "src" / "mesobench"
 MAX_FUNCTION_LINES = 80
@@ -49,7 +49,7 @@ def _imported_modules(path: Path) -> set[str]:
 def test_the_report_reads_tables_and_needs_neither_mlflow_nor_the_tracker(path):
     imported = _imported_modules(path)
     assert not {m for m in imported if m == "mlflow" or m.startswith("mlflow.")}
-    assert not {m for m in imported if m.startswith("mesobench.tracking")}
+    assert not {m for m in imported if m.startswith("mesobench.store.tracking")}
 
 
 def test_the_models_package_exports_the_benchmarks_models_only():

@@ -7,10 +7,10 @@ import time
 import pytest
 
 from conftest import runs_after
-from mesobench import identity
+from mesobench.config import identity
+from mesobench.config.paths import compose_config
 from mesobench.errors import MesobenchError
-from mesobench.limits import Shape, ShapeRefused, check, refusal
-from mesobench.paths import compose_config
+from mesobench.protocol.limits import Shape, ShapeRefused, check, refusal
 
 NIMO = {"name": "nimo", "limits": {"max_cells": 1000}, "limits_reason": "too slow"}
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from conftest import load_script, runs_after, stored_runs
-from mesobench.ui import landing_url
+from mesobench.store.ui import landing_url
 
 SIZE = (1600, 900)
 

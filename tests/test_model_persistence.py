@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from sklearn.datasets import make_classification, make_regression
 
 from conftest import run_key_of
+from mesobench.config.paths import conf_dir, register_resolvers
 from mesobench.data import Preprocessor, load_fold
 from mesobench.models import (
     CatBoostClassifier,
@@ -33,6 +34,7 @@ from mesobench.models import (
     XGBoostClassifier,
     XGBoostRegressor,
 )
+from mesobench.models.debug import SlowClassifier
 from mesobench.models.persistence import (
     MANIFEST,
     WEIGHTS,
@@ -41,9 +43,7 @@ from mesobench.models.persistence import (
     load_model,
     save_model,
 )
-from mesobench.paths import conf_dir, register_resolvers
-from mesobench.pipeline import saved_model_files, score
-from mesobench.testing import SlowClassifier
+from mesobench.protocol.pipeline import saved_model_files, score
 
 register_resolvers()
 
@@ -270,7 +270,7 @@ def test_the_switch_is_off_by_default_and_not_part_of_the_run_key():
 @pytest.mark.slow  # a whole run into MLflow
 def test_a_run_with_save_model_logs_a_model_that_reproduces_its_predictions(tmp_path):
     """End to end, through the time-limited child process: run → artifacts → load_model."""
-    from mesobench.run import execute
+    from mesobench.runner.execute import execute
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = _compose(

@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
-from mesobench.paths import conf_dir, register_resolvers
+from mesobench.config.paths import conf_dir, register_resolvers
 
 register_resolvers()
 

@@ -8,7 +8,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from mesobench.errors import DivergenceError
-from mesobench.testing import AlwaysFailsClassifier, DivergingClassifier
+from mesobench.models.debug import AlwaysFailsClassifier, DivergingClassifier
 
 
 def _data():

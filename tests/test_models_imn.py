@@ -15,12 +15,12 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
 from conftest import protocol
+from mesobench.config.paths import compose_config
 from mesobench.data import Preprocessor, load_fold
 from mesobench.errors import ConfigError, DataError
 from mesobench.models import Explanation, IMNClassifier, IMNRegressor
 from mesobench.models.imn import HyperNetwork
-from mesobench.paths import compose_config
-from mesobench.pipeline import evaluate_fold
+from mesobench.protocol.pipeline import evaluate_fold
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"epochs": 8, "warmup_epochs": 2, "batch_size": 64, "hidden_size": 32, "n_jobs": 1}

@@ -15,7 +15,8 @@ from sklearn.datasets import make_classification
 from sklearn.exceptions import NotFittedError
 
 from conftest import protocol, runs_after
-from mesobench import gamma_search, identity
+from mesobench.config import identity
+from mesobench.config.paths import compose_config
 from mesobench.data import load_fold
 from mesobench.errors import ConfigError
 from mesobench.models import (
@@ -27,9 +28,9 @@ from mesobench.models import (
 )
 from mesobench.models.imn import HyperNetwork, local_linear_output
 from mesobench.models.lfr_imn import nearest_neighbor_index
-from mesobench.paths import compose_config
-from mesobench.pipeline import evaluate_fold
-from mesobench.settings import GammaSearchSettings
+from mesobench.protocol import gamma_search
+from mesobench.protocol.pipeline import evaluate_fold
+from mesobench.protocol.settings import GammaSearchSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"epochs": 8, "warmup_epochs": 2, "batch_size": 64, "hidden_size": 32, "n_jobs": 1}

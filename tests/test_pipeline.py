@@ -11,8 +11,8 @@ from sklearn.linear_model import LogisticRegression
 from conftest import protocol
 from mesobench.data import FoldData, TaskInfo
 from mesobench.models import Explanation
-from mesobench.pipeline import evaluate_fold
-from mesobench.settings import HPOSettings
+from mesobench.protocol.pipeline import evaluate_fold
+from mesobench.protocol.settings import HPOSettings
 
 
 class LinearExplained(ClassifierMixin, BaseEstimator):

@@ -1,8 +1,9 @@
-"""The cost plan (python -m mesobench.plan): the sweep's jobs as Hydra expands them, their run
+"""The cost plan (python -m mesobench.planning.plan): the sweep's jobs as Hydra expands them, their run
 keys as the runner records them, refusals, and estimates within 2× of measured fits."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -10,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import load_script, run_cli, runs_after, stored_runs
-from mesobench import costs, plan
-from mesobench.limits import Shape
+from conftest import run_cli, runs_after, stored_runs
+from mesobench.planning import costs, plan
+from mesobench.protocol.limits import Shape
 
 MODELS5 = "model=imn,lfr_imn,nimo,xgboost,catboost"
 
@@ -63,7 +64,7 @@ def test_run_keys_equal_a_full_composition_of_each_job(overrides):
     from hydra import compose
     from omegaconf import OmegaConf
 
-    from mesobench import identity
+    from mesobench.config import identity
 
     sweep, jobs, composed_each = plan.build_jobs(list(overrides), cores=2)
     assert composed_each == []
@@ -95,7 +96,7 @@ def test_power_law_recovers_exponents_and_keeps_the_prior_when_few_shapes():
 
 
 def cost_rows(model: str = "xgboost", n: int = 6) -> pd.DataFrame:
-    """A shape table in scripts/shape_sweep.py's columns: per-unit cost ∝ rows × features."""
+    """A shape table in mesobench.planning.shape_table's columns: per-unit cost ∝ rows × features."""
     rows = []
     for i in range(n):
         n_rows, n_features = 1000 * 2**i, 10 + 5 * i
@@ -176,7 +177,7 @@ def test_finished_runs_in_the_store_are_counted(tmp_path, store):
     sweep = ("model=logreg", "task=synthetic/c1", "fold=0,1")
     runs_after(*sweep, store=store, tmp_path=tmp_path, multirun=True)
     proc = run_cli(
-        "mesobench.plan", "--json", "model=logreg", "task=synthetic/c1", "fold=0,1,2",
+        "mesobench.planning.plan", "--json", "model=logreg", "task=synthetic/c1", "fold=0,1,2",
         f"tracking.uri={store}", tmp_path=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -206,10 +207,10 @@ QUIET = ("threads=1", "tracking.log_pictures=false", "tracking.log_datasets=fals
 def test_estimates_are_within_2x_of_measured_fits(tmp_path, store):
     """The acceptance check: fit each model at a larger budget, then at the shape sweep's
     reduced one (conf/plan.yaml, with its extra settings) into the shape table that
-    scripts/shape_sweep.py makes from the store (the newest run of each task and model: the
+    mesobench.planning.shape_table makes from the store (the newest run of each task and model: the
     reduced one), and plan the larger runs from that table: each run's estimate (fit + predict
     + explanations + fidelity) and its fit within 2× of the measured seconds."""
-    shape_sweep = load_script("shape_sweep")
+    shape_sweep = importlib.import_module("mesobench.planning.shape_table")
     for model, (key, measured, extra) in ACCEPTANCE.items():
         _, reduced = shape_sweep.model_budget(model)
         common = (f"model={model}", f"task={WARM_UP},{','.join(MEASURED)}", *extra, *QUIET)
@@ -257,7 +258,7 @@ def test_plan_command_prints_runs_and_hours(tmp_path, store):
     path = tmp_path / "costs.csv"
     cost_rows("xgboost").to_csv(path, index=False)
     proc = run_cli(
-        "mesobench.plan", "-m", "suite=cc18_offline", "model=xgboost", "folds=2",
+        "mesobench.planning.plan", "-m", "suite=cc18_offline", "model=xgboost", "folds=2",
         f"tracking.uri={store}", "--costs", str(path), tmp_path=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mesobench.paths import repo_root
+from mesobench.config.paths import repo_root
 
 README = repo_root() / "README.md"
 LINK = re.compile(r"\]\(([^)\s]+)\)")

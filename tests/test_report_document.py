@@ -6,10 +6,10 @@ import pytest
 from matplotlib.image import imread
 from scipy.stats import t as stats_t
 
+from mesobench.config.paths import repo_root
 from mesobench.metrics import registry
-from mesobench.paths import repo_root
 from mesobench.report import cells, document, plots, treat_missing
-from mesobench.report.runs import NON_METRICS
+from mesobench.report.runs_table import NON_METRICS
 
 COLS = ["run_key", "model", "task", "fold", "seed", "status", "start_time", "auroc", "error"]
 

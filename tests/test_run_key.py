@@ -16,9 +16,10 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from conftest import runner
-from mesobench import aggregate, identity, tags
+from mesobench import aggregate
 from mesobench.aggregate import RunFilter
-from mesobench.paths import conf_dir, register_resolvers
+from mesobench.config import identity, tags
+from mesobench.config.paths import conf_dir, register_resolvers
 
 register_resolvers()
 

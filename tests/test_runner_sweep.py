@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import run_cli, runner, runs_after
 from conftest import stored_runs as _runs
-from mesobench import identity
+from mesobench.config import identity
 
 
 def _status(runs):

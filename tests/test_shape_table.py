@@ -3,11 +3,13 @@ FINISHED or was refused up front, and the table regenerates from its runs table.
 
 from __future__ import annotations
 
+import importlib
+
 import pandas as pd
 import pytest
 
 from conftest import load_script
-from mesobench.paths import repo_root
+from mesobench.config.paths import repo_root
 
 COMMITTED = repo_root() / "results" / "cc18_shapes"
 UNDONE = ("NOT RUN", "INTERRUPTED")  # not attempted yet / stopped unfinished: rerun the script
@@ -16,12 +18,14 @@ UNDONE = ("NOT RUN", "INTERRUPTED")  # not attempted yet / stopped unfinished: r
 @pytest.fixture(scope="module")
 def table() -> pd.DataFrame:
     if not (COMMITTED / "shape_costs.csv").is_file():
-        pytest.fail("results/cc18_shapes/shape_costs.csv is missing (scripts/shape_sweep.py)")
+        pytest.fail(
+            "results/cc18_shapes/shape_costs.csv is missing (mesobench.planning.shape_table)"
+        )
     return pd.read_csv(COMMITTED / "shape_costs.csv")
 
 
 def test_no_model_failed_or_crashed_on_a_shape_it_ran(table):
-    sweep = load_script("shape_sweep")
+    sweep = importlib.import_module("mesobench.planning.shape_table")
     models = sweep.plan_config()["shape_models"]
     assert len(table) == 72 * len(models)
     assert set(table["model"]) == set(models)
@@ -47,7 +51,7 @@ def test_every_model_ran_every_shape_or_refused_it(table):
 
 
 def test_the_table_regenerates_from_its_runs_table(tmp_path, table):
-    sweep = load_script("shape_sweep")
+    sweep = importlib.import_module("mesobench.planning.shape_table")
     assert (
         sweep.main(["--from-runs", str(COMMITTED / "shape_runs.csv"), "--out", str(tmp_path)]) == 0
     )

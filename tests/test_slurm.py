@@ -20,8 +20,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import load_script, run_cli
-from mesobench import slurm
-from mesobench.integrity import audit
+from mesobench.runner import slurm
+from mesobench.store.integrity import audit
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,7 @@
 """The SLURM preflight without a cluster: sinfo and squeue output fed in, the callback's choices.
 
 The one-node lines are what tests/test_slurm.py's cluster prints (Debian's SLURM 22.05); the
-larger cluster is written in the same formats (:data:`mesobench.slurm.SINFO`, squeue ``%i|%T|%N``).
+larger cluster is written in the same formats (:data:`mesobench.runner.slurm.SINFO`, squeue ``%i|%T|%N``).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from submitit.slurm import slurm as submitit_slurm
 
-from mesobench import slurm, slurm_states
-from mesobench.paths import conf_dir, register_resolvers
-from mesobench.slurm import Request, SlurmRequestError, check, parse_sinfo
+from mesobench.config.paths import conf_dir, register_resolvers
+from mesobench.runner import slurm, slurm_states
+from mesobench.runner.slurm import Request, SlurmRequestError, check, parse_sinfo
 
 register_resolvers()
 

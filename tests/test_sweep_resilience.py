@@ -42,7 +42,7 @@ def test_a_sweep_killed_midway_resumes_to_exactly_one_finished_run_each(tmp_path
     stress = load_script("stress_sweep")
     argv = ["--runs", "20", "--workers", "4", "--kill", "--kill-after", "4", "--seed", "0"]
     assert stress.main([*argv, "--dir", str(tmp_path)]) == 0
-    from mesobench.integrity import audit
+    from mesobench.store.integrity import audit
 
     result = audit(f"sqlite:///{tmp_path / 'mlflow.db'}", sweep_id="stress")
     assert (result.finished, result.failed, result.duplicated, result.running) == (20, 0, 0, 0)

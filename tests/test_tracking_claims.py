@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 
-from mesobench import tracking
-from mesobench.tracking import Tracker, presumed_dead
+from mesobench.store import tracking
+from mesobench.store.tracking import Tracker, presumed_dead
 
 
 def _tracker(store):
@@ -115,7 +115,7 @@ def test_an_experiment_created_concurrently_by_another_worker_is_reused():
 
     from mlflow.exceptions import MlflowException
 
-    from mesobench.tracking import _experiment_id
+    from mesobench.store.tracking import _experiment_id
 
     class RacingClient:
         def __init__(self):

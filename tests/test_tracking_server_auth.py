@@ -24,8 +24,8 @@ from unittest import mock
 import pytest
 
 from conftest import REPO, free_port, load_script, run_cli, stored_runs
-from mesobench import credentials
 from mesobench.errors import ConfigError
+from mesobench.store import credentials
 
 HOST = "127.0.0.2"
 launcher = load_script("mlflow_server")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mesobench.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, Tracker
+from mesobench.store.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, Tracker
 
 
 def test_a_new_experiment_is_a_model_training_experiment(store):
@@ -53,7 +53,7 @@ def _synthetic_fold():
 def test_a_fold_is_described_as_a_train_and_a_test_dataset_with_digest_source_and_schema():
     import json
 
-    from mesobench.inputs import fold_inputs
+    from mesobench.store.inputs import fold_inputs
 
     task, data = _synthetic_fold()
     train, test = fold_inputs(data, task)
@@ -73,7 +73,7 @@ def test_the_fast_schema_is_the_one_mlflow_infers():
     import pandas as pd
     from mlflow.types.utils import _infer_schema
 
-    from mesobench.inputs import schema_of
+    from mesobench.store.inputs import schema_of
 
     n = 300
     frame = pd.DataFrame(
@@ -93,7 +93,7 @@ def test_the_fast_schema_is_the_one_mlflow_infers():
 
 def test_an_openml_fold_names_its_task_page_and_a_csv_fold_its_file(tmp_path, openml_cache):
     from mesobench.data import load_fold
-    from mesobench.inputs import fold_inputs
+    from mesobench.store.inputs import fold_inputs
 
     task = {"source": "openml", "name": "diabetes", "task_id": 37, "dataset_id": 37}
     task |= {"target": "class", "type": "binary"}
@@ -111,7 +111,7 @@ def test_an_openml_fold_names_its_task_page_and_a_csv_fold_its_file(tmp_path, op
 
 
 def test_a_description_says_what_ran_how_to_rerun_it_and_its_headline_metrics():
-    from mesobench import run_note
+    from mesobench.store import run_note
 
     tags = {"model": "imn", "task": "diabetes", "task_id": 37, "fold": 3, "seed": 0}
     tags |= {"sweep_id": "s1", "device": "cpu"}
@@ -145,12 +145,14 @@ def test_torch_models_expose_one_point_per_epoch_of_loss_lr_and_validation_score
 def test_a_sweep_parent_is_found_by_its_sweep_reopened_by_a_rerun_and_not_a_benchmark_run(
     store, tmp_path
 ):
-    from mesobench import progress, sweep_parent
-    from mesobench.integrity import audit
+    from mesobench.runner import progress, sweep_parent
+    from mesobench.store.integrity import audit
 
     tracker = Tracker(store, "mesobench")
     parent = sweep_parent.open_parent(tracker, "s1", "python -m mesobench.run -m fold=0,1")
-    assert sweep_parent.find(tracker, "s1") == parent and sweep_parent.find(tracker, "s2") is None
+    from mesobench.store.runs import find_sweep_parent
+
+    assert find_sweep_parent(tracker, "s1") == parent and find_sweep_parent(tracker, "s2") is None
     child = tracker.claim("k", "run", {"sweep_id": "s1", "mlflow.parentRunId": parent}).run_id
     tracker.end(child, "FINISHED")
     (tmp_path / progress._STATE).write_text('{"total": 2, "start": 0}')
@@ -177,7 +179,7 @@ def test_a_sweep_parent_is_found_by_its_sweep_reopened_by_a_rerun_and_not_a_benc
 @pytest.mark.slow
 def test_a_sweep_and_an_imn_run_carry_what_the_ui_shows(tmp_path, store, openml_cache):
     from conftest import run_cli, runs_after, stored_runs
-    from mesobench.tags import PARENT_RUN_TAG, RUN_KEY_TAG, SWEEP_PARENT_TAG
+    from mesobench.config.tags import PARENT_RUN_TAG, RUN_KEY_TAG, SWEEP_PARENT_TAG
 
     sweep = ("model=logreg,xgboost", "task=diabetes,breast-w", "fold=0", "sweep_id=ui")
     runs_after(*sweep, store=store, tmp_path=tmp_path, multirun=True)
@@ -254,7 +256,7 @@ def test_system_metrics_are_sampled_when_switched_on(tmp_path, store):
 
 
 def test_make_ui_prints_the_link_that_lands_on_each_experiments_runs_table(store):
-    from mesobench import ui
+    from mesobench.store import ui
 
     exp_id = Tracker(store, "mesobench").experiment_id
     link = f"mesobench: http://h:1/#/experiments/{exp_id}?workflowType=machine_learning"

@@ -177,7 +177,7 @@ def _dense(X: Any) -> np.ndarray:
 class FidelityConfig:
     """Settings of :func:`evaluate`: the ``fidelity`` section of ``conf/config.yaml``, which
     holds their defaults and the reasons for them (built by ``FidelitySettings.from_config``
-    in :mod:`mesobench.settings`).
+    in :mod:`mesobench.protocol.settings`).
 
     sample_size: test rows scored (a seeded sample; None = all).
     numeric_baseline, categorical_baseline: the baseline row (:class:`RawSpace`).

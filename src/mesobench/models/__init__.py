@@ -4,7 +4,7 @@ Baselines (:mod:`.baselines`), the TabResNet network (:mod:`.tabresnet`), IMN (:
 LFR-IMN (:mod:`.lfr_imn`), NIMO (:mod:`.nimo`), the NIMO paper's Lasso and MLP
 (:mod:`.sparse_mlp`) and the synthetic tasks' oracle (:mod:`.oracle`). The torch building blocks
 shared with the IMN family live in :mod:`.trunk` (TabResNet and MLP trunks) and :mod:`.training`
-(mini-batch trainer). Deliberately failing estimators for tests are in :mod:`mesobench.testing`.
+(mini-batch trainer). Deliberately failing estimators for tests are in :mod:`mesobench.models.debug`.
 """
 
 from mesobench.models.baselines import (

@@ -14,7 +14,7 @@ A saved model is a directory:
 
 :func:`load_model` imports only classes defined inside the ``mesobench.models`` package and
 never unpickles anything. Models with no pickle-free format (the debug models of
-:mod:`mesobench.testing`) are not saved: :func:`save_model` raises :class:`UnsupportedModelError`.
+:mod:`mesobench.models.debug`) are not saved: :func:`save_model` raises :class:`UnsupportedModelError`.
 
 This module only handles files, the manifest and dispatch. What to save is each estimator's
 business: a supported estimator derives from :class:`Persistable` and implements

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mesobench.identity import RUN_KEY_VERSION
+from mesobench.config.identity import RUN_KEY_VERSION
 from mesobench.metrics import registry
 from mesobench.report import comparisons as comparisons_mod
 from mesobench.report import parity as parity_mod

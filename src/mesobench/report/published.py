@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from mesobench.config.paths import repo_root
 from mesobench.errors import ConfigError
 from mesobench.metrics import registry
-from mesobench.paths import repo_root
 
 
 @dataclass(frozen=True)

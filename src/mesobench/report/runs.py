@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mesobench.tags import NOTES_SEPARATOR
+from mesobench.config.tags import NOTES_SEPARATOR
+from mesobench.report.runs_table import NON_METRICS
 
 #: What to do with incomplete cells in the cross-task statistics (``missing:`` in aggregate.yaml).
 TREATMENTS = {
@@ -30,39 +31,6 @@ TREATMENTS = {
     "fold and seed (else on the same task), and the cell mean is taken over all expected runs",
     "available": "the cell mean is taken over the runs that finished; a cell with none drops "
     "its task",
-}
-
-#: The runner's tags that the aggregator reads back as run columns.
-RUN_TAGS = (
-    "model",
-    "task",
-    "fold",
-    "seed",
-    "sweep_id",
-    "suite",
-    "config_hash",
-    "error",
-    "error_type",
-    "device",
-    "notes",
-)
-
-#: Columns naming the run-key rule and the code of a run (from MLflow's standard and our tags),
-#: and the model's name before configurations were told apart (``model`` may be ``imn[...]``).
-PROVENANCE_COLUMNS = ("key_version", "git_commit", "git_dirty", "model_name")
-
-#: Run column listing every experiment (suite) the run counts in, as ``,a,b,`` (a run made by one
-#: experiment and reused by another, same run key, counts in both).
-SUITES_COLUMN = "suites"
-#: Run columns that are bookkeeping, not metrics.
-NON_METRICS = {
-    "run_id",
-    "status",
-    "start_time",
-    "run_key",
-    SUITES_COLUMN,
-    *RUN_TAGS,
-    *PROVENANCE_COLUMNS,
 }
 
 

@@ -1,8 +1,8 @@
 """Training and inference speed of the torch models on fixed shapes → ``results/speed.md``.
 
-    python -m mesobench.speed                          # full grid, cpu (+ cuda when present)
-    python -m mesobench.speed --n 1000 --features 10,100 --classes 2 --devices cpu
-    python -m mesobench.speed --devices cuda --precision bf16 --compile    # GPU options
+    python -m mesobench.planning.speed                          # full grid, cpu (+ cuda when present)
+    python -m mesobench.planning.speed --n 1000 --features 10,100 --classes 2 --devices cpu
+    python -m mesobench.planning.speed --devices cuda --precision bf16 --compile    # GPU options
 
 For every shape (n rows, F features, C classes; Gaussian features, labels from a random linear
 rule) and model (``conf/model/<name>.yaml`` as shipped, so the paper settings: IMN and LFR-IMN at
@@ -51,10 +51,10 @@ import pandas as pd
 import psutil
 import torch
 
-from mesobench.estimators import DeviceSettings, build_estimator
+from mesobench.config.paths import compose_config, repo_root
 from mesobench.metrics import scoring
-from mesobench.paths import compose_config, repo_root
-from mesobench.resources import measure
+from mesobench.protocol.estimators import DeviceSettings, build_estimator
+from mesobench.protocol.resources import measure
 
 REPO = repo_root()
 
@@ -348,20 +348,17 @@ def suite_timing(uri: str, suite: str) -> tuple[list[str], float | None]:
     not included); per model: runs, mean and total run seconds, and their share. Runs of one
     sweep share the tag ``sweep_id``; the latest sweep is the one with the latest run.
     """
-    import mlflow
+    from mesobench.store.runs import suite_runs
 
     header = [f"## The {suite} suite (`make benchmark`), per model", ""]
     try:
-        mlflow.set_tracking_uri(uri)
-        runs = mlflow.search_runs(
-            search_all_experiments=True, filter_string=f"tags.suite = '{suite}'"
-        )
+        runs = suite_runs(uri, suite)
     except Exception as exc:  # no store yet, or not reachable: say so, do not fail the bench
         return [*header, f"Not measured: cannot read {uri} ({exc})."], None
-    if runs.empty or "tags.sweep_id" not in runs:
+    if runs.empty or runs["sweep_id"].isna().all():
         return [*header, f"Not measured: no `{suite}` runs in {uri}; run `make benchmark`."], None
-    sweep = runs.sort_values("start_time")["tags.sweep_id"].iloc[-1]
-    runs = runs[(runs["tags.sweep_id"] == sweep) & runs["end_time"].notna()].copy()
+    sweep = runs.sort_values("start_time")["sweep_id"].iloc[-1]
+    runs = runs[(runs["sweep_id"] == sweep) & runs["end_time"].notna()].copy()
     runs["seconds"] = (runs["end_time"] - runs["start_time"]).dt.total_seconds()
     wall = (runs["end_time"].max() - runs["start_time"].min()).total_seconds()
     events = sorted(
@@ -379,7 +376,7 @@ def suite_timing(uri: str, suite: str) -> tuple[list[str], float | None]:
         "| model | runs | mean s per run | total min | share of run time |",
         "|---|---|---|---|---|",
     ]
-    by_model = runs.groupby("tags.model")["seconds"].agg(["count", "mean", "sum"])
+    by_model = runs.groupby("model")["seconds"].agg(["count", "mean", "sum"])
     for model, row in by_model.sort_values("sum", ascending=False).iterrows():
         lines.append(
             f"| {model} | {int(row['count'])} | {row['mean']:.1f} | {row['sum'] / 60:.1f} | "
@@ -403,7 +400,7 @@ def write_report(table: pd.DataFrame, args: argparse.Namespace, threads: int, pa
         "# Speed of the torch models",
         "",
         f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by "
-        f"`python -m mesobench.speed {' '.join(sys.argv[1:])}`.",
+        f"`python -m mesobench.planning.speed {' '.join(sys.argv[1:])}`.",
         "",
         f"Machine: {machine()}; {threads} torch thread(s); device settings: precision "
         f"{args.precision}, compile {bool(args.compile)}, batch_size_scale "

@@ -1,6 +1,6 @@
 """``make ui``: the MLflow UI on a store, with the links that open each experiment's runs table.
 
-    python -m mesobench.ui [--store sqlite:///mlflow.db] [--host 127.0.0.1] [--port 5000]
+    python -m mesobench.store.ui [--store sqlite:///mlflow.db] [--host 127.0.0.1] [--port 5000]
 
 MLflow 3.17's UI does not follow the experiment's kind (``mlflow.experimentKind``, which the
 runner sets anyway): a browser opens every experiment on the GenAI overview (traces,
@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from mesobench.paths import repo_root
+from mesobench.config.paths import repo_root
 
 MACHINE_LEARNING = "machine_learning"
 
@@ -29,9 +29,9 @@ def landing_url(base: str, experiment_id: str, workflow_type: str | None = MACHI
 
 def links(store: str, base: str) -> list[str]:
     """``name: url`` for every experiment of the store (none if it holds no runs yet)."""
-    from mlflow.tracking import MlflowClient
+    from mesobench.store.tracking import client_for
 
-    experiments = MlflowClient(tracking_uri=store).search_experiments()
+    experiments = client_for(store).search_experiments()
     return [f"{e.name}: {landing_url(base, e.experiment_id)}" for e in experiments]
 
 

@@ -6,7 +6,7 @@ user's CSV file, or the synthetic generator) and its schema (column names and ty
 can then tell at a glance which data two runs share, and a changed file shows up as a new digest.
 
 The description is made in the job (where the data is) as plain, picklable values and logged by
-the runner (:meth:`mesobench.tracking.Tracker.log_inputs`).
+the runner (:meth:`mesobench.store.tracking.Tracker.log_inputs`).
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ BOOKKEEPING_KEYS: tuple[str, ...] = (
     "artifacts.save_model",  # whether the fitted model is also saved
     "aggregate",  # an experiment's report settings (read by mesobench.aggregate, not the runner)
     "protocol",  # a check of the experiment's tuning (the tuning itself is hashed: hpo_settings)
-    "model.limits",  # shapes a model refuses up front (mesobench.limits); an allowed run is unchanged
+    "model.limits",  # shapes a model refuses up front (mesobench.protocol.limits); an allowed run is unchanged
     "model.limits_reason",
 )
 """Dotted config keys (a key covers everything below it) that do not change a run's result and
@@ -163,3 +163,15 @@ def config_hash(plain: Mapping[str, Any]) -> str:
     for key in CONTEXT_KEYS:
         identity.pop(key, None)
     return stable_hash(identity)
+
+
+def flatten(cfg: Mapping, prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"params": {"lr": 0.1}}}`` → ``{"model.params.lr": 0.1}``."""
+    out: dict[str, Any] = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out

@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from mesobench import explain_summary, gamma_search, hpo
 from mesobench.data import FoldData, Preprocessor, validation_split
 from mesobench.errors import DataError
-from mesobench.estimators import accepts, kind_params
 from mesobench.metrics import classification_metrics, fidelity, regression_metrics, scoring
-from mesobench.resources import measure
-from mesobench.settings import Protocol
+from mesobench.protocol import explain_summary, gamma_search, hpo
+from mesobench.protocol.estimators import accepts, kind_params
+from mesobench.protocol.resources import measure
+from mesobench.protocol.settings import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class FoldOutcome:
     step_metrics: dict[str, list[float]] = field(default_factory=dict)  # metric → per step
     files: dict[str, bytes] = field(default_factory=dict)  # artifact path → raw bytes (model/...)
     epoch_metrics: dict[str, list[float]] = field(default_factory=dict)  # metric → per epoch (1..)
-    datasets: list[Any] = field(default_factory=list)  # mesobench.inputs.LoggedDataset
+    datasets: list[Any] = field(default_factory=list)  # mesobench.store.inputs.LoggedDataset
 
 
 def align_proba(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:

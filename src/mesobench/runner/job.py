@@ -15,8 +15,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from mesobench import limits
 from mesobench.errors import MesobenchError
+from mesobench.protocol import limits
 
 
 class TimeLimitExceeded(MesobenchError):
@@ -60,16 +60,16 @@ def explain_failure(exc: BaseException) -> str:
 def evaluate(job: Job) -> tuple[Any, str]:
     """Run the protocol for ``job``; returns (FoldOutcome, resolved device)."""
     from mesobench.data import load_fold
-    from mesobench.estimators import (
+    from mesobench.models import resolve_device
+    from mesobench.protocol.estimators import (
         DeviceSettings,
         build_estimator,
         scaled_batch_size,
         settings_notes,
     )
-    from mesobench.inputs import fold_inputs
-    from mesobench.models import resolve_device
-    from mesobench.pipeline import evaluate_fold
-    from mesobench.settings import Protocol
+    from mesobench.protocol.pipeline import evaluate_fold
+    from mesobench.protocol.settings import Protocol
+    from mesobench.store.inputs import fold_inputs
 
     plain = job.plain
     protocol = Protocol.from_config(plain)  # a bad setting fails before the data is loaded

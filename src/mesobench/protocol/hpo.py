@@ -4,7 +4,7 @@ A model declares its search space in its config's defaults list
 (``- /hpo@_global_.hpo.space: imn`` names ``conf/hpo/imn.yaml``, composed into ``hpo.space``; a
 config that inherits a model inherits its space): ``params`` for every task kind, optionally
 ``regressor_params`` / ``classifier_params`` merged over them for that kind (as the model configs
-do: :func:`mesobench.estimators.kind_params`). ``hpo.n_trials=N`` turns the search on, for the
+do: :func:`mesobench.protocol.estimators.kind_params`). ``hpo.n_trials=N`` turns the search on, for the
 models listed in ``hpo.models`` (null: every model), so one sweep can tune some models and
 not others. ``hpo.sampler``: ``tpe`` (seeded TPE, N trials) or ``grid`` (every combination of
 the ``categorical`` choices once, at most N trials; Optuna's ``GridSampler``). Every trial fits

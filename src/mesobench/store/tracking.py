@@ -32,9 +32,8 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from mesobench import credentials
-from mesobench.paths import repo_root
-from mesobench.tags import (
+from mesobench.config.paths import repo_root
+from mesobench.config.tags import (
     GIT_COMMIT_TAG,
     GIT_DIRTY_TAG,
     RUN_KEY_TAG,
@@ -42,6 +41,7 @@ from mesobench.tags import (
     suites_of,
     suites_value,
 )
+from mesobench.store import credentials
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +52,6 @@ PARAM_BATCH = 100
 METRIC_BATCH = 1000
 
 T = TypeVar("T")
-
-
-def flatten(cfg: Mapping, prefix: str = "") -> dict[str, Any]:
-    """``{"model": {"params": {"lr": 0.1}}}`` → ``{"model.params.lr": 0.1}``."""
-    out: dict[str, Any] = {}
-    for key, value in cfg.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
 
 
 RESULT_PATHS = ("src", "conf", "pyproject.toml")
@@ -93,7 +81,7 @@ def code_version() -> dict[str, str]:
     return {GIT_COMMIT_TAG: sha, GIT_DIRTY_TAG: str(dirty).lower()}
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_path(uri: str) -> Path | None:
     if not uri.startswith("sqlite:///"):
         return None
     return Path(uri[len("sqlite:///") :].split("?", 1)[0])
@@ -206,7 +194,7 @@ def _experiment_id(client: MlflowClient, name: str, artifact_location: str | Non
 
 def client_for(uri: str) -> MlflowClient:
     """An ``MlflowClient`` of ``uri`` with the tracking server's credentials in place
-    (:mod:`mesobench.credentials`): the one way mesobench reaches a store."""
+    (:mod:`mesobench.store.credentials`): the one way mesobench reaches a store."""
     credentials.refuse_secret_in_uri(uri)
     credentials.load()
     return MlflowClient(tracking_uri=uri)
@@ -224,7 +212,7 @@ class Tracker:
         sqlite_wal: bool = True,
     ):
         self.uri = uri
-        db = _sqlite_path(uri)
+        db = sqlite_path(uri)
         self._lock = FileLock(str(db) + ".lock", timeout=300) if db is not None else None
         if db is not None:
             db.parent.mkdir(parents=True, exist_ok=True)
@@ -354,6 +342,21 @@ class Tracker:
             thread.join()
 
     # -- writing -------------------------------------------------------------------------------
+    @contextmanager
+    def system_metrics(self, run_id: str, interval_s: float) -> Iterator[None]:
+        """MLflow's system metrics (``system/*``: CPU, memory, disk, network, GPU), sampled every
+        ``interval_s`` seconds and logged to the run while the block runs."""
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(
+            run_id, sampling_interval=interval_s, samples_before_logging=1, tracking_uri=self.uri
+        )
+        monitor.start()
+        try:
+            yield
+        finally:
+            monitor.finish()
+
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         items = [
             Param(key[:250], "None" if value is None else str(value)[:MAX_PARAM_VALUE])
@@ -388,10 +391,10 @@ class Tracker:
             retrying(self.client.log_batch, run_id, metrics=items[i : i + METRIC_BATCH])
 
     def log_inputs(self, run_id: str, datasets: Sequence[Any]) -> None:
-        """Log :class:`mesobench.inputs.LoggedDataset` values as the run's dataset inputs."""
+        """Log :class:`mesobench.store.inputs.LoggedDataset` values as the run's dataset inputs."""
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
-        from mesobench.inputs import CONTEXT_TAG
+        from mesobench.store.inputs import CONTEXT_TAG
 
         inputs = [
             DatasetInput(

@@ -1,5 +1,5 @@
 """The vocabulary of a run's tags, shared by the code that writes runs (:mod:`mesobench.run`,
-:mod:`mesobench.tracking`) and the code that reads them back (:mod:`mesobench.aggregate`,
+:mod:`mesobench.store.tracking`) and the code that reads them back (:mod:`mesobench.aggregate`,
 :mod:`mesobench.report`), so the report side needs neither MLflow nor the tracker."""
 
 from __future__ import annotations
@@ -47,3 +47,6 @@ SWEEP_PARENT_TAG = "mesobench.sweep_parent"
 names its sweep in :data:`SWEEP_TAG`, not in ``sweep_id``, so audits and reports that select
 a sweep's runs by ``sweep_id`` never count it."""
 SWEEP_TAG = "mesobench.sweep"
+
+SUMMARY_TAG = "mesobench.summary"
+"""Marks a run that holds a report (not a benchmark run); never read back as a benchmark run."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from mesobench.tags import RUN_KEY_TAG
-from mesobench.tracking import client_for
+from mesobench.config.tags import RUN_KEY_TAG
+from mesobench.store.runs import experiment_runs
 
 
 @dataclass
@@ -32,22 +32,8 @@ class Integrity:
 
 
 def audit(uri: str, experiment: str = "mesobench", sweep_id: str | None = None) -> Integrity:
-    client = client_for(uri)
-    exp = client.get_experiment_by_name(experiment)
-    runs = []
-    if exp is not None:
-        token = None
-        while True:
-            page = client.search_runs(
-                [exp.experiment_id],
-                filter_string=f"tags.sweep_id = '{sweep_id}'" if sweep_id else "",
-                max_results=5000,
-                page_token=token,
-            )
-            runs += page
-            token = page.token
-            if not token:
-                break
+    query = f"tags.sweep_id = '{sweep_id}'" if sweep_id else ""
+    runs = list(experiment_runs(uri, experiment, query))
     runs = [r for r in runs if RUN_KEY_TAG in r.data.tags]  # not a sweep's parent or a report
     keys = {r.data.tags.get(RUN_KEY_TAG) for r in runs}
     finished = Counter(r.data.tags.get(RUN_KEY_TAG) for r in runs if r.info.status == "FINISHED")

@@ -1,8 +1,8 @@
 """What a sweep would run and cost, printed before anything is trained.
 
-    python -m mesobench.plan suite=cc18 model=imn,lfr_imn,nimo,xgboost,catboost
-    python -m mesobench.plan +experiment=quick folds=10 hydra/launcher=joblib hydra.launcher.n_jobs=2
-    python -m mesobench.plan suite=cc18 model=imn device=cuda --json     # for scripts
+    python -m mesobench.planning.plan suite=cc18 model=imn,lfr_imn,nimo,xgboost,catboost
+    python -m mesobench.planning.plan +experiment=quick folds=10 hydra/launcher=joblib hydra.launcher.n_jobs=2
+    python -m mesobench.planning.plan suite=cc18 model=imn device=cuda --json     # for scripts
 
 Why: a cluster sweep of 72 tasks × 10 folds × several models costs thousands of CPU-hours, and
 some (task, model) pairs cannot run at all; both must be known before the request is made. The
@@ -12,7 +12,7 @@ sweep would (Hydra's own override parser and BasicSweeper, the config's
 run key as the runner does, and reports: the runs; those already FINISHED in the tracking store
 (the runner skips them); those a model refuses up front (``model.limits``); and, for the rest,
 CPU-hours (and GPU-hours where measured) per model and task, the memory of a run and the
-wall-clock on the sweep's cores, estimated from measured costs (:mod:`mesobench.costs`).
+wall-clock on the sweep's cores, estimated from measured costs (:mod:`mesobench.planning.costs`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import json
 import math
 import os
 import re
-import sqlite3
 import sys
 import time
 from collections import Counter, defaultdict
@@ -35,11 +34,11 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from mesobench import costs as cost_model
-from mesobench import identity
-from mesobench.limits import Shape, refusal
-from mesobench.paths import conf_dir, register_resolvers, repo_root
-from mesobench.tags import RUN_KEY_TAG, RUN_KEY_VERSION_TAG
+from mesobench.config import identity
+from mesobench.config.paths import conf_dir, register_resolvers, repo_root
+from mesobench.planning import costs as cost_model
+from mesobench.protocol.limits import Shape, refusal
+from mesobench.store.runs import finished_keys
 
 PER_JOB = ("task", "fold", "seed")
 """Overrides that vary between a sweep's jobs and are set into one composed config per job
@@ -70,7 +69,7 @@ class Launcher:
         return cls("basic (one run at a time)", 1, cores, cores)
 
     def threads(self, value: Any) -> int:
-        """``mesobench.run.resolve_threads`` for a job of this launcher."""
+        """``mesobench.runner.execute.resolve_threads`` for a job of this launcher."""
         return self.auto_threads if value in (None, "auto") else max(1, int(value))
 
 
@@ -98,7 +97,7 @@ def expand(overrides: list[str], cores: int) -> Sweep:
     sweeper = master.hydra.sweeper
     if "BasicSweeper" not in str(sweeper.get("_target_")):
         raise SystemExit(
-            f"mesobench.plan expands Hydra's basic sweeper only; this sweep uses "
+            f"mesobench.planning.plan expands Hydra's basic sweeper only; this sweep uses "
             f"{sweeper.get('_target_')}"
         )
     params = OmegaConf.to_container(sweeper.params, resolve=True) if sweeper.params else {}
@@ -281,7 +280,7 @@ def hydra_context():
 
 
 def build_jobs(overrides: list[str], cores: int) -> tuple[Sweep, list[Job], list[str]]:
-    """The sweep, each job's identity (run key as :func:`mesobench.run.build_request` computes
+    """The sweep, each job's identity (run key as :func:`mesobench.runner.execute.build_request` computes
     it) and the groups that had to be composed job by job."""
     with hydra_context():
         sweep = expand(overrides, cores)
@@ -301,60 +300,6 @@ def build_jobs(overrides: list[str], cores: int) -> tuple[Sweep, list[Job], list
             for plain in composer.configs(sweep.jobs)
         ]
     return sweep, jobs, composer.composed_each
-
-
-# -- the store: which run keys already FINISHED -----------------------------------------------------
-def finished_keys(uri: str, experiment: str) -> set[str]:
-    """Run keys of the current version with a FINISHED run in the store, in one query (SQLite:
-    one SQL statement over MLflow's tables, read-only; a server: one paged search). A store
-    that does not exist has none (it is not created)."""
-    from mesobench.tracking import _sqlite_path
-
-    db = _sqlite_path(uri)
-    if db is not None:
-        if not db.exists():
-            return set()
-        try:
-            return _sqlite_finished(db, experiment)
-        except sqlite3.Error:  # an MLflow schema this query does not know: ask MLflow
-            pass
-    return _client_finished(uri, experiment)
-
-
-def _sqlite_finished(db: Path, experiment: str) -> set[str]:
-    query = """
-        SELECT DISTINCT k.value FROM tags k
-        JOIN tags v ON v.run_uuid = k.run_uuid AND v.key = ? AND v.value = ?
-        JOIN runs r ON r.run_uuid = k.run_uuid
-        JOIN experiments e ON e.experiment_id = r.experiment_id
-        WHERE k.key = ? AND r.status = 'FINISHED' AND r.lifecycle_stage = 'active'
-          AND e.name = ? AND e.lifecycle_stage = 'active'
-    """
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as con:
-        rows = con.execute(
-            query, (RUN_KEY_VERSION_TAG, identity.RUN_KEY_VERSION, RUN_KEY_TAG, experiment)
-        ).fetchall()
-    return {value for (value,) in rows}
-
-
-def _client_finished(uri: str, experiment: str) -> set[str]:
-    from mesobench.tracking import client_for
-
-    client = client_for(uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return set()
-    keys, token = set(), None
-    query = (
-        f"attributes.status = 'FINISHED' and "
-        f"tags.`{RUN_KEY_VERSION_TAG}` = '{identity.RUN_KEY_VERSION}'"
-    )
-    while True:
-        page = client.search_runs([exp.experiment_id], query, max_results=5000, page_token=token)
-        keys |= {r.data.tags[RUN_KEY_TAG] for r in page if RUN_KEY_TAG in r.data.tags}
-        token = page.token
-        if not token:
-            return keys
 
 
 # -- estimates ---------------------------------------------------------------------------------------
@@ -765,7 +710,7 @@ def as_json(plan: Plan) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mesobench.plan",
+        prog="python -m mesobench.planning.plan",
         description="The runs, FINISHED runs, refusals, CPU-/GPU-hours and memory of a sweep, "
         "without training. Takes the overrides of `python -m mesobench.run -m`.",
     )
@@ -792,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
             from_scratch=args.from_scratch,
         )
     except (HydraException, OmegaConfBaseException) as exc:
-        print(f"mesobench.plan: {exc}", file=sys.stderr)
+        print(f"mesobench.planning.plan: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(as_json(plan), default=str))

@@ -7,7 +7,7 @@ silently for ever. :class:`SlurmPreflight`, a Hydra callback, runs in the launch
 multirun starts: for the submitit SLURM launcher it reads the partition's nodes with ``sinfo`` and
 stops the sweep (exit code 2) with the requested and the available numbers when no node of the
 partition can hold one run. It also makes submitit poll ``squeue`` when the cluster keeps no
-accounting (:mod:`mesobench.slurm_states`). For any other launcher, or where ``sinfo`` is not
+accounting (:mod:`mesobench.runner.slurm_states`). For any other launcher, or where ``sinfo`` is not
 installed, it does nothing.
 """
 
@@ -341,7 +341,7 @@ class SlurmPreflight(Callback):
         except ConfigError as exc:  # Hydra turns a callback's exception into a mere warning
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from exc
-        from mesobench import slurm_states
+        from mesobench.runner import slurm_states
 
         if slurm_states.cluster_accounting() is False:
             slurm_states.use_squeue()

@@ -32,7 +32,7 @@ class HPOSettings:
 
     @classmethod
     def from_config(cls, plain: Mapping[str, Any]) -> HPOSettings:
-        from mesobench.identity import hpo_settings
+        from mesobench.config.identity import hpo_settings
 
         section = hpo_settings(plain)
         if int(section["n_trials"] or 0) <= 0:
@@ -48,7 +48,7 @@ class HPOSettings:
 
 @dataclass(frozen=True)
 class GammaSearchSettings:
-    """``gamma_search.*``: the in-run choice of LFR's γ (:mod:`mesobench.gamma_search`)."""
+    """``gamma_search.*``: the in-run choice of LFR's γ (:mod:`mesobench.protocol.gamma_search`)."""
 
     enabled: bool
     grid: tuple[float, ...]
@@ -106,7 +106,7 @@ class FidelitySettings:
 
 @dataclass(frozen=True)
 class Protocol:
-    """How one fold is run: everything :func:`mesobench.pipeline.evaluate_fold` reads."""
+    """How one fold is run: everything :func:`mesobench.protocol.pipeline.evaluate_fold` reads."""
 
     preprocessing: Mapping[str, Any]  # Preprocessor arguments (``preprocessing.*``)
     validation_fraction: float  # share of the training fold held out when a split is needed

@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mesobench.tags import NOTE_TAG, SOURCE_NAME_TAG, SOURCE_TYPE_TAG, USER_TAG
+from mesobench.config.tags import NOTE_TAG, SOURCE_NAME_TAG, SOURCE_TYPE_TAG, USER_TAG
 
 RUNNER = "python -m mesobench.run"
 HEADLINE_METRICS = (

@@ -1,7 +1,7 @@
-"""Measured costs → the estimated seconds and memory of a planned run (``mesobench.plan``).
+"""Measured costs → the estimated seconds and memory of a planned run (``mesobench.planning.plan``).
 
 Why: before a sweep is paid for on a cluster, its CPU-hours must be known from measurements on
-the same shapes, not guessed. The shape sweep (``scripts/shape_sweep.py``) fits every model on a
+the same shapes, not guessed. The shape sweep (``mesobench.planning.shape_table``) fits every model on a
 shape-alike of every CC18 task at a reduced budget (``conf/plan.yaml`` ``budgets``) and records,
 per (task, model), the fit's fixed seconds and seconds per budget unit (epoch, tree, iteration),
 the seconds of prediction, explanations and fidelity metrics, and the peak memory. A run's cost
@@ -16,7 +16,7 @@ Seconds are core-seconds: the measured wall seconds times the threads the measur
 tables measured with one thread (small shapes) and all cores (large ones) combine; a run with
 ``t`` threads is assumed to take core-seconds / t (perfect scaling: CPU-hours are an upper
 bound, a run's wall-clock a lower one). GPU figures scale the fit's per-unit part by the
-cuda/cpu per-epoch ratio that ``python -m mesobench.speed`` measured at the nearest shape.
+cuda/cpu per-epoch ratio that ``python -m mesobench.planning.speed`` measured at the nearest shape.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mesobench.limits import Shape, training_rows
+from mesobench.protocol.limits import Shape, training_rows
 
 MIN_SECONDS = 1e-3
 """Floor of a measured fixed cost (a tree model's is zero by construction: fit / trees)."""
@@ -286,7 +286,9 @@ class CostTable:
     @classmethod
     def load(cls, path: Path) -> CostTable:
         if not path.is_file():
-            return cls(path, None, f"{path} does not exist (scripts/shape_sweep.py writes it)")
+            return cls(
+                path, None, f"{path} does not exist (mesobench.planning.shape_table writes it)"
+            )
         table = pd.read_csv(path)
         finished = table[table["status"] == "FINISHED"]
         finished = finished[
@@ -318,11 +320,11 @@ class CostTable:
                 return self._models[basis]
         return (
             f"no cost data: no FINISHED row of {model} ({cls_name}) in {self.path} "
-            "(scripts/shape_sweep.py measures it)"
+            "(mesobench.planning.shape_table measures it)"
         )
 
 
-GPU_HINT = "GPU: not measured; run `python -m mesobench.speed --devices cuda` on a GPU node to add cuda rows"
+GPU_HINT = "GPU: not measured; run `python -m mesobench.planning.speed --devices cuda` on a GPU node to add cuda rows"
 
 
 class SpeedTable:

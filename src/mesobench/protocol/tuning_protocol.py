@@ -33,7 +33,7 @@ def check_tuning_protocol(plain: Mapping[str, Any]) -> None:
     oracle, which has nothing to fit) is outside it, and the report prints why. ``protocol.name``
     null (an ad-hoc run, not an experiment) checks nothing.
     """
-    from mesobench.identity import hpo_settings
+    from mesobench.config.identity import hpo_settings
 
     section = plain.get("protocol") or {}
     name = section.get("name")
@@ -72,8 +72,8 @@ def _check_grid_budget(model: str, section: Mapping[str, Any], n_trials: int) ->
     """Under a grid, a model with fewer points than ``n_trials`` would get a smaller budget."""
     if section.get("sampler") != "grid":
         return
-    from mesobench.estimators import kind_params
-    from mesobench.hpo import grid_points, grid_size
+    from mesobench.protocol.estimators import kind_params
+    from mesobench.protocol.hpo import grid_points, grid_size
 
     space = section.get("space") or {}
     for kind in ("binary", "regression"):
@@ -106,7 +106,7 @@ def swept_models(config: DictConfig) -> list[str | None]:
 def check_sweep(config: DictConfig) -> None:
     """Check every model of a multirun against the experiment's protocol, composing each one's
     config as its jobs will be (the command line's fixed overrides, that model)."""
-    from mesobench.paths import compose_config
+    from mesobench.config.paths import compose_config
 
     if OmegaConf.select(config, "protocol.name", default=None) is None:
         return

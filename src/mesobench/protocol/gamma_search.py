@@ -2,7 +2,7 @@
 
 ``gamma_search.enabled=true`` turns it on for a model whose estimator has the parameter
 ``gamma_search.param`` (``gamma`` for LFR-IMN). On the validation split of the training fold
-(the same split that :mod:`mesobench.hpo` uses), every grid value γ_k is fitted on the fitting
+(the same split that :mod:`mesobench.protocol.hpo` uses), every grid value γ_k is fitted on the fitting
 part and scored on the validation part:
 
 * D_k — validation AUROC (one-vs-rest macro for multiclass; accuracy where AUROC is undefined),
@@ -31,7 +31,7 @@ from sklearn.base import clone
 
 from mesobench.errors import ConfigError
 from mesobench.metrics import fidelity
-from mesobench.settings import GammaSearchSettings
+from mesobench.protocol.settings import GammaSearchSettings
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 A Hydra callback opens the parent when a multirun starts (in the launching process, before any
 job) and closes it when the multirun ends; each job nests its run under it (MLflow's
 ``mlflow.parentRunId`` tag, set when the run is claimed). The parent carries the sweep id
-(tag :data:`~mesobench.tags.SWEEP_TAG`), the command, the progress counts (metrics
+(tag :data:`~mesobench.config.tags.SWEEP_TAG`), the command, the progress counts (metrics
 ``sweep/planned``, ``sweep/finished``, ``sweep/failed``, ``sweep/skipped``, refreshed as jobs end)
 and, after ``make report``, the report's files (artifacts under ``report/``).
 
@@ -29,30 +29,20 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from mesobench import progress, run_note
+from mesobench.config.tags import NOTE_TAG, SWEEP_PARENT_TAG, SWEEP_TAG
 from mesobench.errors import ConfigError
-from mesobench.tags import NOTE_TAG, SWEEP_PARENT_TAG, SWEEP_TAG
-from mesobench.tracking import Tracker, code_version, retrying
+from mesobench.runner import progress
+from mesobench.store import run_note
+from mesobench.store.runs import find_sweep_parent
+from mesobench.store.tracking import Tracker, code_version, retrying
 
 log = logging.getLogger("mesobench.sweep")
-
-
-def find(tracker: Tracker, sweep_id: str) -> str | None:
-    """The id of the sweep's parent run (the earliest, if a race made two), or None."""
-    runs = retrying(
-        tracker.client.search_runs,
-        [tracker.experiment_id],
-        filter_string=f"tags.`{SWEEP_PARENT_TAG}` = 'true' and tags.`{SWEEP_TAG}` = '{sweep_id}'",
-        order_by=["attributes.start_time ASC"],
-        max_results=1,
-    )
-    return runs[0].info.run_id if runs else None
 
 
 def open_parent(tracker: Tracker, sweep_id: str, command: str) -> str:
     """Create the sweep's parent run, or reopen the one an earlier launch of it made."""
     with tracker.exclusive():
-        run_id = find(tracker, sweep_id)
+        run_id = find_sweep_parent(tracker, sweep_id)
         if run_id is not None:
             retrying(tracker.client.update_run, run_id, status="RUNNING")
             tracker.set_tags(run_id, {"mesobench.command": command[:5000]})
@@ -75,7 +65,7 @@ def open_parent(tracker: Tracker, sweep_id: str, command: str) -> str:
 
 
 def log_progress(tracker: Tracker, run_id: str, sweep_dir: Path) -> dict[str, Any]:
-    """Copy the launch's progress counts (:func:`mesobench.progress.counts`) onto the parent."""
+    """Copy the launch's progress counts (:func:`mesobench.runner.progress.counts`) onto the parent."""
     now = progress.counts(sweep_dir)
     tracker.log_metrics(
         run_id, {f"sweep/{k}": v for k, v in now.items() if k != "done" and v is not None}
@@ -124,7 +114,7 @@ class SweepParentRun(Callback):
             return
         try:
             tracker = Tracker.from_config(config.tracking)
-            run_id = find(tracker, sweep_id_of(config))
+            run_id = find_sweep_parent(tracker, sweep_id_of(config))
             if run_id is not None:
                 log_progress(tracker, run_id, Path(config.hydra.sweep.dir))
         except Exception as exc:
@@ -134,7 +124,7 @@ class SweepParentRun(Callback):
         try:
             tracker = Tracker.from_config(config.tracking)
             sweep_id = sweep_id_of(config)
-            run_id = find(tracker, sweep_id)
+            run_id = find_sweep_parent(tracker, sweep_id)
             if run_id is not None:
                 close_parent(
                     tracker, run_id, sweep_id, _command(config), Path(config.hydra.sweep.dir)

@@ -7,7 +7,7 @@ the numbers and the knob that lifts the limit, not crash on memory or run for da
 config may declare ``limits`` (any of ``max_features``, ``max_rows``, ``max_cells`` = training
 rows × features, ``max_outputs`` = features × classes); the runner checks them against the
 task's declared shape (``task.n_rows``/``n_features``/``n_classes``, known for OpenML and shape
-tasks without loading anything) and again against the loaded fold, and ``mesobench.plan``
+tasks without loading anything) and again against the loaded fold, and ``mesobench.planning.plan``
 lists the same refusals before a sweep. Limits are bookkeeping, not part of the run key: lifting
 one does not change what a run that was allowed computes.
 """

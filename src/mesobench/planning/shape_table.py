@@ -1,20 +1,20 @@
 """Every model on every CC18 shape, at reduced budgets, one fold → results/cc18_shapes/.
 
-    python scripts/shape_sweep.py                      # sweep (skips FINISHED runs) + table
-    python scripts/shape_sweep.py --models nimo --tasks shape/CIFAR_10,shape/dna
-    python scripts/shape_sweep.py --table-only         # the table again, from the store
-    python scripts/shape_sweep.py --force --models xgboost   # remeasure (the newest run counts)
-    python scripts/shape_sweep.py --from-runs results/cc18_shapes/shape_runs.csv   # … from the runs table
+    python -m mesobench.planning.shape_table                      # sweep (skips FINISHED runs) + table
+    python -m mesobench.planning.shape_table --models nimo --tasks shape/CIFAR_10,shape/dna
+    python -m mesobench.planning.shape_table --table-only         # the table again, from the store
+    python -m mesobench.planning.shape_table --force --models xgboost   # remeasure (the newest run counts)
+    python -m mesobench.planning.shape_table --from-runs results/cc18_shapes/shape_runs.csv   # … from the runs table
 
 Why: before anyone pays for the real suite on a cluster, each model, its explanations and the
 fidelity metrics must be known to fit in memory and finish on every CC18 shape (CIFAR_10's
 60,000 × 3,072, Devnagari-Script's 46 classes, connect-4's categoricals …), and the cost plan
-(``python -m mesobench.plan``) needs measured costs to scale. Each model runs through the
+(``python -m mesobench.planning.plan``) needs measured costs to scale. Each model runs through the
 ordinary runner (``mesobench.run -m``, so explanations, fidelity, timings and peak memory are
 measured and logged as for any run) on ``suite=cc18_shapes`` fold 0, with its cost parameter cut
 to the reduced value of ``conf/plan.yaml``'s ``budgets``. Small shapes run two at a time with one
 thread each, large ones one at a time with all cores (``--large-cells``), so no two big runs
-compete for memory. A run a model refuses up front (``model.limits``, see mesobench/limits.py)
+compete for memory. A run a model refuses up front (``model.limits``, see mesobench/protocol/limits.py)
 is recorded FAILED with error type ShapeRefused and appears in the table as REFUSED with its
 reason.
 
@@ -39,17 +39,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
-from mlflow.tracking import MlflowClient
 
-from mesobench.costs import estimator_class
-from mesobench.paths import compose_config
-from mesobench.plan import load_plan_config
-from mesobench.tags import RUN_KEY_TAG
+from mesobench.config.paths import compose_config, repo_root
+from mesobench.config.tags import RUN_KEY_TAG
+from mesobench.planning.costs import estimator_class
+from mesobench.planning.plan import load_plan_config
+from mesobench.store.runs import experiment_runs, metric_median
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = repo_root()
 SWEEP_ID = "cc18_shapes"
 OUT = REPO / "results" / "cc18_shapes"
 RUN_COLUMNS = (
@@ -131,22 +130,9 @@ def sweep(models, tasks, store, jobs, large_cells, time_limit_s, cores, force=Fa
 
 
 def runs_from_store(store: str) -> pd.DataFrame:
-    client = MlflowClient(tracking_uri=store)
-    exp = client.get_experiment_by_name("mesobench")
-    if exp is None:
-        raise SystemExit(f"no mesobench experiment in {store}")
-    found, token = [], None
-    while True:
-        page = client.search_runs(
-            [exp.experiment_id],
-            f"tags.sweep_id = '{SWEEP_ID}'",
-            max_results=5000,
-            page_token=token,
-        )
-        found += page
-        token = page.token
-        if not token:
-            break
+    found = list(experiment_runs(store, "mesobench", f"tags.sweep_id = '{SWEEP_ID}'"))
+    if not found:
+        raise SystemExit(f"no {SWEEP_ID} runs in the mesobench experiment of {store}")
     rows = []
     for run in found:
         tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
@@ -168,7 +154,7 @@ def runs_from_store(store: str) -> pd.DataFrame:
                 "budget_units": params.get(f"model.{param}"),
                 **{k: params.get(k) for k in RUN_PARAMS},
                 **{k: metrics.get(k) for k in RUN_COLUMNS},
-                "train/epoch_seconds": median_epoch_seconds(client, run),
+                "train/epoch_seconds": median_epoch_seconds(store, run),
                 "git_commit": tags.get("mlflow.source.git.commit"),
             }
         )
@@ -177,14 +163,13 @@ def runs_from_store(store: str) -> pd.DataFrame:
     return runs.sort_values("start_time").drop_duplicates(["task", "model"], keep="last")
 
 
-def median_epoch_seconds(client: MlflowClient, run) -> float | None:
+def median_epoch_seconds(store: str, run) -> float | None:
     """The median of the run's per-epoch (per boosting round) wall times: a run's metrics hold
     only the last epoch's, and a tree model's rounds vary (the first builds more) so one
     round is a noisy estimate of them all."""
     if "train/epoch_seconds" not in run.data.metrics:
         return None
-    history = client.get_metric_history(run.info.run_id, "train/epoch_seconds")
-    return float(np.median([m.value for m in history])) if history else None
+    return metric_median(store, run.info.run_id, "train/epoch_seconds")
 
 
 def cost_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -235,8 +220,8 @@ def markdown(table: pd.DataFrame) -> str:
     lines = [
         "# Every model on every CC18 shape (reduced budgets, fold 0)",
         "",
-        "Generated by scripts/shape_sweep.py from `shape_runs.csv` (regenerate: `python "
-        "scripts/shape_sweep.py --from-runs results/cc18_shapes/shape_runs.csv`) "
+        "Generated by mesobench.planning.shape_table from `shape_runs.csv` (regenerate: `python "
+        "mesobench.planning.shape_table --from-runs results/cc18_shapes/shape_runs.csv`) "
         f"({len(table)} (task, model) pairs: "
         + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
         + "). Shapes: `task=shape/<name>` (mesobench/data/shapes.py); budgets: conf/plan.yaml. "
