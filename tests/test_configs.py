@@ -92,3 +92,34 @@ def test_the_parity_suite_is_paper_imn_on_the_reference_folds_seeded_by_fold():
         64,
         500,
     )
+
+
+def test_the_boundary_accepts_every_shipped_default():
+    """conf/config.yaml's own values pass the boundary rules (a rule that refused a default
+    would refuse every run)."""
+    from mesobench.config.paths import compose_config
+    from mesobench.protocol.boundary import RULES, check_run_config
+
+    plain = compose_config("model=xgboost")
+    check_run_config(plain, "xgboost")
+    missing = [k for k in RULES if OmegaConf.select(OmegaConf.create(plain), k, default="!") == "!"]
+    assert missing == [], "a rule for a key the config does not have"
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [(0, True), (3, True), (-1, False), (1.5, False), (True, False), ("abc", False), (None, False)],
+)
+def test_an_integer_rule_takes_integers_in_range_only(value, ok):
+    from mesobench.protocol.boundary import RULES
+
+    assert RULES["fold"].accepts(value) is ok
+
+
+def test_threads_takes_auto_or_a_positive_integer():
+    from mesobench.protocol.boundary import RULES
+
+    rule = RULES["threads"]
+    assert rule.accepts("auto") and rule.accepts(2)
+    assert not rule.accepts(0) and not rule.accepts("many")
+    assert "'auto'" in rule.describe()

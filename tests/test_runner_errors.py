@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from conftest import runner, runs_after, stored_runs
 
 
@@ -61,3 +63,40 @@ def test_a_single_run_against_its_protocol_exits_2_with_the_reason(tmp_path, sto
     proc = runner("model=logreg", "protocol.name=tuned", store=store, tmp_path=tmp_path)
     assert proc.returncode == 2
     assert "protocol: tuned, but logreg is not tuned" in proc.stderr
+
+
+BAD_VALUES = [
+    (("fold=abc",), "fold='abc': expected an integer >= 0."),
+    (("seed=-5",), "seed=-5: expected an integer >= 0."),
+    (
+        ("model=xgboost", "model.params.n_estimators=abc"),
+        "model.params.n_estimators='abc': expected an integer, as conf/model/xgboost.yaml",
+    ),
+    (("fidelity.sigma=-1",), "fidelity.sigma=-1: expected a number > 0."),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD_VALUES, ids=lambda v: str(v)[:40])
+def test_a_bad_value_exits_2_with_one_line_and_records_nothing(tmp_path, store, overrides, message):
+    proc = runner("task=synthetic/c1", *overrides, store=store, tmp_path=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert errors == [f"error: {message}"] or (
+        len(errors) == 1 and errors[0].startswith(f"error: {message}")
+    ), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert stored_runs(store) == []
+
+
+def test_a_sweep_with_a_bad_value_is_refused_before_any_job(tmp_path, store):
+    proc = runner(
+        "task=synthetic/c1",
+        "model=logreg,xgboost",
+        "seed=-1",
+        store=store,
+        tmp_path=tmp_path,
+        multirun=True,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "seed=-1: expected an integer >= 0." in proc.stderr
+    assert stored_runs(store) == []

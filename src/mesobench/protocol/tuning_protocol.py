@@ -11,7 +11,7 @@ launching process, before the first job, so an unequal sweep is refused whole (e
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -103,13 +103,11 @@ def swept_models(config: DictConfig) -> list[str | None]:
     return [override.get_value_element_as_str()]
 
 
-def check_sweep(config: DictConfig) -> None:
-    """Check every model of a multirun against the experiment's protocol, composing each one's
-    config as its jobs will be (the command line's fixed overrides, that model)."""
+def sweep_configs(config: DictConfig) -> Iterator[tuple[str | None, dict[str, Any]]]:
+    """``(model, config)`` for every model a multirun launches, composed as its jobs will be
+    (the command line's fixed overrides, that model)."""
     from mesobench.config.paths import compose_config
 
-    if OmegaConf.select(config, "protocol.name", default=None) is None:
-        return
     task = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task", default=[]) or []]
     parser = OverridesParser.create()
     fixed = [
@@ -118,8 +116,15 @@ def check_sweep(config: DictConfig) -> None:
         if not parsed.is_sweep_override() and parsed.key_or_group != "model"
     ]
     for model in swept_models(config):
-        overrides = fixed + ([f"model={model}"] if model is not None else [])
-        check_tuning_protocol(compose_config(*overrides))
+        yield model, compose_config(*fixed, *([f"model={model}"] if model is not None else []))
+
+
+def check_sweep(config: DictConfig) -> None:
+    """Check every model of a multirun against the experiment's protocol."""
+    if OmegaConf.select(config, "protocol.name", default=None) is None:
+        return
+    for _, composed in sweep_configs(config):
+        check_tuning_protocol(composed)
 
 
 class ProtocolCheck(Callback):

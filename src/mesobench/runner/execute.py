@@ -86,6 +86,12 @@ class RunRequest:
         return f"{model}/{task}/fold{self.fold}/seed{self.seed}"
 
 
+def model_choice() -> str | None:
+    """The model config file this job composed (``model=<choice>``), when Hydra runs it."""
+    hc = _hydra()
+    return None if hc is None else hc.runtime.choices.get("model")
+
+
 def job_command() -> str:
     """``python -m mesobench.run <this job's overrides>`` (in a sweep: its own values)."""
     from mesobench.store import run_note
@@ -98,11 +104,13 @@ def build_request(cfg: DictConfig) -> RunRequest:
     """The run key and the tags that identify the run (model, task, fold, experiment, code),
     with MLflow's standard source tags and a first description (``mlflow.note.content``)."""
     from mesobench.config import identity, tags
+    from mesobench.protocol.boundary import check_run_config
     from mesobench.protocol.tuning_protocol import check_tuning_protocol
     from mesobench.store import run_note, tracking
 
     plain = OmegaConf.to_container(cfg, resolve=True)
-    DeviceSettings.from_config(plain["device"])  # a bad value fails before any run
+    check_run_config(plain, model_choice())  # fold=abc, seed=-5 ... fail before any run
+    DeviceSettings.from_config(plain["device"])
     check_tuning_protocol(plain)  # an experiment's models are tuned alike, or say why not
     task_cfg = plain["task"]
     fold, seed = int(cfg.fold), int(cfg.seed)

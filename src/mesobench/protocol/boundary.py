@@ -1,0 +1,189 @@
+"""The run config's values checked against their types at the edge, before anything is recorded.
+
+Hydra parses ``fold=abc`` as a string and ``seed=-5`` as an integer; without this check they
+reach ``int()``, numpy or a model library and come back as a traceback or as a FAILED run that
+says "unexpected". Here every command-line value a run reads is checked once: the runner's own
+settings against :data:`RULES` (type and range), a model's ``params`` against the types its
+model config file gives them. A bad value is one line naming the key, the value and what is
+expected (:class:`~mesobench.errors.ConfigError`, exit code 2 at the command line), and the run
+is never claimed in the store.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from mesobench.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Expect:
+    """A value's type (``int`` | ``number`` | ``bool``) and range; ``words`` are accepted
+    strings (``threads: auto``), ``none`` whether null is accepted."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    none: bool = False
+    words: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        noun = {"int": "an integer", "number": "a number", "bool": "true or false"}[self.kind]
+        if self.low is not None:
+            noun += f" {'>' if self.open_low else '>='} {self.low:g}"
+        if self.high is not None:
+            noun += f"{' and' if self.low is not None else ''} <= {self.high:g}"
+        alternatives = [*(repr(w) for w in self.words), *(["null"] if self.none else [])]
+        return noun + "".join(f" or {a}" for a in alternatives)
+
+    def accepts(self, value: Any) -> bool:
+        if value is None:
+            return self.none
+        if isinstance(value, str):
+            return value in self.words
+        if self.kind == "bool":
+            return isinstance(value, bool)
+        if isinstance(value, bool) or not isinstance(value, Integral | Real):
+            return False
+        if self.kind == "int" and not isinstance(value, Integral):
+            return False
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+
+INT0, INT1 = Expect("int", low=0), Expect("int", low=1)
+POSITIVE, SHARE = Expect("number", low=0, open_low=True), Expect("number", low=0, high=1)
+#: The runner's settings (``conf/config.yaml``) that a command line may set, with what they take.
+RULES: dict[str, Expect] = {
+    "fold": INT0,
+    "seed": INT0,
+    "folds": INT1,
+    "force": Expect("bool"),
+    "threads": Expect("int", low=1, words=("auto",)),
+    "guards.time_limit_s": Expect("number", low=0, open_low=True, none=True),
+    "guards.heartbeat_s": POSITIVE,
+    "guards.stale_after_s": POSITIVE,
+    "validation.fraction": Expect("number", low=0, high=1, open_low=True),
+    "hpo.n_trials": INT0,
+    "hpo.timeout_s": Expect("number", low=0, open_low=True, none=True),
+    "explanations.sample_size": INT1,
+    "fidelity.enabled": Expect("bool"),
+    "fidelity.sample_size": Expect("int", low=1, none=True),
+    "fidelity.sigma": POSITIVE,
+    "fidelity.n_neighbors": INT1,
+    "fidelity.k_nearest": INT1,
+    "fidelity.yeh_noise_std": POSITIVE,
+    "fidelity.yeh_n_perturbations": INT1,
+    "fidelity.yeh_categorical_removal": SHARE,
+    "fidelity.deletion_steps": INT1,
+    "fidelity.insertion_steps": INT1,
+    "fidelity.faithfulness_sample_size": INT1,
+    "fidelity.faithfulness_subset_size": INT1,
+    "fidelity.faithfulness_n_subsets": INT1,
+    "fidelity.sensitivity_sample_size": INT1,
+    "fidelity.sensitivity_radius": POSITIVE,
+    "fidelity.sensitivity_n_perturbations": INT1,
+    "fidelity.sensitivity_category_redraw": SHARE,
+    "preprocessing.max_missing_fraction": SHARE,
+    "preprocessing.max_unique_fraction": SHARE,
+    "preprocessing.onehot_max_categories": INT1,
+}
+
+
+def _select(plain: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:
+    node: Any = plain
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _refuse(key: str, value: Any, expected: str) -> ConfigError:
+    return ConfigError(f"{key}={value!r}: expected {expected}.")
+
+
+def check_settings(plain: Mapping[str, Any]) -> None:
+    """Every value of :data:`RULES` present in the resolved run config ``plain``."""
+    for key, expect in RULES.items():
+        present, value = _select(plain, key)
+        if present and not expect.accepts(value):
+            raise _refuse(key, value, expect.describe())
+
+
+def _same_type(default: Any, value: Any) -> str | None:
+    """What ``value`` should be to match the config file's ``default``; None when it does."""
+    if default is None or value is None:
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, Integral):
+        ok = isinstance(value, Integral) and not isinstance(value, bool)
+        return None if ok else "an integer"
+    if isinstance(default, Real):
+        ok = isinstance(value, Real) and not isinstance(value, bool)
+        return None if ok else "a number"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "a string"
+    if isinstance(default, list | tuple):
+        return None if isinstance(value, list | tuple) else "a list"
+    return None
+
+
+def check_model_params(params: Mapping[str, Any], defaults: Mapping[str, Any], source: str):
+    """Each of ``params`` that its model config file ``source`` sets has that value's type."""
+    for name, value in params.items():
+        if name not in defaults:
+            continue
+        if isinstance(value, Mapping) and isinstance(defaults[name], Mapping):
+            check_model_params(value, defaults[name], source)
+            continue
+        expected = _same_type(defaults[name], value)
+        if expected is not None:
+            shown = f"{expected}, as {source} sets it ({defaults[name]!r})"
+            raise _refuse(f"model.params.{name}", value, shown)
+
+
+def model_defaults(choice: str | None) -> tuple[Mapping[str, Any], str]:
+    """The params of ``conf/model/<choice>.yaml`` (with what it inherits) and the file's name;
+    empty for a run without a model config file (a model built in code)."""
+    from mesobench.config.paths import compose_config, conf_dir
+
+    if not choice or not (conf_dir() / "model" / f"{choice}.yaml").is_file():
+        return {}, ""
+    params = compose_config(f"model={choice}")["model"].get("params") or {}
+    return params, f"conf/model/{choice}.yaml"
+
+
+def check_run_config(plain: Mapping[str, Any], model_choice: str | None) -> None:
+    """The whole boundary check of one run's resolved config."""
+    check_settings(plain)
+    defaults, source = model_defaults(model_choice or plain.get("model", {}).get("name"))
+    check_model_params(plain.get("model", {}).get("params") or {}, defaults, source)
+
+
+class BoundaryCheck(Callback):
+    """Hydra callback: refuse a multirun whose fixed values or swept models have a bad value,
+    before any job starts (each job checks its own config again)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from mesobench.protocol.tuning_protocol import sweep_configs
+
+        try:
+            for model, composed in sweep_configs(config):
+                check_run_config(composed, model)
+        except ConfigError as exc:  # Hydra turns a callback's exception into a mere warning
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from exc
