@@ -1,4 +1,4 @@
-"""Synthetic tasks: sizes, seeding, and ground truth that matches the SPEC's formulas."""
+"""Synthetic tasks: sizes, seeding, and ground truth that matches the papers' formulas."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The house rules of issue 17, checked so they hold: short functions, each helper in its room,
+"""The house rules, checked so they hold: short functions, each helper in its room,
 configs that inherit instead of copying."""
 
 from __future__ import annotations

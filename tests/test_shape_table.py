@@ -43,7 +43,7 @@ PENDING = int(pd.read_csv(COMMITTED / "shape_costs.csv")["status"].isin(UNDONE).
 
 @pytest.mark.xfail(
     PENDING > 0,
-    reason=f"the shape sweep is incomplete: {PENDING} (task, model) pairs not run yet (issue 20)",
+    reason=f"the shape sweep is incomplete: {PENDING} (task, model) pairs not run yet",
     strict=True,
 )
 def test_every_model_ran_every_shape_or_refused_it(table):

@@ -116,8 +116,9 @@ class Preprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
             IMN reference code's rule, target encoding of every categorical when ``y`` has two
             classes (binary tasks), otherwise the rule above. (The reference leaves its target
             encodings unscaled in [0, 1]; here they are standardised like every other input.
-            For multiclass tasks the reference's command-line default is ordinal codes, its
-            one-hot path and SPEC §1 one-hot; we one-hot.)
+            For multiclass tasks the reference's command-line default is ordinal codes, while
+            its one-hot path and its documented rule (docs/running.md#preprocessing) one-hot;
+            we one-hot.)
         standardise_numeric: In ``"neural"`` mode, standardise numeric columns (default). False
             passes them raw (NaN → 0): the NIMO paper feeds its synthetic x ~ U(−2, 2) raw, so
             that β at x = 0 is the true marginal effect at the origin.

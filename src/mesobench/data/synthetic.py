@@ -1,4 +1,4 @@
-"""Synthetic tasks with known ground truth (SPEC §2 and §3): drawing their folds.
+"""Synthetic tasks with known ground truth (the LFR and NIMO papers): drawing their folds.
 
 The generators (their functions, inputs and kinds: the table in :mod:`mesobench.data.truth`)
 and :class:`~mesobench.data.truth.SyntheticTruth` live in :mod:`mesobench.data.truth`; this

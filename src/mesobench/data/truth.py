@@ -1,4 +1,4 @@
-"""The ground truth of the synthetic tasks (SPEC §2 and §3): their functions and derivatives.
+"""The ground truth of the synthetic tasks (the LFR and NIMO papers): functions and derivatives.
 
 Each generator's function f is written once, in torch (float64, vectorised over rows), and
 everything else is derived from it: the noise-free mean, the gradient ∂f/∂x (autograd), the

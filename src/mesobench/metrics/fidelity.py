@@ -1,4 +1,4 @@
-"""Explanation-fidelity metrics (SPEC §2, §4): model-agnostic functions on arrays and callables.
+"""Explanation-fidelity metrics (docs/fidelity.md): model-agnostic functions on arrays, callables.
 
 Every model with local attributions is scored the same way, through two things only:
 
@@ -43,13 +43,15 @@ name                                   definition                               
 =====================================  =============================================  ========
 
 :func:`fidelity_ratio` (higher = the model more faithful than the base) and
-:func:`tuning_score` are the LFR γ-search quantities of SPEC §2.
+:func:`tuning_score` are the γ-search quantities of the LFR paper (Hammer et al. 2026;
+docs/fidelity.md#lfr-infidelity-the-fidelity-ratio-and-the-tuning-score).
 
 Definitions chosen where the sources leave them open
 ----------------------------------------------------
-*Scaled LFR infidelity* (SPEC §2 **[open]**): I divided by the *local* variance of f over the
-neighbourhoods, ``V = mean_{x, x', c} (f(x') − f(x))²`` — the mean squared change of the output
-from each anchor to its own neighbours. V is exactly the infidelity of the constant explanation
+*Scaled LFR infidelity* (the LFR paper defines no scale; docs/fidelity.md states this choice):
+I divided by the *local* variance of f over the neighbourhoods,
+``V = mean_{x, x', c} (f(x') − f(x))²`` — the mean squared change of the output from each anchor
+to its own neighbours. V is exactly the infidelity of the constant explanation
 ``w = 0, b = f(x)``, so the ratio is unit-free (comparable across tasks, output scales and, to
 first order, σ): 0 = the local linear models reproduce f exactly, 1 = they are no better than
 ignoring the features, > 1 = worse. (The pooled variance of f over all neighbourhood points is
@@ -248,7 +250,7 @@ def draw_neighbors(
 
 
 # --------------------------------------------------------------------------------------------
-# LFR infidelity, fidelity ratio, tuning score (SPEC §2)
+# LFR infidelity, fidelity ratio, tuning score (Hammer et al. 2026; docs/fidelity.md)
 # --------------------------------------------------------------------------------------------
 
 
@@ -337,7 +339,7 @@ def fidelity_ratio(infidelity_base: float, infidelity_model: float) -> float:
 
 
 def tuning_score(performance: float, ratio: float, alpha: float = 0.5) -> float:
-    """S = α · max(0, D) + (1 − α) · R_F (SPEC §2); D = validation AUROC or R², R_F the ratio."""
+    """S = α · max(0, D) + (1 − α) · R_F (LFR paper); D = validation AUROC or R², R_F the ratio."""
     return float(alpha) * max(0.0, float(performance)) + (1.0 - float(alpha)) * float(ratio)
 
 
@@ -829,7 +831,7 @@ def attribution_error(
 def coefficient_error(coef: np.ndarray, truth: Any, *, scale: float | np.ndarray = 1.0) -> float:
     """Mean |β̂_raw − β_true| of global coefficients (NIMO's ``coef_``, model units in).
 
-    β_true is the truth's ``coefficients``: ∇f at x = 0, the mean marginal effect (SPEC §3).
+    β_true is the truth's ``coefficients``: ∇f at x = 0, the mean marginal effect (NIMO paper).
     """
     coef = np.asarray(coef, dtype=np.float64).reshape(-1)
     return float(
@@ -848,9 +850,10 @@ def marginal_effect_at_origin(
     """β̂ = ∂output/∂x_raw at x_raw = 0 by central differences (step ``h`` in raw units).
 
     Model-agnostic (any fitted model, its output read at 2d points), so Lasso, an MLP, NIMO and
-    IMN are scored by the same rule against the true β = ∇f(0) (SPEC §3). For a linear model it
-    is its coefficients; for NIMO, whose modulation vanishes at the origin, its β. Inputs in
-    model units ``x_m = (x_raw − offset) / scale``.
+    IMN are scored by the same rule against the true β = ∇f(0), the NIMO paper's mean marginal
+    effect (docs/fidelity.md#errors-against-the-true-function-synthetic-tasks). For a linear
+    model it is its coefficients; for NIMO, whose modulation vanishes at the origin, its β.
+    Inputs in model units ``x_m = (x_raw − offset) / scale``.
     """
     steps = np.vstack([h * np.eye(n_features), -h * np.eye(n_features)])
     model_units = (steps - _per_feature(offset, n_features, "offset")) / _per_feature(

@@ -1,4 +1,4 @@
-"""Prediction metrics as the benchmark protocol defines them (SPEC §4).
+"""Prediction metrics as the benchmark protocol defines them (docs/running.md#prediction-metrics).
 
 Multiclass AUROC is computed per class (one-vs-rest) and per pair of classes (one-vs-one,
 Hand & Till 2001) over the classes *present in the test fold*: scikit-learn refuses a test fold

@@ -1,4 +1,5 @@
-"""In-run choice of the LFR weight γ by the tuning score S (SPEC §2), beside the HPO search.
+"""In-run choice of the LFR weight γ by the tuning score S (Hammer et al. 2026), beside the HPO
+search; docs/models.md#lfr-imn-and-the-γ-search.
 
 ``gamma_search.enabled=true`` turns it on for a model whose estimator has the parameter
 ``gamma_search.param`` (``gamma`` for LFR-IMN). On the validation split of the training fold

@@ -1,10 +1,11 @@
 """Parity with a reference implementation: our runs against its figures, fold by fold.
 
 A model is *faithful* to its paper's code when it matches figures obtained by running that code
-on the same official folds (``../shared/reference/`` holds such figures for IMN). This module
-compares the run table with such a figures table and says, per model and task, how far apart
-they are and whether the gap passes the tolerances; it reads no files and no MLflow, so every
-rule is unit-tested on hand-made tables (the aggregator loads the CSV, :func:`read_reference`).
+on the same official folds (``make parity`` passes such figures for IMN from the Makefile's
+``REFERENCE_DIR``; docs/faithfulness.md). This module compares the run table with such a figures
+table and says, per model and task, how far apart they are and whether the gap passes the
+tolerances; it reads no files and no MLflow, so every rule is unit-tested on hand-made tables
+(the aggregator loads the CSV, :func:`read_reference`).
 
 Figures table: one row per (task, fold) with the column ``reference_<metric>`` (e.g.
 ``reference_auroc``); other columns (``task_id``) are ignored. Our value of a fold is the mean
@@ -49,7 +50,8 @@ def read_reference(path: str | Path, metric: str) -> pd.DataFrame:
         raise ConfigError(
             f"parity.reference={str(path)!r}: no such file. Point it at a CSV of reference "
             "figures (columns task, fold, reference_<metric>), e.g. "
-            "../shared/reference/imn_reference_diabetes.csv, or set parity.reference=null."
+            "$(REFERENCE_DIR)/imn_reference_diabetes.csv as `make parity` passes it, or set "
+            "parity.reference=null."
         )
     figures = pd.read_csv(path)
     wanted = ["task", "fold", f"reference_{metric}"]
