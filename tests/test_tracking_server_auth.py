@@ -201,14 +201,14 @@ def test_a_sweep_with_the_credentials_lands_resumes_reports_and_leaks_no_secret(
     assert first.returncode == 0, first.stderr[-3000:]
     again = _sweep(shared, tmp_path, env)
     assert "2 skipped" in again.stdout + again.stderr
+    aggregate = [sys.executable, "-m", "mesobench.aggregate", "tracking=server"]
+    aggregate += [f"tracking.uri={uri}", f"out_dir={tmp_path / 'report'}", "metric=accuracy"]
+    aggregate += ["filters.models=[logreg]"]
+    bare = {k: v for k, v in env.items() if k != credentials.FILE_VARIABLE}
+    refused = subprocess.run(aggregate, cwd=tmp_path, env=bare, capture_output=True, text=True)
+    assert refused.returncode == 2 and "refused this client" in refused.stderr, refused.stderr
     report = subprocess.run(
-        [sys.executable, "-m", "mesobench.aggregate", "tracking=server", f"tracking.uri={uri}"]
-        + [f"out_dir={tmp_path / 'report'}", "metric=accuracy", "filters.models=[logreg]"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        aggregate, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert report.returncode == 0, report.stderr[-3000:]
     os.environ.update({k: env[k] for k in (credentials.FILE_VARIABLE,)})

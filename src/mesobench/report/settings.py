@@ -12,6 +12,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from mesobench.config.identity import RUN_KEY_VERSION
+from mesobench.config.paths import compose_config
 from mesobench.errors import ConfigError
 from mesobench.metrics import registry
 from mesobench.report import document
@@ -105,8 +106,8 @@ def tuning_protocol(cfg: DictConfig) -> document.TuningProtocol | None:
     block = cfg.get("protocol")
     if block is None or block.get("name") is None:
         return None
-    hpo = cfg.get("hpo") or {}
-    budget = f"hpo.sampler={hpo.get('sampler', 'tpe')}, hpo.n_trials={hpo.get('n_trials', 0)}"
+    hpo = {**compose_config()["hpo"], **as_dict(cfg.get("hpo"))}  # the runner's defaults under it
+    budget = f"hpo.sampler={hpo['sampler']}, hpo.n_trials={hpo['n_trials']}"
     return document.TuningProtocol(
         name=str(block.name),
         budget=budget,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from mesobench.config.identity import RUN_KEY_VERSION
 from mesobench.config.tags import (
@@ -41,6 +42,7 @@ from mesobench.report.runs_table import (
     RunFilter,
     select_runs,
 )
+from mesobench.store import credentials
 from mesobench.store.tracking import Tracker, client_for, retrying, sqlite_path
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,11 @@ def _experiment(uri: str, experiment: str) -> Any | None:
     db = sqlite_path(uri)
     if db is not None and not db.exists():
         return None
-    return client_for(uri).get_experiment_by_name(experiment)
+    try:
+        return client_for(uri).get_experiment_by_name(experiment)
+    except MlflowException as exc:  # a server that refuses us: say which credentials it wants
+        credentials.explain_refusal(uri, exc)
+        raise
 
 
 def _quote(value: str) -> str:
