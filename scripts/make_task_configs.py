@@ -7,10 +7,11 @@ Writes, relative to the repository root:
 - ``conf/task/shape/<name>.yaml``: a synthetic task with the shape of each CC18 task
   (``task=shape/<name>``, :mod:`mesobench.data.shapes`),
 - ``conf/task/csv.yaml`` for user tables (``task=csv task.path=... task.target=...``),
-- ``conf/experiment/cc18.yaml`` (all tasks) and ``conf/experiment/cc18_offline.yaml`` (the tasks
-  of the offline OpenML cache, column ``offline`` = 1),
-- ``conf/suite/cc18.yaml``, ``cc18_offline.yaml`` and ``cc18_shapes.yaml``: the same task lists
-  as a config group (``suite=cc18``), and the 72 shape tasks.
+- ``conf/suite/cc18.yaml`` (all tasks), ``cc18_offline.yaml`` (the tasks of the offline OpenML
+  cache, column ``offline`` = 1) and ``cc18_shapes.yaml`` (the 72 shape tasks): task lists as a
+  config group (``suite=cc18``),
+- ``conf/experiment/cc18.yaml`` and ``cc18_offline.yaml``: experiments that include their suite
+  (``defaults: - /suite/cc18``) and add the protocol and the report.
 
 Usage::
 
@@ -177,9 +178,10 @@ def shape_yaml(row: dict[str, str]) -> str:
     )
 
 
-def suite_yaml(suite_name: str, names: list[str], report: bool = True) -> str:
+def suite_yaml(suite_name: str, names: list[str]) -> str:
+    """A task list to sweep (``suite=<name>``, or an experiment's ``- /suite/<name>``)."""
     tasks = ",".join(hydra_list_item(n) for n in names)
-    text = (
+    return (
         "# @package _global_\n"
         + SUITE_HEADER
         + f"suite_name: {suite_name}\n"
@@ -190,10 +192,20 @@ def suite_yaml(suite_name: str, names: list[str], report: bool = True) -> str:
         + f"      task: {tasks}\n"
         + "      fold: range(0,${folds})\n"
     )
-    if not report:
-        return text
+
+
+def experiment_yaml(suite_name: str) -> str:
+    """The experiment of a suite: its tasks and folds (included, not copied), every model at its
+    configured defaults, and its report."""
     return (
-        text
+        "# @package _global_\n"
+        + SUITE_HEADER
+        + f"# Every task of conf/suite/{suite_name}.yaml × {N_FOLDS} folds, every model at its "
+        + "configured defaults.\n"
+        + "defaults:\n"
+        + f"  - /suite/{suite_name}\n"
+        + "  - _self_\n"
+        + "\n"
         + "protocol:             # every model at its configured defaults (docs/statistics.md)\n"
         + "  name: default\n"
         + f"aggregate:            # python -m mesobench.aggregate +experiment={suite_name}\n"
@@ -242,9 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     (args.conf / "suite").mkdir(exist_ok=True)
     for suite, tasks in suites.items():
-        (args.conf / "suite" / f"{suite}.yaml").write_text(suite_yaml(suite, tasks, report=False))
+        (args.conf / "suite" / f"{suite}.yaml").write_text(suite_yaml(suite, tasks))
         if suite != "cc18_shapes":
-            (args.conf / "experiment" / f"{suite}.yaml").write_text(suite_yaml(suite, tasks))
+            (args.conf / "experiment" / f"{suite}.yaml").write_text(experiment_yaml(suite))
     print(
         f"wrote {len(rows)} OpenML task configs, {len(rows)} shape tasks, {len(SYNTHETIC)} "
         f"synthetic, csv.yaml, experiments cc18 ({len(names)} tasks), cc18_offline "

@@ -1,6 +1,10 @@
-"""The real config tree composes, and every model config builds its estimator."""
+"""The real config tree composes, every model config builds its estimator, and a config with a
+parent states only what differs from it."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -14,7 +18,8 @@ from mesobench.protocol.estimators import build_estimator
 from mesobench.runner.progress import planned_jobs
 
 register_resolvers()
-MODEL_DIR = conf_dir() / "model"
+CONF = conf_dir()
+MODEL_DIR = CONF / "model"
 # options as the command line names them: imn, variants/imn_adamw, ...
 MODELS = sorted(
     p.relative_to(MODEL_DIR).with_suffix("").as_posix() for p in MODEL_DIR.rglob("*.yaml")
@@ -123,3 +128,74 @@ def test_threads_takes_auto_or_a_positive_integer():
     assert rule.accepts("auto") and rule.accepts(2)
     assert not rule.accepts(0) and not rule.accepts("many")
     assert "'auto'" in rule.describe()
+
+
+# ---- inheritance: a config with a parent states only what differs --------------------------------
+def _parents(path: Path) -> list[Path]:
+    """The files of conf/ a config inherits, in order: the plain entries of its defaults list
+    (``imn``, ``/model/imn@_here_``, ``/suite/cc18``); not ``_self_``, a group choice
+    (``/hpo@_global_.hpo.space: imn``, ``override /model: imn``) or a plugin's config."""
+    entries = OmegaConf.load(path).get("defaults") or []
+    names = [e.split("@")[0] for e in entries if isinstance(e, str) and e != "_self_"]
+    files = [
+        CONF / f"{n[1:]}.yaml" if n.startswith("/") else path.parent / f"{n}.yaml" for n in names
+    ]
+    return [f for f in files if f.is_file()]
+
+
+def _own(path: Path) -> dict[str, Any]:
+    own = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    own.pop("defaults", None)
+    return own
+
+
+def _inherited(path: Path) -> dict[str, Any]:
+    """What a config gets from its parents: each parent over the one before, as it composes."""
+    merged = OmegaConf.create()
+    for parent in _parents(path):
+        merged = OmegaConf.merge(merged, _inherited(parent), _own(parent))
+    return OmegaConf.to_container(merged, resolve=False)
+
+
+def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict) or not tree:
+        return {prefix: (type(tree), tree)}
+    return {k: v for key, sub in tree.items() for k, v in _leaves(sub, f"{prefix}{key}.").items()}
+
+
+WITH_PARENT = sorted(p.relative_to(CONF).as_posix() for p in CONF.rglob("*.yaml") if _parents(p))
+
+
+def test_the_inheritance_check_finds_the_configs_it_must_cover():
+    found = set(WITH_PARENT)
+    assert {f"model/{p.name}" for p in MODEL_DIR.glob("*_example_*.yaml")} <= found
+    assert {f"model/variants/{p.name}" for p in (MODEL_DIR / "variants").glob("*.yaml")} <= found
+    assert {"model/imn_fast.yaml", "model/lfr_imn.yaml", "device/cuda.yaml"} <= found
+    assert {"experiment/cc18.yaml", "experiment/quick.yaml"} <= found  # their suites
+
+
+@pytest.mark.parametrize("name", WITH_PARENT)
+def test_a_config_with_a_parent_states_only_what_differs_from_it(name):
+    path = CONF / name
+    defaults = list(OmegaConf.load(path).defaults)
+    assert "_self_" not in defaults[:-1], "_self_ comes last, so that its own keys win"
+    inherited = _leaves(_inherited(path))
+    restated = sorted(k for k, v in _leaves(_own(path)).items() if inherited.get(k) == v)
+    assert restated == [], f"{name} restates what it inherits"
+
+
+@pytest.mark.parametrize("name", [n for n in WITH_PARENT if n.startswith("model/")])
+def test_a_model_config_composes_to_its_parents_under_its_own_keys(name):
+    """The check above reads the defaults list as Hydra composes it."""
+    option = name.removeprefix("model/").removesuffix(".yaml")
+    composed = OmegaConf.to_container(_compose(f"model={option}").model, resolve=False)
+    path = CONF / name
+    assert composed == OmegaConf.to_container(
+        OmegaConf.merge(_inherited(path), _own(path)), resolve=False
+    )
+
+
+def test_the_example_models_inherit_one_recipe():
+    examples = sorted(MODEL_DIR.glob("*_example_*.yaml"))
+    assert len(examples) == 4
+    assert all(CONF / "recipe" / "lfr_example.yaml" in _parents(p) for p in examples)

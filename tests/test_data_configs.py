@@ -67,14 +67,14 @@ def test_synthetic_config_has_the_required_keys(path):
     assert cfg.name == f"synthetic/{path.stem}" and cfg.generator == path.stem
 
 
-def test_nimo_and_lfr_sizes_follow_the_spec():
+def test_nimo_and_lfr_sizes_follow_their_papers():
     sizes = {
         p.stem: (c.n_train, c.n_val, c.n_test)
         for p in SYNTHETIC_CONFIGS
         for c in [OmegaConf.load(p)]
     }
     assert sizes.pop("lfr_example") == (2000, 0, 500)
-    lfr_checks = {name for name in sizes if name.startswith("lfr_")}  # issue 15's functions
+    lfr_checks = {name for name in sizes if name.startswith("lfr_")}  # the four LFR checks
     assert {sizes.pop(name) for name in lfr_checks} == {(1000, 0, 500)}
     assert set(sizes.values()) == {(200, 100, 100)}  # the NIMO paper's tasks
 
@@ -111,7 +111,7 @@ def test_synthetic_configs_load_a_fold_of_the_configured_sizes(path):
 
 @pytest.mark.parametrize("suite,n_tasks", [("cc18", 72), ("cc18_offline", 12)])
 def test_suite_sweeps_tasks_that_have_configs(suite, n_tasks):
-    cfg = OmegaConf.load(CONF / "experiment" / f"{suite}.yaml")
+    cfg = OmegaConf.load(CONF / "suite" / f"{suite}.yaml")
     assert cfg.suite_name == suite and cfg.folds == 10
     parsed = OverridesParser.create().parse_override(f"task={cfg.hydra.sweeper.params.task}")
     tasks = list(parsed.sweep_iterator())
@@ -121,7 +121,7 @@ def test_suite_sweeps_tasks_that_have_configs(suite, n_tasks):
 
 
 def test_offline_suite_is_the_cached_tasks():
-    cfg = OmegaConf.load(CONF / "experiment" / "cc18_offline.yaml")
+    cfg = OmegaConf.load(CONF / "suite" / "cc18_offline.yaml")
     assert set(cfg.hydra.sweeper.params.task.split(",")) == {
         "kr-vs-kp", "letter", "balance-scale", "breast-w",
         "optdigits", "credit-g", "diabetes", "spambase",

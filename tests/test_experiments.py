@@ -1,6 +1,6 @@
-"""Experiments as configs (issue 16): every experiment composes for the runner and the
-aggregator, the paper baselines and the oracle are ordinary models, grid searches are the
-generic HPO, and published figures and targets are data the report checks."""
+"""Experiments as configs: every experiment composes for the runner and the aggregator and takes
+its task list from a suite, the paper baselines and the oracle are ordinary models, grid searches
+are the generic HPO, and published figures and targets are data the report checks."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from mesobench.report import published
 
 register_resolvers()
 EXPERIMENT_DIR = conf_dir() / "experiment"
+SUITE_DIR = conf_dir() / "suite"
 EXPERIMENTS = sorted(
     p.relative_to(EXPERIMENT_DIR).with_suffix("").as_posix() for p in EXPERIMENT_DIR.rglob("*.yaml")
 )
@@ -51,6 +52,30 @@ def test_every_experiment_composes_for_the_runner_and_the_aggregator(name):
     assert agg_cfg.report == name and agg_cfg.filters.suite == name
     aggregate.settings_from(agg_cfg)  # its metric is known
     aggregate.published_from(agg_cfg)  # its published files and targets read
+
+
+def _suite_tasks() -> dict[str, str]:
+    return {
+        p.stem: str(OmegaConf.load(p).hydra.sweeper.params.task)
+        for p in sorted(SUITE_DIR.glob("*.yaml"))
+    }
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_an_experiment_of_several_tasks_includes_a_suite_instead_of_listing_them(name):
+    written = OmegaConf.select(
+        OmegaConf.load(EXPERIMENT_DIR / f"{name}.yaml"), "hydra.sweeper.params.task"
+    )
+    swept = _compose("config", f"+experiment={name}", hydra=True).hydra.sweeper.params.task
+    if written is None:
+        assert swept in _suite_tasks().values()
+    else:
+        assert "," not in str(written), f"{name} lists its tasks: write them in conf/suite/"
+
+
+def test_every_task_list_is_written_once():
+    lists = [frozenset(tasks.split(",")) for tasks in _suite_tasks().values()]
+    assert len(set(lists)) == len(lists)
 
 
 def test_the_command_line_wins_over_the_experiments_report_settings():

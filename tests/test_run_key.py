@@ -1,4 +1,4 @@
-"""The run key: the whole resolved config is a run's identity, bookkeeping excepted (issue 16).
+"""The run key: the whole resolved config is a run's identity, bookkeeping excepted.
 
 The completeness test walks every leaf of composed configs and changes it: a key outside
 ``identity.BOOKKEEPING_KEYS`` must change the run key, a bookkeeping key must not. A knob added to
