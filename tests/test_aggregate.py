@@ -11,11 +11,14 @@ from mlflow.tracking import MlflowClient
 
 from conftest import run_cli
 from mesobench import aggregate
-from mesobench.aggregate import RunFilter
 from mesobench.config.identity import RUN_KEY_VERSION
 from mesobench.config.paths import conf_dir, repo_root
 from mesobench.config.tags import GIT_COMMIT_TAG, GIT_DIRTY_TAG, RUN_KEY_TAG, RUN_KEY_VERSION_TAG
 from mesobench.errors import MesobenchError
+from mesobench.report import runs_table
+from mesobench.report.labels import label_models
+from mesobench.report.runs_table import RunFilter
+from mesobench.store import runs as stored
 from mesobench.store.tracking import Tracker
 
 FEATURES = ["f0", "f1", "f2"]
@@ -59,10 +62,10 @@ def _make_run(client, exp_id, model, task, fold, auroc, sweep, device="cpu", **e
         sample = pd.DataFrame(
             {"row": [0, 4], **{f: [0.1 * i, -0.2 * i] for i, f in enumerate(FEATURES)}}
         ).assign(intercept=0.0)
-        client.log_text(run_id, sample.to_csv(index=False), aggregate.WEIGHTS_ARTIFACT)
+        client.log_text(run_id, sample.to_csv(index=False), stored.WEIGHTS_ARTIFACT)
     if model == "nimo":
         description = {"coef": [0.5, -1.0, 0.2], "interaction_strength": [0.1, 0.9, 0.0]}
-        client.log_text(run_id, json.dumps(description), aggregate.DESCRIPTION_ARTIFACT)
+        client.log_text(run_id, json.dumps(description), stored.DESCRIPTION_ARTIFACT)
     for key, value in metrics.items():
         client.log_metric(run_id, key, value)
     client.set_terminated(run_id, "FINISHED")
@@ -125,7 +128,7 @@ def test_the_report_of_a_store_with_a_failed_run_and_a_summary_run(filled):
     logged = {a.path for a in client.list_artifacts(summary.info.run_id)}
     assert {"README.md", "average_rank.csv", "comparisons.csv", "explanation.png"} <= logged
     assert summary.data.metrics["rank/imn"] == pytest.approx(1.5)
-    runs = aggregate.load_runs(uri, "mesobench")
+    runs = stored.load_runs(uri, "mesobench")
     assert summary.info.run_id not in set(runs["run_id"])
     assert len(runs) == len(SCORES) * 2 + 4
 
@@ -166,9 +169,9 @@ COMPARE_A_WITH_B = (
 
 def test_tag_filters_and_compare_two_sweeps(filled):
     tmp_path, uri = filled
-    only_cuda = aggregate.load_runs(uri, "mesobench", RunFilter(tags={"device": "cuda"}))
+    only_cuda = stored.load_runs(uri, "mesobench", RunFilter(tags={"device": "cuda"}))
     assert set(only_cuda["sweep_id"]) == {"B"}
-    either = aggregate.load_runs(uri, "mesobench", RunFilter(tags={"device": ["cuda", "cpu"]}))
+    either = stored.load_runs(uri, "mesobench", RunFilter(tags={"device": ["cuda", "cpu"]}))
     assert len(either) == len(SCORES) * 2 + 4
 
     cfg = _cfg(tmp_path, uri, *COMPARE_A_WITH_B)
@@ -196,7 +199,7 @@ def test_the_compared_sweep_also_leaves_out_runs_of_an_older_key_rule(filled):
 def test_configurations_of_one_model_are_named_by_what_differs():
     import json
 
-    from mesobench.aggregate import CONFIG_COLUMN, label_models
+    from mesobench.report.runs_table import CONFIG_COLUMN
 
     def config(**params):
         base = {"model.params.lr": "0.01", "model.params.optimizer": "adam"}
@@ -273,10 +276,10 @@ def test_a_report_regenerates_from_its_runs_table_without_a_store(filled):
     for name in tables:
         assert (again / name).read_bytes() == (first / name).read_bytes(), name
     # filters work on the table's columns; the raw model name survives variant naming
-    only_imn = aggregate.read_runs_table(first / "runs.csv", RunFilter(models=["imn"]))
+    only_imn = runs_table.read_runs_table(first / "runs.csv", RunFilter(models=["imn"]))
     assert set(only_imn["model"]) == {"imn"}
     # Parquet as well as CSV
-    table = aggregate.read_runs_table(first / "runs.csv")
+    table = runs_table.read_runs_table(first / "runs.csv")
     table.to_parquet(tmp_path / "runs.parquet")
     parquet = tmp_path / "from_parquet"
     aggregate.aggregate(
@@ -336,9 +339,9 @@ def test_a_runs_table_that_is_not_one_is_refused(tmp_path):
     bad = tmp_path / "runs.csv"
     pd.DataFrame({"model": ["x"]}).to_csv(bad, index=False)
     with pytest.raises(MesobenchError, match="is not a runs table: it lacks the columns"):
-        aggregate.read_runs_table(bad)
+        runs_table.read_runs_table(bad)
     with pytest.raises(MesobenchError, match="does not exist"):
-        aggregate.read_runs_table(tmp_path / "missing.csv")
+        runs_table.read_runs_table(tmp_path / "missing.csv")
 
 
 def test_configurations_are_told_apart_within_one_run_key_rule():
@@ -353,7 +356,7 @@ def test_configurations_are_told_apart_within_one_run_key_rule():
             "configuration": [old, new, new.replace("0.1", "0.5")],
         }
     )
-    labels = aggregate.label_models(runs)["model"].tolist()
+    labels = label_models(runs)["model"].tolist()
     assert labels == ["imn", "imn[lr=0.1]", "imn[lr=0.5]"]
 
 
@@ -368,11 +371,11 @@ def test_the_settings_of_a_search_that_did_not_run_do_not_name_a_configuration()
             "configuration": [json.dumps(with_space), json.dumps({**base, "model.params.lr": "1"})],
         }
     )
-    assert aggregate.label_models(runs)["model"].tolist() == ["imn[lr=0.1]", "imn[lr=1]"]
+    assert label_models(runs)["model"].tolist() == ["imn[lr=0.1]", "imn[lr=1]"]
 
 
 def test_a_model_label_becomes_a_valid_metric_name():
-    assert aggregate._metric_name("catboost[sampler=tpe,x=None]") == "catboost_sampler_tpe_x_None_"
+    assert stored._metric_name("catboost[sampler=tpe,x=None]") == "catboost_sampler_tpe_x_None_"
 
 
 def test_what_the_fidelity_metrics_scored_does_not_name_a_configuration():
@@ -390,5 +393,5 @@ def test_what_the_fidelity_metrics_scored_does_not_name_a_configuration():
             ],
         }
     )
-    labels = aggregate.label_models(runs)["model"].tolist()
+    labels = label_models(runs)["model"].tolist()
     assert labels == ["lfr[lr=0.1]", "lfr[lr=1]", "lfr[lr=2]"]

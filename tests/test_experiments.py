@@ -15,7 +15,6 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from conftest import protocol
-from mesobench import aggregate
 from mesobench.config.paths import conf_dir, register_resolvers, repo_root
 from mesobench.data import Preprocessor, load_fold
 from mesobench.errors import ConfigError
@@ -24,6 +23,7 @@ from mesobench.protocol import hpo
 from mesobench.protocol.estimators import build_estimator, kind_params
 from mesobench.protocol.pipeline import evaluate_fold
 from mesobench.report import published
+from mesobench.report import settings as report_settings
 
 register_resolvers()
 EXPERIMENT_DIR = conf_dir() / "experiment"
@@ -48,10 +48,10 @@ def test_every_experiment_composes_for_the_runner_and_the_aggregator(name):
     run_cfg = _compose("config", f"+experiment={name}", hydra=True)
     assert run_cfg.suite_name == name
     assert run_cfg.hydra.sweeper.params.task  # it sweeps something
-    agg_cfg = aggregate.with_experiment(_compose("aggregate", f"+experiment={name}"), [])
+    agg_cfg = report_settings.with_experiment(_compose("aggregate", f"+experiment={name}"), [])
     assert agg_cfg.report == name and agg_cfg.filters.suite == name
-    aggregate.settings_from(agg_cfg)  # its metric is known
-    aggregate.published_from(agg_cfg)  # its published files and targets read
+    report_settings.settings_from(agg_cfg)  # its metric is known
+    report_settings.published_from(agg_cfg)  # its published files and targets read
 
 
 def _suite_tasks() -> dict[str, str]:
@@ -80,7 +80,7 @@ def test_every_task_list_is_written_once():
 
 def test_the_command_line_wins_over_the_experiments_report_settings():
     overrides = ["+experiment=nimo_synthetic", "metric=mse", "report=mine"]
-    cfg = aggregate.with_experiment(_compose("aggregate", *overrides), overrides)
+    cfg = report_settings.with_experiment(_compose("aggregate", *overrides), overrides)
     assert (cfg.metric, cfg.report, cfg.ceiling) == ("mse", "mine", "oracle")
     assert cfg.out_dir.endswith("results/mine")
 

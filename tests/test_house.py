@@ -62,18 +62,6 @@ def test_the_models_package_exports_the_benchmarks_models_only():
     )
 
 
-@pytest.mark.parametrize(
-    "name, parent", [("imn_fast", "imn"), ("lfr_imn", "imn"), ("lfr_imn_fast", "lfr_imn")]
-)
-def test_budget_and_family_configs_inherit_their_paper_config(name, parent):
-    config = OmegaConf.load(conf_dir() / "model" / f"{name}.yaml")
-    assert parent in list(config.defaults)
-    # only what differs is restated
-    parent_params = OmegaConf.load(conf_dir() / "model" / f"{parent}.yaml").params
-    restated = {k for k, v in config.params.items() if parent_params.get(k) == v}
-    assert restated == set()
-
-
 @pytest.mark.parametrize("name", ["cuda", "auto"])
 def test_device_configs_inherit_the_training_settings(name):
     config = OmegaConf.load(conf_dir() / "device" / f"{name}.yaml")

@@ -16,10 +16,10 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from conftest import runner
-from mesobench import aggregate
-from mesobench.aggregate import RunFilter
 from mesobench.config import identity, tags
 from mesobench.config.paths import conf_dir, register_resolvers
+from mesobench.report.runs_table import RunFilter
+from mesobench.store import runs as stored
 
 register_resolvers()
 
@@ -146,7 +146,7 @@ def test_a_changed_fidelity_setting_is_a_new_run_and_an_identical_rerun_is_skipp
     assert len({r.data.tags[tags.RUN_KEY_TAG] for r in runs}) == 2
     assert {r.data.tags[tags.RUN_KEY_VERSION_TAG] for r in runs} == {identity.RUN_KEY_VERSION}
     # the report tells the two configurations apart instead of counting fold 0 twice
-    labelled = aggregate.load_runs(store, "mesobench")
+    labelled = stored.load_runs(store, "mesobench")
     assert sorted(labelled["model"]) == ["logreg[sigma=0.1]", "logreg[sigma=0.5]"]
 
 
@@ -195,6 +195,6 @@ def test_a_run_reused_by_another_experiment_counts_in_both(tmp_path, store):
         assert proc.returncode == 0, proc.stderr[-3000:]
     assert "already FINISHED" in proc.stdout + proc.stderr
     for suite in ("first", "second"):
-        runs = aggregate.load_runs(store, "mesobench", RunFilter(suite=suite))
+        runs = stored.load_runs(store, "mesobench", RunFilter(suite=suite))
         assert len(runs) == 1 and runs["suites"].tolist() == [",first,second,"]
-    assert aggregate.load_runs(store, "mesobench", RunFilter(suite="third")).empty
+    assert stored.load_runs(store, "mesobench", RunFilter(suite="third")).empty
