@@ -249,7 +249,8 @@ def test_precision_and_compile_are_documented_stored_and_checked_at_fit(cls):
 def test_the_trainer_checks_the_settings_too():
     X, y = torch.randn(8, 2), torch.randn(8)
     with pytest.raises(ValueError, match="precision"):
-        training.train(nn.Linear(2, 1), _mse, X, y, epochs=1, batch_size=4, lr=0.1, precision="x")
+        settings = training.TrainingSettings(epochs=1, batch_size=4, lr=0.1, precision="x")
+        training.train(nn.Linear(2, 1), _mse, X, y, settings)
 
 
 # ---- bf16 autocast -----------------------------------------------------------------------------
@@ -277,11 +278,9 @@ def test_bf16_autocasts_the_forward_pass_and_keeps_fp32_master_weights(precision
         loss_fn,
         X,
         y,
-        epochs=3,
-        batch_size=16,
-        lr=0.01,
-        warmup_epochs=0,
-        precision=precision,
+        training.TrainingSettings(
+            epochs=3, batch_size=16, lr=0.01, warmup_epochs=0, precision=precision
+        ),
     )
     expected = (True, torch.bfloat16) if precision == "bf16" else (False, torch.float32)
     assert set(seen) == {expected}
@@ -393,7 +392,8 @@ def test_a_failing_compilation_raises_a_clear_error(monkeypatch):
     monkeypatch.setattr(torch, "compile", broken_compile)
     X, y = torch.randn(16, 2), torch.randn(16)
     with pytest.raises(ConfigError, match="torch.compile failed on the first training step") as e:
-        training.train(nn.Linear(2, 1), _mse, X, y, epochs=1, batch_size=8, lr=0.1, compile=True)
+        settings = training.TrainingSettings(epochs=1, batch_size=8, lr=0.1, compile=True)
+        training.train(nn.Linear(2, 1), _mse, X, y, settings)
     assert "backend exploded" in str(e.value) and "compile=False" in str(e.value)
 
 
@@ -418,11 +418,9 @@ def test_compile_on_cpu_matches_eager_training():
             _mse,
             X,
             y,
-            epochs=3,
-            batch_size=32,
-            lr=0.01,
-            warmup_epochs=0,
-            compile=compile_,
+            training.TrainingSettings(
+                epochs=3, batch_size=32, lr=0.01, warmup_epochs=0, compile=compile_
+            ),
         )
         losses.append(result.losses)
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)

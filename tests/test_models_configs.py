@@ -11,6 +11,7 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from mesobench.config.paths import conf_dir, register_resolvers
+from mesobench.models.torch_estimator import TorchEstimator
 
 register_resolvers()
 
@@ -86,6 +87,8 @@ def test_params_are_constructor_arguments_and_leave_the_runner_knobs_alone(name)
         # the config repeats the class defaults, so code and config cannot drift apart silently;
         # named variants (imn_fast) deliberately differ from them
         assert estimator.get_params()["random_state"] == 1
+        if isinstance(estimator, TorchEstimator):  # what fit checks first: the config passes
+            estimator._checked_settings()
         if name not in VARIANTS:
             assert {k: _plain(defaults[k]) for k in params} == {
                 k: _plain(v) for k, v in params.items()

@@ -18,6 +18,7 @@ from mesobench.models import (
     XGBoostClassifier,
 )
 from mesobench.models.training import train
+from mesobench.models.training_settings import TrainingSettings
 
 pytestmark = [
     pytest.mark.gpu,
@@ -94,7 +95,8 @@ def test_bf16_autocast_is_active_on_cuda():
 
     module = torch.nn.Linear(4, 1).cuda()
     X = torch.randn(64, 4, device="cuda")
-    train(module, loss_fn, X, X.sum(1), epochs=2, batch_size=16, lr=0.01, precision="bf16")
+    settings = TrainingSettings(epochs=2, batch_size=16, lr=0.01, precision="bf16")
+    train(module, loss_fn, X, X.sum(1), settings)
     assert set(seen) == {(True, torch.bfloat16)}
     assert module.weight.dtype == torch.float32
 

@@ -104,7 +104,7 @@ def test_regressor_predicts_on_the_original_scale():
 def test_n_jobs_sets_torch_threads_only_while_fitting(monkeypatch):
     import torch
 
-    import mesobench.models.tabresnet as tabresnet
+    from mesobench.models import torch_estimator
 
     threads_during_training = []
 
@@ -112,8 +112,8 @@ def test_n_jobs_sets_torch_threads_only_while_fitting(monkeypatch):
         threads_during_training.append(torch.get_num_threads())
         return real_train(*args, **kwargs)
 
-    real_train = tabresnet.train
-    monkeypatch.setattr(tabresnet, "train", recording_train)
+    real_train = torch_estimator.train
+    monkeypatch.setattr(torch_estimator, "train", recording_train)
     before = torch.get_num_threads()
     X, y = _classification(2, n=60)
     TabResNetClassifier(random_state=0, n_jobs=1, **{**SMALL, "epochs": 1}).fit(X, y)

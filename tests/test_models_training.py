@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from sklearn.utils._param_validation import InvalidParameterError
 from torch import nn
 from torch.nn import functional as F
 
@@ -23,6 +24,7 @@ from mesobench.models.training import (
     to_tensor,
     train,
 )
+from mesobench.models.training_settings import TrainingSettings
 from mesobench.models.trunk import TabResNetTrunk
 
 
@@ -42,6 +44,11 @@ def _mlp(f=5):
 
 
 FAST = {"batch_size": 32, "lr": 1e-2, "log_every_s": 1e9}
+
+
+def _fast(**settings) -> TrainingSettings:
+    """Settings for the small tests: ``FAST`` unless overridden."""
+    return TrainingSettings(**{**FAST, **settings})
 
 
 # ---- learning-rate schedule ---------------------------------------------------------------
@@ -114,7 +121,7 @@ def _cycle_ends(**schedule):
     """Train the small MLP on 64 rows; the cycle indices ``on_cycle_end`` saw, and the result."""
     X, y = _data(n=64)
     seen = []
-    result = train(_mlp(), _bce, X, y, on_cycle_end=lambda k, m: seen.append(k), **schedule, **FAST)
+    result = train(_mlp(), _bce, X, y, _fast(**schedule), on_cycle_end=lambda k, m: seen.append(k))
     return seen, result
 
 
@@ -166,7 +173,7 @@ def test_flush_denormals_flushes_subnormals_inside_and_restores_ieee_after():
 def test_training_lowers_the_loss():
     X, y = _data()
     torch.manual_seed(0)
-    result = train(_mlp(), _bce, X, y, epochs=15, warmup_epochs=2, **FAST)
+    result = train(_mlp(), _bce, X, y, _fast(epochs=15, warmup_epochs=2))
     assert result.epochs_run == 15 and len(result.losses) == 15
     assert result.losses[-1] < 0.5 * result.losses[0]
     # one wall time per epoch, each a part of the whole
@@ -185,10 +192,7 @@ def test_same_seed_gives_bitwise_identical_weights():
             lambda m, xb, yb: m(xb).sum(1).sub(yb).pow(2).mean(),
             X,
             y,
-            epochs=3,
-            seed=seed,
-            warmup_epochs=1,
-            **FAST,
+            _fast(epochs=3, seed=seed, warmup_epochs=1),
         )
         return module.state_dict()
 
@@ -206,7 +210,8 @@ def _batch_sizes(n: int, batch_size: int, epochs: int = 1) -> list[int]:
         return _bce(module, xb, yb)
 
     X, y = _data(n=n)
-    train(_mlp(), loss_fn, X, y, epochs=epochs, warmup_epochs=0, batch_size=batch_size, lr=1e-3)
+    settings = TrainingSettings(epochs=epochs, warmup_epochs=0, batch_size=batch_size, lr=1e-3)
+    train(_mlp(), loss_fn, X, y, settings)
     return sizes
 
 
@@ -229,7 +234,7 @@ def test_epoch_end_callback_gets_loss_lr_and_the_module():
     X, y = _data(n=64)
     seen = []
     module = _mlp()
-    train(module, _bce, X, y, epochs=3, warmup_epochs=0, on_epoch_end=seen.append, **FAST)
+    train(module, _bce, X, y, _fast(epochs=3, warmup_epochs=0), on_epoch_end=seen.append)
     assert [e.epoch for e in seen] == [1, 2, 3]
     assert all(e.module is module and math.isfinite(e.loss) and e.val_score is None for e in seen)
 
@@ -254,12 +259,9 @@ def test_early_stopping_restores_the_weights_of_the_best_epoch():
         _bce,
         X,
         y,
-        epochs=50,
-        warmup_epochs=0,
+        _fast(epochs=50, warmup_epochs=0, early_stopping_patience=3),
         val_score=val_score,
-        patience=3,
         on_epoch_end=remember,
-        **FAST,
     )
     assert result.best_epoch == 4 and result.best_score == 0
     assert result.epochs_run == 7 and result.stopped_early
@@ -272,7 +274,7 @@ def test_without_patience_all_epochs_run_and_the_best_is_still_restored():
     X, y = _data()
     scores = iter([0.1, 0.9, 0.2, 0.3, 0.4])
     result = train(
-        _mlp(), _bce, X, y, epochs=5, warmup_epochs=0, val_score=lambda m: next(scores), **FAST
+        _mlp(), _bce, X, y, _fast(epochs=5, warmup_epochs=0), val_score=lambda m: next(scores)
     )
     assert result.epochs_run == 5 and not result.stopped_early
     assert result.best_epoch == 2 and result.val_scores == [0.1, 0.9, 0.2, 0.3, 0.4]
@@ -282,7 +284,7 @@ def test_a_nan_validation_score_never_counts_as_the_best():
     X, y = _data()
     scores = iter([float("nan"), 0.5, float("nan"), 0.4])
     result = train(
-        _mlp(), _bce, X, y, epochs=4, warmup_epochs=0, val_score=lambda m: next(scores), **FAST
+        _mlp(), _bce, X, y, _fast(epochs=4, warmup_epochs=0), val_score=lambda m: next(scores)
     )
     assert result.best_epoch == 2 and result.best_score == 0.5
 
@@ -290,7 +292,7 @@ def test_a_nan_validation_score_never_counts_as_the_best():
 def test_patience_without_a_validation_score_is_a_config_error():
     X, y = _data()
     with pytest.raises(ConfigError, match="val_score"):
-        train(_mlp(), _bce, X, y, epochs=2, patience=3, **FAST)
+        train(_mlp(), _bce, X, y, _fast(epochs=2, early_stopping_patience=3))
 
 
 # ---- failures -----------------------------------------------------------------------------
@@ -300,7 +302,7 @@ def test_a_nan_loss_raises_divergence_error_naming_epoch_and_lr():
     X, y = _data()
     X[5, 2] = float("nan")
     with pytest.raises(DivergenceError, match=r"epoch 1/4.*lr.*lower learning rate"):
-        train(_mlp(), _bce, X, y, epochs=4, warmup_epochs=0, **FAST)
+        train(_mlp(), _bce, X, y, _fast(epochs=4, warmup_epochs=0))
 
 
 def test_an_exploding_learning_rate_raises_divergence_error():
@@ -311,31 +313,56 @@ def test_an_exploding_learning_rate_raises_divergence_error():
             _bce,
             X,
             y,
-            epochs=3,
-            warmup_epochs=0,
-            batch_size=32,
-            lr=1e30,
-            weight_decay=1e-2,
-            log_every_s=1e9,
+            _fast(epochs=3, warmup_epochs=0, lr=1e30, weight_decay=1e-2),
         )
 
 
 @pytest.mark.parametrize(
-    "bad",
+    ("bad", "expected"),
     [
-        {"epochs": 0},
-        {"lr": 0.0},
-        {"batch_size": 0},
-        {"scheduler": "step"},
-        {"optimizer": "sgd"},
-        {"cycle_timing": "cycles"},
+        ({"epochs": 0}, "an integer >= 1"),
+        ({"epochs": -3}, "an integer >= 1"),
+        ({"epochs": 2.5}, "an integer >= 1"),
+        ({"epochs": True}, "an integer >= 1"),
+        ({"lr": 0.0}, "a finite number > 0"),
+        ({"lr": float("nan")}, "a finite number > 0"),
+        ({"lr": "0.01"}, "a finite number > 0"),
+        ({"batch_size": 0}, "an integer >= 1"),
+        ({"weight_decay": -1e-3}, "a finite number >= 0"),
+        ({"warmup_epochs": -1}, "a finite number >= 0"),
+        ({"scheduler": "step"}, "one of ('cosine_restarts', 'constant')"),
+        ({"optimizer": "sgd"}, "one of ('adam', 'adamw')"),
+        ({"cycle_timing": "cycles"}, "one of ('after_warmup', 'reference')"),
+        ({"t0_epochs": 0}, "a finite number > 0 or None"),
+        ({"n_cycles": 0}, "an integer >= 1"),
+        ({"early_stopping_patience": 0}, "an integer >= 1 or None"),
+        ({"early_stopping_patience": -2}, "an integer >= 1 or None"),
+        ({"seed": 1.5}, "an integer"),
+        ({"log_every_s": -1}, "a finite number >= 0"),
+        ({"precision": "fp16"}, "one of ('fp32', 'bf16')"),
+        ({"compile": "yes"}, "True or False"),
     ],
 )
-def test_invalid_settings_are_config_errors(bad):
-    X, y = _data()
-    settings = {"epochs": 1, **FAST, **bad}
-    with pytest.raises(ConfigError, match=next(iter(bad))):
-        train(_mlp(), _bce, X, y, **settings)
+def test_invalid_settings_are_refused_when_created_naming_value_and_expectation(bad, expected):
+    """scikit-learn's InvalidParameterError, also a ConfigError (the runner records it)."""
+    ((name, value),) = bad.items()
+    with pytest.raises(InvalidParameterError) as info:
+        _fast(**{"epochs": 1, **bad})
+    assert str(info.value) == f"{name}={value!r} is invalid: expected {expected}" + (
+        " (fp32: full precision; bf16: bfloat16 autocast of the training forward pass)."
+        if name == "precision"
+        else "."
+    )
+    assert isinstance(info.value, ConfigError) and isinstance(info.value, ValueError)
+
+
+def test_settings_are_frozen_and_read_from_estimator_parameters_by_name():
+    params = {"epochs": 3, "batch_size": 8, "lr": 0.1, "hidden_size": 16, "compile": False}
+    settings = TrainingSettings.from_params(params, log_every_s=0.0)
+    assert (settings.epochs, settings.batch_size, settings.lr) == (3, 8, 0.1)
+    assert settings.log_every_s == 0.0 and settings.optimizer == "adam"
+    with pytest.raises(AttributeError):
+        settings.epochs = 4
 
 
 # ---- logging ------------------------------------------------------------------------------
@@ -344,7 +371,7 @@ def test_invalid_settings_are_config_errors(bad):
 def test_progress_lines_are_throttled(caplog):
     X, y = _data()
     with caplog.at_level(logging.INFO, logger="mesobench.models.training"):
-        train(_mlp(), _bce, X, y, epochs=5, batch_size=32, lr=1e-2, log_every_s=1e9)
+        train(_mlp(), _bce, X, y, _fast(epochs=5))
     assert len(caplog.records) == 1  # only the summary
     assert "trained 5/5 epochs" in caplog.records[0].getMessage()
 
@@ -352,7 +379,7 @@ def test_progress_lines_are_throttled(caplog):
 def test_log_every_zero_gives_one_line_per_epoch_and_none_per_batch(caplog):
     X, y = _data()
     with caplog.at_level(logging.INFO, logger="mesobench.models.training"):
-        train(_mlp(), _bce, X, y, epochs=3, batch_size=16, lr=1e-2, log_every_s=0)
+        train(_mlp(), _bce, X, y, _fast(epochs=3, batch_size=16, log_every_s=0))
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 3 + 1
     assert messages[0].startswith("epoch 1/3")
@@ -383,7 +410,7 @@ def test_a_hypernetwork_with_a_custom_loss_trains_unchanged():
 
     torch.manual_seed(0)
     module = HyperNet()
-    result = train(module, imn_loss, X, y, epochs=20, warmup_epochs=2, **FAST)
+    result = train(module, imn_loss, X, y, _fast(epochs=20, warmup_epochs=2))
     assert result.losses[-1] < 0.6 * result.losses[0]
     logits, weights = predict_in_batches(module, X, batch_size=100)
     assert logits.shape == (256, 1) and weights.shape == (256, F_ + 1, 1)

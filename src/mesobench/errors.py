@@ -7,6 +7,8 @@ Messages say what was wrong *and* what to do about it.
 
 from __future__ import annotations
 
+from sklearn.utils._param_validation import InvalidParameterError as SklearnInvalidParameterError
+
 
 class MesobenchError(Exception):
     """Base class for errors caused by input, configuration or data rather than by a bug."""
@@ -31,11 +33,13 @@ class DivergenceError(MesobenchError):
     """Training produced a non-finite loss; the run is recorded as FAILED with this reason."""
 
 
-class InvalidParameterError(ConfigError, ValueError):
-    """An estimator's constructor parameter has an invalid value (checked at ``fit``).
+class InvalidParameterError(ConfigError, SklearnInvalidParameterError):
+    """An estimator's constructor parameter has an invalid value (checked at ``fit``, before any
+    training step).
 
-    Also a ``ValueError``, as scikit-learn's own parameter errors are, so both ``except
-    ValueError`` and the runner's handling of :class:`MesobenchError` catch it.
+    scikit-learn's own ``InvalidParameterError`` (a ``ValueError``), so code written for
+    scikit-learn estimators catches it, and a :class:`ConfigError`, so the runner records the
+    run as FAILED with the message.
     """
 
 

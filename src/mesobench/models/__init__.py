@@ -1,4 +1,5 @@
-"""Estimators of the benchmark, all with the scikit-learn API (SPEC §5).
+"""Estimators of the benchmark, all with the scikit-learn API (the runner builds and fits them:
+docs/running.md).
 
 Baselines (:mod:`.baselines`), the TabResNet network (:mod:`.tabresnet`), IMN (:mod:`.imn`),
 LFR-IMN (:mod:`.lfr_imn`), NIMO (:mod:`.nimo`), the NIMO paper's Lasso and MLP

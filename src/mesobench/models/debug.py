@@ -27,6 +27,7 @@ from mesobench.models.training import (
     to_tensor,
     train,
 )
+from mesobench.models.training_settings import TrainingSettings
 
 
 class AlwaysFailsClassifier(ClassifierMixin, BaseEstimator):
@@ -97,11 +98,7 @@ class DivergingClassifier(ClassifierMixin, BaseEstimator):
         def loss_fn(module, xb, yb):
             return F.cross_entropy(module(xb), yb)
 
-        train(
-            self.module_,
-            loss_fn,
-            to_tensor(X, self.device_),
-            to_tensor(y_codes, self.device_, dtype=torch.long),
+        settings = TrainingSettings(
             epochs=self.epochs,
             batch_size=self.batch_size,
             lr=self.lr,
@@ -111,6 +108,8 @@ class DivergingClassifier(ClassifierMixin, BaseEstimator):
             scheduler="constant",
             seed=seed,
         )
+        X_t, y_t = to_tensor(X, self.device_), to_tensor(y_codes, self.device_, dtype=torch.long)
+        train(self.module_, loss_fn, X_t, y_t, settings)
         return self
 
     def predict_proba(self, X):

@@ -1,4 +1,4 @@
-r"""IMN — Interpretable Mesomorphic Network (Kadra, Arango & Grabocka, NeurIPS 2024; SPEC §1).
+r"""IMN — Interpretable Mesomorphic Network (Kadra, Arango & Grabocka, NeurIPS 2024).
 
 A hypernetwork reads an instance and writes the weights of a linear model for that instance:
 
@@ -19,7 +19,8 @@ Training objective (one batch B):
 with ℓ = BCE-with-logits (binary), cross-entropy (multiclass) or MSE on the standardised target
 (regression), and the L1 mean over all generated weights, the intercept row included or not
 (``l1_intercept``). The loss is the estimator method :meth:`_IMNBase._loss`, so variants such as
-LFR-IMN add their terms by overriding it.
+LFR-IMN add their terms by overriding it. Parameter checks, the ``fit`` preamble and the training
+call are the torch estimators' shared base (:mod:`mesobench.models.torch_estimator`).
 """
 
 from __future__ import annotations
@@ -29,34 +30,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from mesobench.errors import ConfigError
-from mesobench.metrics.prediction import ovr_macro_auroc
-from mesobench.models.device import resolve_device
 from mesobench.models.explanation import Explanation
 from mesobench.models.params import store_init_params
-from mesobench.models.persistence import TorchPersistable
-from mesobench.models.training import (
-    TrainingCurves,
-    check_precision_compile,
-    encode_class_labels,
-    predict_in_batches,
-    seed_everything,
-    seed_from,
-    to_tensor,
-    torch_threads,
-    train,
-    validation_for_auroc,
-)
-from mesobench.models.trunk import MLPTrunk, TabResNetTrunk
+from mesobench.models.torch_estimator import TorchClassifier, TorchEstimator, TorchRegressor
+from mesobench.models.training import predict_in_batches, to_tensor, torch_threads
+from mesobench.models.training_settings import BOOLEAN, check_parameters, number, one_of
+from mesobench.models.trunk import TRUNK_PARAMETERS, MLPTrunk, TabResNetTrunk
 
 BACKBONES = ("tabresnet", "mlp")
 SNAPSHOT_AVERAGES = ("weights", "predictions")
 """How the snapshot ensemble combines its members, see the ``snapshot_average`` parameter."""
+WEIGHT_L1_UNITS = ("standardised", "raw")
+"""The units λ is stated in, see the ``weight_l1_units`` parameter."""
 
 
 def local_linear_output(x: Tensor, weights: Tensor) -> Tensor:
@@ -106,8 +94,7 @@ class HyperNetwork(nn.Module):
         backbone: str = "tabresnet",
     ) -> None:
         super().__init__()
-        if backbone not in BACKBONES:
-            raise ConfigError(f"backbone={backbone!r} is invalid: expected one of {BACKBONES}.")
+        check_parameters({"backbone": backbone}, {"backbone": one_of(BACKBONES)})
         self.in_features = in_features
         self.n_outputs = n_outputs
         if backbone == "tabresnet":
@@ -229,7 +216,8 @@ _COMMON_DOC = """
         pays off on GPUs with bf16 tensor cores; results differ from fp32 by rounding (a
         checked tolerance, not bitwise). ``predict*``, ``explain`` and the early-stopping
         score always run in float32, uncompiled, so reported metrics are full precision.
-        Invalid values raise ``ValueError`` at ``fit``.
+        Every invalid parameter raises scikit-learn's ``InvalidParameterError`` (a
+        ``ValueError``) at ``fit``, before any training.
     compile : bool, default False
         Compile the per-step loss (forward and backward) with ``torch.compile``, see
         :func:`mesobench.models.training.train`. The first steps pay the compilation, so it
@@ -255,13 +243,25 @@ _COMMON_DOC = """
 """
 
 
-class _IMNBase(TrainingCurves, TorchPersistable, BaseEstimator):
-    """Parameters, training, the loss and the snapshot ensemble shared by classifier and regressor.
+class _IMNBase(TorchEstimator):
+    """Parameters, the loss and the snapshot ensemble shared by classifier and regressor.
 
-    Subclasses set ``n_outputs_`` before :meth:`_fit_module` and implement :meth:`_task_loss`.
-    Saved by :mod:`mesobench.models.persistence`: one ``state_dict`` per snapshot in
-    ``weights.pt``, the plain fitted attributes in the manifest.
+    The task loss comes from :class:`~mesobench.models.torch_estimator.TorchClassifier` or
+    :class:`~mesobench.models.torch_estimator.TorchRegressor`. Saved by
+    :mod:`mesobench.models.persistence`: one ``state_dict`` per snapshot in ``weights.pt``, the
+    plain fitted attributes in the manifest.
     """
+
+    _parameter_expectations = {
+        **TorchEstimator._parameter_expectations,
+        **TRUNK_PARAMETERS,
+        "backbone": one_of(BACKBONES),
+        "weight_l1": number(0),
+        "l1_intercept": BOOLEAN,
+        "weight_l1_units": one_of(WEIGHT_L1_UNITS),
+        "snapshot_ensemble": BOOLEAN,
+        "snapshot_average": one_of(SNAPSHOT_AVERAGES),
+    }
 
     def __init__(
         self,
@@ -310,9 +310,6 @@ class _IMNBase(TrainingCurves, TorchPersistable, BaseEstimator):
         logits, weights = module(xb)  # bfloat16 under precision="bf16": reduce in float32
         return self._task_loss(logits.float(), yb) + self._weight_penalty(weights.float())
 
-    def _task_loss(self, logits: Tensor, yb: Tensor) -> Tensor:
-        raise NotImplementedError
-
     def _weight_penalty(self, weights: Tensor) -> Tensor:
         """``λ · mean |w|`` over the generated weights (n, F+1, C), intercept row per flag."""
         penalised = weights if self.l1_intercept else weights[:, :-1, :]
@@ -320,51 +317,20 @@ class _IMNBase(TrainingCurves, TorchPersistable, BaseEstimator):
 
     def _l1_divisor(self) -> float:
         """s for a regressor with ``weight_l1_units="raw"`` (see the parameter), else 1."""
-        if self.weight_l1_units not in ("standardised", "raw"):
-            raise ValueError(
-                f"weight_l1_units must be 'standardised' or 'raw', got {self.weight_l1_units!r}"
-            )
         if self.weight_l1_units == "raw" and hasattr(self, "y_scale_"):
             return float(self.y_scale_)
         return 1.0
 
     # ---- training -----------------------------------------------------------------------------
 
-    def _fit_module(self, X: np.ndarray, target: Tensor, val_score) -> None:
-        """Build the hypernetwork on ``device_`` and train it; ``val_score(module)`` or None."""
-        check_precision_compile(self.precision, self.compile)
-        if self.snapshot_average not in SNAPSHOT_AVERAGES:
-            raise ConfigError(
-                f"snapshot_average={self.snapshot_average!r} is invalid: expected one of "
-                f"{SNAPSHOT_AVERAGES}."
-            )
-        seed = seed_from(self.random_state)
-        seed_everything(seed)
-        self.module_ = self._build_module(X.shape[1])
-        early_stopping = val_score is not None and self.early_stopping_patience is not None
+    def _fit_network(self, X, target, val_score, settings, on_cycle_end=None):
+        """Train; then the snapshot ensemble: the cycle-end snapshots, unless early stopping
+        (its restored best epoch is the model) or ``snapshot_ensemble=False``."""
         snapshots = _SnapshotEnsemble()
-        with torch_threads(self.n_jobs):
-            self.train_result_ = train(
-                self.module_,
-                self._loss,
-                self._training_inputs(to_tensor(X, self.device_)),
-                target.to(self.device_),
-                epochs=self.epochs,
-                batch_size=self.batch_size,
-                lr=self.lr,
-                weight_decay=self.weight_decay,
-                optimizer=self.optimizer,
-                warmup_epochs=self.warmup_epochs,
-                scheduler=self.scheduler,
-                cycle_timing=self.cycle_timing,
-                val_score=val_score if early_stopping else None,
-                patience=self.early_stopping_patience if early_stopping else None,
-                seed=seed,
-                log_every_s=0.0 if self.verbose else 10.0,
-                on_cycle_end=snapshots if self.snapshot_ensemble and not early_stopping else None,
-                precision=self.precision,
-                compile=self.compile,
-            )
+        keep_snapshots = self.snapshot_ensemble and val_score is None
+        fitted = super()._fit_network(
+            X, target, val_score, settings, snapshots if keep_snapshots else None
+        )
         self.snapshots_ = [self.module_]
         if snapshots.states:
             self.snapshots_ = []
@@ -373,6 +339,7 @@ class _IMNBase(TrainingCurves, TorchPersistable, BaseEstimator):
                 member.load_state_dict(state)
                 self.snapshots_.append(member.eval())
         self.module_.eval()
+        return fitted
 
     def _build_module(self, n_features: int) -> HyperNetwork:
         """The (untrained) hypernetwork of these settings on ``device_``; fit and load build it here."""
@@ -385,17 +352,9 @@ class _IMNBase(TrainingCurves, TorchPersistable, BaseEstimator):
             self.backbone,
         ).to(self.device_)
 
-    def _training_inputs(self, X: Tensor) -> Tensor:
-        """The per-row tensor the trainer slices into batches for :meth:`_loss` (here X itself).
-
-        A variant that needs more per-row data in its loss appends it as extra columns (LFR-IMN
-        with SMOTE neighbourhoods: each row's nearest training neighbour), so the trainer stays
-        generic. Called once per fit, on the device, under the fit's thread setting.
-        """
-        return X
-
-    def _early_stopping_requested(self, eval_set) -> bool:
-        return eval_set is not None and self.early_stopping_patience is not None
+    def _module_outputs(self, module: nn.Module, X: Tensor) -> Tensor:
+        """One network's logits (n, C) on ``X`` (the validation score; no ensemble)."""
+        return predict_in_batches(module, X)[0]
 
     # ---- persistence (mesobench.models.persistence) ---------------------------------------------
 
@@ -468,19 +427,10 @@ def _linear(X: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.einsum("nf,nfc->nc", X.astype(np.float64), w[:, :-1, :]) + w[:, -1, :]
 
 
-def _ensemble_validation_fn(X_val: np.ndarray, device: str):
-    """``fn(module) -> logits`` on fixed validation rows (tensor built once)."""
-    X_val_t = to_tensor(X_val, device)
-
-    def logits(module: nn.Module) -> Tensor:
-        return predict_in_batches(module, X_val_t)[0]
-
-    return logits
-
-
-class IMNClassifier(ClassifierMixin, _IMNBase):
+class IMNClassifier(TorchClassifier, _IMNBase):
     __doc__ = (
-        """IMN classifier: a hypernetwork emits a per-instance logistic regression (SPEC §1).
+        """IMN classifier: a hypernetwork emits a per-instance logistic regression (Kadra et al.,
+    NeurIPS 2024).
 
     Binary problems have one logit (C = 1, BCE-with-logits), multiclass ones one per class
     (C = #classes, cross-entropy). Inputs are float features (standardised / one-hot, no NaN);
@@ -495,37 +445,6 @@ class IMNClassifier(ClassifierMixin, _IMNBase):
         + _COMMON_DOC
     )
 
-    def fit(self, X, y, eval_set=None):
-        """Fit on ``(X, y)``; ``eval_set=(X_val, y_val)`` is used only for early stopping."""
-        X, y = validate_data(self, X, y, dtype=np.float32, ensure_min_samples=2)
-        self.device_ = resolve_device(self.device)
-        self.classes_, y_idx = encode_class_labels(y)
-        binary = len(self.classes_) == 2
-        self.n_outputs_ = 1 if binary else len(self.classes_)
-        target = torch.as_tensor(y_idx, dtype=torch.float32 if binary else torch.long)
-
-        val_score = None
-        validation = (
-            validation_for_auroc(self, eval_set, np.float32)
-            if self._early_stopping_requested(eval_set)
-            else None
-        )
-        if validation is not None:
-            X_val, y_val_idx = validation
-            logits = _ensemble_validation_fn(X_val, self.device_)
-
-            def val_score(module):
-                scores = _class_scores(logits(module))
-                return ovr_macro_auroc(y_val_idx, scores.cpu().numpy())
-
-        self._fit_module(X, target, val_score)
-        return self
-
-    def _task_loss(self, logits: Tensor, yb: Tensor) -> Tensor:
-        if self.n_outputs_ == 1:
-            return F.binary_cross_entropy_with_logits(logits.squeeze(1), yb)
-        return F.cross_entropy(logits, yb)
-
     def _combine_outputs(self, outputs: np.ndarray) -> np.ndarray:
         """Mean of the snapshots' probabilities, returned on the logit scale.
 
@@ -539,26 +458,9 @@ class IMNClassifier(ClassifierMixin, _IMNBase):
             return torch.logit(p.clamp(1e-300, 1.0 - 1e-16)).numpy()
         return torch.log(torch.softmax(z, dim=2).mean(dim=0).clamp_min(1e-300)).numpy()
 
-    def decision_function(self, X) -> np.ndarray:
-        """Ensemble logits: shape (n,) for binary (positive class), (n, C) for multiclass."""
-        z, _ = self._local_models(self._validated(X))
-        return z[:, 0] if self.n_outputs_ == 1 else z
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, shape (n, n_classes), columns in ``classes_`` order."""
-        z, _ = self._local_models(self._validated(X))
-        z = torch.from_numpy(z)
-        if self.n_outputs_ == 1:
-            p = torch.sigmoid(z[:, 0])
-            proba = torch.stack([1.0 - p, p], dim=1)
-        else:
-            proba = torch.softmax(z, dim=1)
-        return proba.cpu().numpy()
-
-    def predict(self, X) -> np.ndarray:
-        """Most probable class label for each row."""
-        check_is_fitted(self)
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+    def _logits(self, X) -> np.ndarray:
+        """The ensemble's logits (n, C) in float64, from its local linear models."""
+        return self._local_models(self._validated(X))[0]
 
     def explain(self, X) -> Explanation:
         """Per-instance weights and intercept of the logit(s), in the units of ``X``."""
@@ -568,9 +470,10 @@ class IMNClassifier(ClassifierMixin, _IMNBase):
         return Explanation(weights=w[:, :-1, :], intercept=w[:, -1, :])
 
 
-class IMNRegressor(RegressorMixin, _IMNBase):
+class IMNRegressor(TorchRegressor, _IMNBase):
     __doc__ = (
-        """IMN regressor: a hypernetwork emits a per-instance linear regression (SPEC §1).
+        """IMN regressor: a hypernetwork emits a per-instance linear regression (Kadra et al.,
+    NeurIPS 2024).
 
     Trained with MSE on the standardised target ``(y − m) / s``; the generated model
     ``[x, 1] · w(x)`` predicts that standardised target, so the prediction in y's units is
@@ -582,33 +485,6 @@ class IMNRegressor(RegressorMixin, _IMNBase):
         + _COMMON_DOC
     )
 
-    def fit(self, X, y, eval_set=None):
-        """Fit on ``(X, y)``; ``eval_set=(X_val, y_val)`` is used only for early stopping."""
-        X, y = validate_data(self, X, y, dtype=np.float32, y_numeric=True, ensure_min_samples=2)
-        self.device_ = resolve_device(self.device)
-        y = np.asarray(y, dtype=np.float64)
-        self.y_mean_ = float(y.mean())
-        self.y_scale_ = float(y.std()) or 1.0
-        self.n_outputs_ = 1
-        target = torch.as_tensor((y - self.y_mean_) / self.y_scale_, dtype=torch.float32)
-
-        val_score = None
-        if self._early_stopping_requested(eval_set):
-            X_val, y_val = eval_set
-            X_val = validate_data(self, X_val, reset=False, dtype=np.float32)
-            outputs = _ensemble_validation_fn(X_val, self.device_)
-            y_val_std = (np.asarray(y_val, dtype=np.float64) - self.y_mean_) / self.y_scale_
-            y_val_t = to_tensor(y_val_std, self.device_)
-
-            def val_score(module):
-                return -float(F.mse_loss(outputs(module)[:, 0], y_val_t))
-
-        self._fit_module(X, target, val_score)
-        return self
-
-    def _task_loss(self, logits: Tensor, yb: Tensor) -> Tensor:
-        return F.mse_loss(logits.squeeze(1), yb)
-
     def predict(self, X) -> np.ndarray:
         """Predictions in the units of y."""
         z, _ = self._local_models(self._validated(X))
@@ -619,8 +495,3 @@ class IMNRegressor(RegressorMixin, _IMNBase):
         _, w = self._local_models(self._validated(X))
         w = w[:, :, 0] * self.y_scale_
         return Explanation(weights=w[:, :-1], intercept=w[:, -1] + self.y_mean_)
-
-
-def _class_scores(logits: Tensor) -> Tensor:
-    """Per-class scores for AUROC: the logit itself for binary (C = 1), softmax otherwise."""
-    return logits if logits.shape[1] == 1 else torch.softmax(logits, dim=1)

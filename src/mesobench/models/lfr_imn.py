@@ -1,4 +1,4 @@
-r"""LFR-IMN — IMN with Local Fidelity Regularization (Hammer et al. 2026; SPEC §2).
+r"""LFR-IMN — IMN with Local Fidelity Regularization (Hammer et al. 2026 (LFR)).
 
 IMN can put the explanatory variance of a prediction into one generated weight, or into the
 intercept, and still predict well: nothing asks the local linear model emitted at x to describe
@@ -45,7 +45,6 @@ from contextlib import nullcontext
 import torch
 from torch import Tensor
 
-from mesobench.errors import ConfigError
 from mesobench.models.imn import (
     _COMMON_DOC,
     HyperNetwork,
@@ -55,6 +54,7 @@ from mesobench.models.imn import (
 )
 from mesobench.models.params import store_init_params
 from mesobench.models.persistence import ModelState
+from mesobench.models.training_settings import BOOLEAN, number, one_of
 from mesobench.models.trunk import tied_dropout
 
 NEIGHBORHOODS = ("gaussian", "smote")
@@ -94,6 +94,15 @@ def nearest_neighbor_index(X: Tensor, *, chunk_elements: int = _CDIST_ELEMENTS) 
 class _LFRMixin:
     """The LFR-IMN parameters, loss and neighbour bookkeeping, mixed into the IMN estimators."""
 
+    _parameter_expectations = {
+        **IMNClassifier._parameter_expectations,
+        "gamma": number(0),
+        "neighborhood": one_of(NEIGHBORHOODS),
+        "sigma": number(0, strict=True),
+        "neighbor_pass": one_of(NEIGHBOR_PASSES),
+        "tie_dropout": BOOLEAN,
+    }
+
     def __init__(
         self,
         hidden_size: int = 128,
@@ -128,21 +137,6 @@ class _LFRMixin:
     ) -> None:
         store_init_params(self, locals())
 
-    def _check_lfr_params(self) -> None:
-        if not (isinstance(self.gamma, (int, float)) and self.gamma >= 0):
-            raise ConfigError(f"gamma={self.gamma!r} is invalid: expected a number >= 0.")
-        if self.neighborhood not in NEIGHBORHOODS:
-            raise ConfigError(
-                f"neighborhood={self.neighborhood!r} is invalid: expected one of {NEIGHBORHOODS}."
-            )
-        if self.neighborhood == "gaussian" and not self.sigma > 0:
-            raise ConfigError(f"sigma={self.sigma!r} is invalid: expected > 0.")
-        if self.neighbor_pass not in NEIGHBOR_PASSES:
-            raise ConfigError(
-                f"neighbor_pass={self.neighbor_pass!r} is invalid: expected one of "
-                f"{NEIGHBOR_PASSES}."
-            )
-
     def _uses_smote(self) -> bool:
         return self.gamma > 0 and self.neighborhood == "smote"
 
@@ -153,7 +147,6 @@ class _LFRMixin:
         ``neighbor_index_``; carrying ``X_nn`` as extra columns lets the generic trainer slice
         it with the batch (no per-step lookup, no Python loop).
         """
-        self._check_lfr_params()
         self.neighbor_index_ = None
         if not self._uses_smote():
             return X
@@ -200,13 +193,14 @@ _LFR_DOC = """
         network's own gradient), so γσ² = 1 at the defaults weighs that gap like the task loss.
         The reference uses 10 (TabResNet) and 100 (MLP) on its synthetic regression example.
         Per task, pick γ on validation data with the runner's ``gamma_search`` (tuning score S,
-        SPEC §2).
+        Hammer et al. 2026 (LFR); docs/models.md).
     neighborhood : {"gaussian", "smote"}, default "gaussian"
         How the neighbour x' of each training row is drawn at every step: ``x + N(0, σ²)``
         (the reference code) or SMOTE interpolation towards the nearest other training row
         (the paper), see the module docstring.
     sigma : float, default 0.1
-        σ of the Gaussian neighbourhood, in the units of the (standardised) inputs.
+        σ of the Gaussian neighbourhood, in the units of the (standardised) inputs (> 0; unused
+        by SMOTE).
     neighbor_pass : {"joint", "separate"}, default "joint"
         ``"joint"``: x and x' in one forward pass of 2|B| rows (BatchNorm statistics over both;
         one pass is faster). ``"separate"``: two passes as the LFR reference code (BatchNorm
@@ -246,7 +240,8 @@ _LFR_DOC = """
 
 class LFRIMNClassifier(_LFRMixin, IMNClassifier):
     __doc__ = (
-        """LFR-IMN classifier: IMN + γ · local fidelity of the logits, per class (SPEC §2).
+        """LFR-IMN classifier: IMN + γ · local fidelity of the logits, per class (Hammer et al.
+    2026 (LFR)).
 
     Same API and explanation contract as :class:`~mesobench.models.IMNClassifier`
     (``predict_proba``, ``decision_function``, ``explain``); only the training loss differs.
@@ -258,7 +253,8 @@ class LFRIMNClassifier(_LFRMixin, IMNClassifier):
 
 class LFRIMNRegressor(_LFRMixin, IMNRegressor):
     __doc__ = (
-        """LFR-IMN regressor: IMN + γ · local fidelity of the prediction (SPEC §2).
+        """LFR-IMN regressor: IMN + γ · local fidelity of the prediction (Hammer et al. 2026
+    (LFR)).
 
     The fidelity term is computed on the standardised target scale the network is trained on
     (the infidelity in y's units is ``s²`` times it, ``s`` the training std of y).

@@ -1,4 +1,4 @@
-r"""NIMO — Nonlinear Interpretable MOdel (ICLR 2026, arXiv 2506.05059; SPEC §3).
+r"""NIMO — Nonlinear Interpretable MOdel (the NIMO paper, ICLR 2026, arXiv 2506.05059).
 
 A linear model whose every feature is modulated by a shared neural network of the *other*
 features:
@@ -47,15 +47,15 @@ Minimising ``λβ²/c² + μ c^{2δ}`` over c gives ``|β|`` for δ = 1 (Lasso) 
 driven to 0 means feature j takes part in no interaction; ``interaction_strength_`` holds
 the column norms.
 
-**Multiclass** (not in the paper, SPEC §3 [open]): a multinomial logit. fc3 has one output per
-class, so each class has its own modulation ``g_{jc}``, its own β_c and c_c, and
-``logit_c = β_{0c} + Σ_j x_j β_{jc}(1 + g_{jc}(x_{−j}))``; the loss is the softmax
-cross-entropy. β is updated by one *block-diagonal* IRLS step per batch: the multinomial Newton
-step with the cross-class Hessian blocks dropped, i.e. per class the binary formula above with
-``π_c`` the softmax probability (C independent (d+1)×(d+1) solves instead of one
-C(d+1)×C(d+1) solve). Why: the shared body keeps the cost of C classes near that of one, the
-softmax gives calibrated probabilities that sum to 1 without one-vs-rest renormalisation, and
-the block step costs C·d³ instead of C³·d³, so it runs on every CC18 task.
+**Multiclass** (not in the NIMO paper, ICLR 2026, arXiv 2506.05059; our extension): a
+multinomial logit. fc3 has one output per class, so each class has its own modulation
+``g_{jc}``, its own β_c and c_c, and ``logit_c = β_{0c} + Σ_j x_j β_{jc}(1 + g_{jc}(x_{−j}))``;
+the loss is the softmax cross-entropy. β is updated by one *block-diagonal* IRLS step per
+batch: the multinomial Newton step with the cross-class Hessian blocks dropped, i.e. per class
+the binary formula above with ``π_c`` the softmax probability (C independent (d+1)×(d+1)
+solves instead of one C(d+1)×C(d+1) solve). Why: the shared body keeps the cost of C classes
+near that of one, the softmax gives calibrated probabilities that sum to 1 without one-vs-rest
+renormalisation, and the block step costs C·d³ instead of C³·d³, so it runs on every CC18 task.
 
 **β at inference.** After training (and after early stopping restored the best epoch), β is
 recomputed in closed form on the whole training set with the final network in eval mode (noise
@@ -76,30 +76,17 @@ import math
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
-from mesobench.errors import ConfigError
-from mesobench.metrics.prediction import ovr_macro_auroc
-from mesobench.models.device import resolve_device
 from mesobench.models.explanation import Explanation
 from mesobench.models.params import store_init_params
 from mesobench.models.persistence import TorchPersistable
-from mesobench.models.training import (
-    TrainingCurves,
-    check_precision_compile,
-    encode_class_labels,
-    full_precision,
-    seed_everything,
-    seed_from,
-    to_tensor,
-    torch_threads,
-    train,
-    validation_for_auroc,
-)
+from mesobench.models.torch_estimator import TorchClassifier, TorchEstimator, TorchRegressor
+from mesobench.models.training import full_precision, to_tensor, torch_threads
+from mesobench.models.training_settings import integer, number, one_of
 
 _TWO_PI = 2.0 * math.pi
 _PAIRS_PER_CHUNK = 1 << 17
@@ -338,7 +325,8 @@ _COMMON_DOC = """
     epochs : int, default {epochs}
         Maximum number of epochs.
     lr : float, default {lr}
-        Adam learning rate (SPEC: 1e-3 on the synthetic tasks, 5e-3 on real data).
+        Adam learning rate (the NIMO paper, ICLR 2026, arXiv 2506.05059: 1e-3 on the synthetic
+        tasks, 5e-3 on real data).
     batch_size : int, default {batch_size}
         Rows per step. Raised to at least ``2·(d + 1)`` so the per-batch solve is
         over-determined, and cut to n (full batch) when larger.
@@ -371,8 +359,9 @@ _COMMON_DOC = """
         amplifies it: after many epochs a bf16 fit is about as far from the fp32 one as a fit
         with another seed (metrics within seed noise; measured on a small task). The final β
         refit, ``predict*``, ``explain`` and the early-stopping score always run in float32,
-        uncompiled, so reported metrics and β are full precision. Invalid values raise
-        ``ValueError`` at ``fit``.
+        uncompiled, so reported metrics and β are full precision. Every invalid parameter
+        raises scikit-learn's ``InvalidParameterError`` (a ``ValueError``) at ``fit``, before
+        any training.
     compile : bool, default False
         Compile the per-step loss (network, β solve, loss; forward and backward) with
         ``torch.compile``, see :func:`mesobench.models.training.train`. The first steps pay
@@ -402,16 +391,31 @@ _COMMON_DOC = """
 """
 
 
-class _NIMOBase(TrainingCurves, TorchPersistable, BaseEstimator):
+class _NIMOBase(TorchEstimator):
     """Parameters, the training objective, the β refit and inference shared by both tasks.
 
-    Subclasses set ``n_outputs_`` and ``_amplitude`` and implement :meth:`_solve_beta`,
-    :meth:`_task_loss` and :meth:`_refit_beta`. Saved by :mod:`mesobench.models.persistence`:
-    the network's ``state_dict`` (β included, as the buffer ``beta``) in ``weights.pt``; β,
-    β_0 and the interaction strengths also as plain attributes in the manifest.
+    Subclasses set ``_amplitude`` and implement :meth:`_solve_beta` and :meth:`_refit_beta`; the
+    task loss and ``n_outputs_`` come from
+    :class:`~mesobench.models.torch_estimator.TorchClassifier` or
+    :class:`~mesobench.models.torch_estimator.TorchRegressor`. Saved by
+    :mod:`mesobench.models.persistence`: the network's ``state_dict`` (β included, as the buffer
+    ``beta``) in ``weights.pt``; β, β_0 and the interaction strengths also as plain attributes in
+    the manifest.
     """
 
     _amplitude = 1.0
+    _input_dtype = np.float64
+    _parameter_expectations = {
+        **TorchEstimator._parameter_expectations,
+        "hidden_size": integer(1),
+        "sine_size": integer(1),
+        "ridge": number(0),
+        "ridge_units": one_of(RIDGE_UNITS),
+        "sparsity": number(0),
+        "delta": number(0, strict=True),
+        "group_penalty": number(0),
+        "noise_std": number(0),
+    }
     _persisted_attributes = (
         *TorchPersistable._persisted_attributes,
         "coef_",
@@ -482,57 +486,34 @@ class _NIMOBase(TrainingCurves, TorchPersistable, BaseEstimator):
         relative to the data therefore falls as the batch grows (the final refit keeps the
         training batches' per-row strength).
         """
-        if self.ridge_units not in RIDGE_UNITS:
-            raise ConfigError(
-                f"ridge_units={self.ridge_units!r} is invalid: expected one of {RIDGE_UNITS}."
-            )
         return float(self.ridge) if self.ridge_units == "per_row" else self.ridge / batch_rows
-
-    def _task_loss(self, out: Tensor, yb: Tensor) -> Tensor:
-        raise NotImplementedError
 
     def _refit_beta(self, B: Tensor, y: Tensor) -> None:
         raise NotImplementedError
 
     # ---- training -----------------------------------------------------------------------------
 
-    def _fit_module(self, X: np.ndarray, target: Tensor, val_score) -> None:
-        """Build the network, train it, then refit β on the training rows (eval mode)."""
-        check_precision_compile(self.precision, self.compile)
-        seed = seed_from(self.random_state)
-        seed_everything(seed)
-        n, d = X.shape
-        batch_size = max(self.batch_size, 2 * (d + 1))
-        self.ridge_per_row_ = self._ridge_per_row(min(batch_size, n))  # solves use it from now
-        self.module_ = self._build_module(d)
-        X_t, y_t = to_tensor(X, self.device_), target.to(self.device_)
-        early_stopping = val_score is not None and self.early_stopping_patience is not None
+    def _batch_size(self, n_rows: int, n_features: int) -> int:
+        """``batch_size``, raised to ``2·(d + 1)`` so each batch's β solve is over-determined.
+
+        It also fixes the fit's ridge strength (``ridge_per_row_``), which depends on the rows
+        per batch with ``ridge_units="per_batch"``; every solve from here on uses it.
+        """
+        batch_size = max(self.batch_size, 2 * (n_features + 1))
+        self.ridge_per_row_ = self._ridge_per_row(min(batch_size, n_rows))
+        return batch_size
+
+    def _fit_network(self, X, target, val_score, settings, on_cycle_end=None):
+        """Train, then refit β on the training rows (eval mode) and set the public attributes."""
+        X_t, y_t, seed = super()._fit_network(X, target, val_score, settings, on_cycle_end)
         with torch_threads(self.n_jobs):
-            self.train_result_ = train(
-                self.module_,
-                self._loss,
-                X_t,
-                y_t,
-                epochs=self.epochs,
-                batch_size=batch_size,
-                lr=self.lr,
-                weight_decay=self.weight_decay,
-                optimizer=self.optimizer,
-                warmup_epochs=self.warmup_epochs,
-                scheduler=self.scheduler,
-                val_score=val_score if early_stopping else None,
-                patience=self.early_stopping_patience if early_stopping else None,
-                seed=seed,
-                log_every_s=0.0 if self.verbose else 10.0,
-                precision=self.precision,
-                compile=self.compile,
-            )
             self.module_.eval()
-            rows = _refit_rows(n, d * self.n_outputs_, seed)
+            rows = _refit_rows(X.shape[0], X.shape[1] * self.n_outputs_, seed)
             X_r, y_r = (X_t, y_t) if rows is None else (X_t[rows], y_t[rows])
             with torch.no_grad():
                 self._refit_beta(self._design(X_r), y_r)
         self._set_public_attributes()
+        return X_t, y_t, seed
 
     def _build_module(self, n_features: int) -> NIMONetwork:
         """The (untrained) network of these settings on ``device_``; fit and load build it here."""
@@ -551,16 +532,11 @@ class _NIMOBase(TrainingCurves, TorchPersistable, BaseEstimator):
         with torch.inference_mode():
             return self.module_.design(X_t)
 
-    def _val_logits(self, X_val: np.ndarray):
-        """``fn(module) -> logits`` on fixed validation rows, with the stored β."""
-        X_val_t = to_tensor(X_val, self.device_)
-
-        def logits(module: NIMONetwork) -> Tensor:
-            module.eval()
-            with torch.inference_mode():
-                return module.logits(X_val_t)
-
-        return logits
+    def _module_outputs(self, module: NIMONetwork, X: Tensor) -> Tensor:
+        """``β_0 + B_u β`` with the stored β, in eval mode (the validation score)."""
+        module.eval()
+        with torch.inference_mode():
+            return module.logits(X)
 
     def _set_public_attributes(self) -> None:
         beta = self.module_.beta.detach().double().cpu().numpy()  # (C, d + 1), model units
@@ -668,8 +644,9 @@ def _refit_rows(n: int, per_row: int, seed: int) -> Tensor | None:
     return torch.randperm(n, generator=generator)[:cap].sort().values
 
 
-class NIMORegressor(RegressorMixin, _NIMOBase):
-    __doc__ = """NIMO regressor: ``f(x) = β_0 + Σ_j x_j β_j (1 + g_j(x_{−j}))`` (SPEC §3).
+class NIMORegressor(TorchRegressor, _NIMOBase):
+    __doc__ = """NIMO regressor: ``f(x) = β_0 + Σ_j x_j β_j (1 + g_j(x_{−j}))`` (the NIMO paper,
+    ICLR 2026, arXiv 2506.05059).
 
     Trained with the MSE on the standardised target (y − mean) / std, undone at predict time
     (``coef_``, ``intercept_`` and ``explain`` are in y's units). β is the adaptive-ridge closed
@@ -677,37 +654,11 @@ class NIMORegressor(RegressorMixin, _NIMOBase):
     ``fit(X, y, eval_set=(X_val, y_val))`` early-stops on the validation −MSE.
 """ + _common_doc(score="−MSE")
 
-    def fit(self, X, y, eval_set=None):
-        """Fit on ``(X, y)``; ``eval_set=(X_val, y_val)`` is used only for early stopping."""
-        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True, ensure_min_samples=2)
-        self.n_outputs_ = 1  # a fitted attribute: an unfitted estimator has none
-        self.device_ = resolve_device(self.device)
-        y = np.asarray(y, dtype=np.float64)
-        self.y_mean_ = float(y.mean())
-        self.y_scale_ = float(y.std()) or 1.0
-        target = torch.as_tensor((y - self.y_mean_) / self.y_scale_, dtype=torch.float32)
-
-        val_score = None
-        if eval_set is not None and self.early_stopping_patience is not None:
-            X_val = validate_data(self, eval_set[0], reset=False, dtype=np.float64)
-            y_val = (np.asarray(eval_set[1], dtype=np.float64) - self.y_mean_) / self.y_scale_
-            y_val_t = to_tensor(y_val, self.device_)
-            logits = self._val_logits(X_val)
-
-            def val_score(module):
-                return -float(F.mse_loss(logits(module)[:, 0], y_val_t))
-
-        self._fit_module(X, target, val_score)
-        return self
-
     def _solve_beta(self, module: NIMONetwork, B: Tensor, yb: Tensor) -> Tensor:
         Z = augmented_design(B, module.c)  # (1, m, d + 1)
         rhs = (Z.transpose(1, 2) @ yb[None, :, None])[:, :, 0] / yb.shape[0]
         gamma = ridge_solve(Z, torch.ones_like(Z[:, :, 0]), rhs, self._solve_ridge(Z.shape[1]))
         return beta_from_gamma(gamma, module.c)
-
-    def _task_loss(self, out: Tensor, yb: Tensor) -> Tensor:
-        return F.mse_loss(out[:, 0], yb)
 
     def _refit_beta(self, B: Tensor, y: Tensor) -> None:
         self.module_.beta.copy_(self._solve_beta(self.module_, B, y))
@@ -723,8 +674,9 @@ class NIMORegressor(RegressorMixin, _NIMOBase):
         return self._outputs(self._validated(X))[:, 0]
 
 
-class NIMOClassifier(ClassifierMixin, _NIMOBase):
-    __doc__ = """NIMO classifier: the logit is ``β_0 + Σ_j x_j β_j (1 + g_j(x_{−j}))`` (SPEC §3).
+class NIMOClassifier(TorchClassifier, _NIMOBase):
+    __doc__ = """NIMO classifier: the logit is ``β_0 + Σ_j x_j β_j (1 + g_j(x_{−j}))`` (the NIMO paper,
+    ICLR 2026, arXiv 2506.05059).
 
     Binary: one logit, BCE, β by one warm-started IRLS step per batch. Multiclass: a multinomial
     logit with one modulation head, β and c per class, softmax cross-entropy and a
@@ -736,30 +688,6 @@ class NIMOClassifier(ClassifierMixin, _NIMOBase):
 """ + _common_doc(score="AUROC")
 
     _amplitude = 2.0
-
-    def fit(self, X, y, eval_set=None):
-        """Fit on ``(X, y)``; ``eval_set=(X_val, y_val)`` is used only for early stopping."""
-        X, y = validate_data(self, X, y, dtype=np.float64, ensure_min_samples=2)
-        self.device_ = resolve_device(self.device)
-        self.classes_, y_idx = encode_class_labels(y)
-        binary = len(self.classes_) == 2
-        self.n_outputs_ = 1 if binary else len(self.classes_)
-        target = torch.as_tensor(y_idx, dtype=torch.float32 if binary else torch.long)
-
-        val_score = None
-        if eval_set is not None and self.early_stopping_patience is not None:
-            validation = validation_for_auroc(self, eval_set, np.float64)
-            if validation is not None:
-                X_val, y_val_idx = validation
-                logits = self._val_logits(X_val)
-
-                def val_score(module):
-                    z = logits(module)
-                    scores = z if z.shape[1] == 1 else torch.softmax(z, dim=1)
-                    return ovr_macro_auroc(y_val_idx, scores.double().cpu().numpy())
-
-        self._fit_module(X, target, val_score)
-        return self
 
     # ---- IRLS ---------------------------------------------------------------------------------
 
@@ -818,11 +746,6 @@ class NIMOClassifier(ClassifierMixin, _NIMOBase):
     def _solve_beta(self, module: NIMONetwork, B: Tensor, yb: Tensor) -> Tensor:
         return self._irls_update(B, module.c, module.beta.clone(), yb)
 
-    def _task_loss(self, out: Tensor, yb: Tensor) -> Tensor:
-        if self.n_outputs_ == 1:
-            return F.binary_cross_entropy_with_logits(out[:, 0], yb)
-        return F.cross_entropy(out, yb)
-
     def _refit_beta(self, B: Tensor, y: Tensor, max_iter: int = 100, tol: float = 1e-6) -> None:
         """Damped IRLS iterated on (B, y) from the stored β until β stops changing."""
         c, beta = self.module_.c.detach(), self.module_.beta.clone()
@@ -836,20 +759,6 @@ class NIMOClassifier(ClassifierMixin, _NIMOBase):
 
     # ---- inference ----------------------------------------------------------------------------
 
-    def decision_function(self, X) -> np.ndarray:
-        """Logits: shape (n,) for binary (positive class), (n, C) for multiclass."""
-        z = self._outputs(self._validated(X))
-        return z[:, 0] if self.n_outputs_ == 1 else z
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, shape (n, n_classes), columns in ``classes_`` order."""
-        z = torch.from_numpy(self._outputs(self._validated(X)))
-        if self.n_outputs_ == 1:
-            p = torch.sigmoid(z[:, 0])
-            return torch.stack([1.0 - p, p], dim=1).numpy()
-        return torch.softmax(z, dim=1).numpy()
-
-    def predict(self, X) -> np.ndarray:
-        """Most probable class label for each row."""
-        check_is_fitted(self)
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+    def _logits(self, X) -> np.ndarray:
+        """The logits (n, C) in float64, from the local linear models."""
+        return self._outputs(self._validated(X))

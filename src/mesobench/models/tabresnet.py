@@ -1,10 +1,12 @@
-"""TabResNet: the IMN trunk with a plain linear head, the black-box network baseline (SPEC §1).
+"""TabResNet: the IMN trunk with a plain linear head, the black-box network baseline (as in Kadra
+et al., NeurIPS 2024 (IMN)).
 
     logits = W_head · trunk(x) + b_head,   W_head ∈ R^{C×H}
 
 with C = 1 for binary classification (BCE with logits), C = #classes for multiclass (cross-entropy)
 and C = 1 for regression (MSE on the standardised target). Trained by
-:func:`mesobench.models.training.train`.
+:func:`mesobench.models.training.train` through the torch estimators' shared base
+(:mod:`mesobench.models.torch_estimator`).
 
 For the fidelity metrics the classifier has ``decision_function`` (logits) and both estimators
 have ``input_gradients(X)`` (∂output/∂x by autograd): the attribution of a plain network is
@@ -15,28 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from mesobench.metrics.prediction import ovr_macro_auroc
-from mesobench.models.device import resolve_device
 from mesobench.models.params import store_init_params
-from mesobench.models.persistence import TorchPersistable
-from mesobench.models.training import (
-    TrainingCurves,
-    check_precision_compile,
-    encode_class_labels,
-    predict_in_batches,
-    seed_everything,
-    seed_from,
-    to_tensor,
-    torch_threads,
-    train,
-    validation_for_auroc,
-)
-from mesobench.models.trunk import TabResNetTrunk
+from mesobench.models.torch_estimator import TorchClassifier, TorchEstimator, TorchRegressor
+from mesobench.models.training import predict_in_batches, to_tensor, torch_threads
+from mesobench.models.trunk import TRUNK_PARAMETERS, TabResNetTrunk
 
 
 class TabResNet(nn.Module):
@@ -57,11 +44,11 @@ _COMMON_DOC = """
     Parameters
     ----------
     hidden_size : int, default 128
-        Width H of the trunk (SPEC §1 default).
+        Width H of the trunk (the IMN paper's default, Kadra et al., NeurIPS 2024).
     n_blocks : int, default 2
-        Number of residual blocks (SPEC §1 default).
+        Number of residual blocks (the IMN paper's default).
     dropout : float, default 0.25
-        Dropout probability in the trunk (SPEC §1 default).
+        Dropout probability in the trunk (the IMN paper's default).
     epochs : int, default 100
         Maximum number of epochs. With the default warm-up and three cosine cycles (T_mult = 2)
         the cycles end at epochs ≈ 18.6, 45.7 and 100.
@@ -72,16 +59,16 @@ _COMMON_DOC = """
         Rows per step (cut to n when larger). 256 keeps an epoch of letter (20k rows) to a few
         dozen steps, so the quick suite runs on 2 CPU cores.
     weight_decay : float, default 1e-2
-        Weight decay (SPEC §1 / IMN reference value): L2 added to the gradient with
+        Weight decay (the IMN reference code's value): L2 added to the gradient with
         ``optimizer="adam"``, decoupled with ``"adamw"``.
     optimizer : {"adam", "adamw"}, default "adam"
         ``torch.optim.Adam`` as the IMN reference code (which trains its TabResNet baseline
         with the same optimiser as IMN), or AdamW (decoupled decay).
     warmup_epochs : float, default 5
-        Linear learning-rate warm-up (SPEC §1).
+        Linear learning-rate warm-up (as the IMN reference code).
     scheduler : {"cosine_restarts", "constant"}, default "cosine_restarts"
         Learning rate after warm-up: cosine annealing with warm restarts (T_mult = 2, three
-        cycles filling ``epochs``, SPEC §1) or constant.
+        cycles filling ``epochs``, as the IMN reference code) or constant.
     early_stopping_patience : int or None, default 20
         With ``eval_set`` given to ``fit``: stop after this many epochs without a better
         validation score and restore the best epoch's weights. Ignored without ``eval_set``
@@ -104,7 +91,8 @@ _COMMON_DOC = """
         and the weights, gradients and optimiser state stay float32. It mainly pays off on GPUs with
         bf16 tensor cores; results differ from fp32 by rounding. ``predict*``,
         ``input_gradients`` and the early-stopping score always run in float32, uncompiled, so
-        reported metrics are full precision. Invalid values raise ``ValueError`` at ``fit``.
+        reported metrics are full precision. Every invalid parameter raises scikit-learn's
+        ``InvalidParameterError`` (a ``ValueError``) at ``fit``, before any training.
     compile : bool, default False
         Compile the per-step loss (forward and backward) with ``torch.compile``, see
         :func:`mesobench.models.training.train`. The first steps pay the compilation, so it
@@ -129,8 +117,8 @@ _COMMON_DOC = """
 """
 
 
-class _TabResNetBase(TrainingCurves, TorchPersistable, BaseEstimator):
-    """Parameters, ``__init__`` and training shared by the classifier and the regressor.
+class _TabResNetBase(TorchEstimator):
+    """Parameters, the network and its loss, shared by the classifier and the regressor.
 
     Saved by :mod:`mesobench.models.persistence`: the network's ``state_dict`` in
     ``weights.pt``, the plain fitted attributes in the manifest.
@@ -158,33 +146,18 @@ class _TabResNetBase(TrainingCurves, TorchPersistable, BaseEstimator):
     ) -> None:
         store_init_params(self, locals())
 
-    def _fit_module(self, X: np.ndarray, target: Tensor, out_features: int, loss_fn, val_score):
-        """Build the network on ``device_`` and train it; ``val_score(module)`` or None."""
-        check_precision_compile(self.precision, self.compile)
-        seed = seed_from(self.random_state)
-        seed_everything(seed)
-        self.n_outputs_ = out_features
-        self.module_ = self._build_module(X.shape[1])
-        with torch_threads(self.n_jobs):
-            self.train_result_ = train(
-                self.module_,
-                loss_fn,
-                to_tensor(X, self.device_),
-                target.to(self.device_),
-                epochs=self.epochs,
-                batch_size=self.batch_size,
-                lr=self.lr,
-                weight_decay=self.weight_decay,
-                optimizer=self.optimizer,
-                warmup_epochs=self.warmup_epochs,
-                scheduler=self.scheduler,
-                val_score=val_score,
-                patience=self.early_stopping_patience if val_score is not None else None,
-                seed=seed,
-                log_every_s=0.0 if self.verbose else 10.0,
-                precision=self.precision,
-                compile=self.compile,
-            )
+    _parameter_expectations = {**TorchEstimator._parameter_expectations, **TRUNK_PARAMETERS}
+
+    def _loss(self, module: TabResNet, xb: Tensor, yb: Tensor) -> Tensor:
+        """The task loss of the network's outputs, reduced in float32 (also under bf16)."""
+        return self._task_loss(module(xb).float(), yb)
+
+    def _module_outputs(self, module: TabResNet, X: Tensor) -> Tensor:
+        return predict_in_batches(module, X)
+
+    def _validates(self, eval_set) -> bool:
+        """An ``eval_set`` is always scored: the best epoch is kept even without patience."""
+        return eval_set is not None
 
     def _build_module(self, n_features: int) -> TabResNet:
         """The (untrained) network of these settings on ``device_``; fit and load build it here."""
@@ -195,7 +168,7 @@ class _TabResNetBase(TrainingCurves, TorchPersistable, BaseEstimator):
     def _forward(self, X) -> Tensor:
         """Network output for already-validated rows, on the device."""
         with torch_threads(self.n_jobs):
-            return predict_in_batches(self.module_, to_tensor(X, self.device_))
+            return self._module_outputs(self.module_, to_tensor(X, self.device_))
 
     def _input_gradients(self, X, target, batch_size: int = 1024) -> np.ndarray:
         """∂ network output / ∂x for validated rows, in eval mode, batched on the device.
@@ -229,7 +202,7 @@ class _TabResNetBase(TrainingCurves, TorchPersistable, BaseEstimator):
         return torch.cat(grads).numpy()
 
 
-class TabResNetClassifier(ClassifierMixin, _TabResNetBase):
+class TabResNetClassifier(TorchClassifier, _TabResNetBase):
     __doc__ = (
         """TabResNet classifier: trunk + Linear(H → C), trained with BCE-with-logits (binary,
     C = 1) or cross-entropy (multiclass, C = #classes).
@@ -242,40 +215,12 @@ class TabResNetClassifier(ClassifierMixin, _TabResNetBase):
         + _COMMON_DOC
     )
 
-    def fit(self, X, y, eval_set=None):
-        X, y = validate_data(self, X, y, dtype=np.float32, ensure_min_samples=2)
-        self.device_ = resolve_device(self.device)
-        self.classes_, y_idx = encode_class_labels(y)
-        binary = len(self.classes_) == 2
-        if binary:
-            target = torch.as_tensor(y_idx, dtype=torch.float32)
-
-            def loss_fn(module, xb, yb):
-                return F.binary_cross_entropy_with_logits(module(xb).squeeze(1).float(), yb)
-        else:
-            target = torch.as_tensor(y_idx, dtype=torch.long)
-
-            def loss_fn(module, xb, yb):
-                return F.cross_entropy(module(xb).float(), yb)
-
-        val_score = None
-        validation = (
-            validation_for_auroc(self, eval_set, np.float32) if eval_set is not None else None
-        )
-        if validation is not None:
-            X_val, y_val_idx = validation
-            X_val_t = to_tensor(X_val, self.device_)
-
-            def val_score(module):
-                scores = _class_scores(predict_in_batches(module, X_val_t))
-                return ovr_macro_auroc(y_val_idx, scores.cpu().numpy())
-
-        out_features = 1 if binary else len(self.classes_)
-        self._fit_module(X, target, out_features, loss_fn, val_score)
-        return self
-
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, shape (n, n_classes), columns in ``classes_`` order."""
+        """Class probabilities, shape (n, n_classes), columns in ``classes_`` order.
+
+        Computed from the float32 logits (the sigmoid in float32), unlike the float64 local
+        models of IMN and NIMO, so the base class's version is not used.
+        """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float32)
         logits = self._forward(X)
@@ -286,17 +231,11 @@ class TabResNetClassifier(ClassifierMixin, _TabResNetBase):
             proba = torch.softmax(logits.double(), dim=1)
         return proba.cpu().numpy()
 
-    def predict(self, X) -> np.ndarray:
-        """Most probable class label for each row."""
-        check_is_fitted(self)  # NotFittedError, not an AttributeError on classes_
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-
-    def decision_function(self, X) -> np.ndarray:
-        """Logits: shape (n,) for binary (positive class), (n, C) for multiclass."""
+    def _logits(self, X) -> np.ndarray:
+        """The logits (n, C), computed in float32 and returned as float64."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float32)
-        logits = self._forward(X).double().cpu().numpy()
-        return logits[:, 0] if logits.shape[1] == 1 else logits
+        return self._forward(X).double().cpu().numpy()
 
     def input_gradients(self, X, target=None) -> np.ndarray:
         """Gradient of the logits with respect to the input rows (autograd, eval mode).
@@ -315,7 +254,7 @@ class TabResNetClassifier(ClassifierMixin, _TabResNetBase):
         return self._input_gradients(X, np.asarray(target, dtype=np.int64))
 
 
-class TabResNetRegressor(RegressorMixin, _TabResNetBase):
+class TabResNetRegressor(TorchRegressor, _TabResNetBase):
     __doc__ = (
         """TabResNet regressor: trunk + Linear(H → 1), trained with MSE on the standardised target
     (y − mean) / std, undone at predict time. ``fit(X, y, eval_set=(X_val, y_val))`` early-stops
@@ -323,31 +262,6 @@ class TabResNetRegressor(RegressorMixin, _TabResNetBase):
 """
         + _COMMON_DOC
     )
-
-    def fit(self, X, y, eval_set=None):
-        X, y = validate_data(self, X, y, dtype=np.float32, y_numeric=True, ensure_min_samples=2)
-        self.device_ = resolve_device(self.device)
-        y = np.asarray(y, dtype=np.float64)
-        self.y_mean_ = float(y.mean())
-        self.y_scale_ = float(y.std()) or 1.0
-        target = torch.as_tensor((y - self.y_mean_) / self.y_scale_, dtype=torch.float32)
-
-        def loss_fn(module, xb, yb):
-            return F.mse_loss(module(xb).squeeze(1).float(), yb)
-
-        val_score = None
-        if eval_set is not None:
-            X_val, y_val = eval_set
-            X_val = validate_data(self, X_val, reset=False, dtype=np.float32)
-            X_val_t = to_tensor(X_val, self.device_)
-            y_val_std = (np.asarray(y_val, dtype=np.float64) - self.y_mean_) / self.y_scale_
-            y_val_t = to_tensor(y_val_std, self.device_)
-
-            def val_score(module):
-                return -float(F.mse_loss(predict_in_batches(module, X_val_t).squeeze(1), y_val_t))
-
-        self._fit_module(X, target, 1, loss_fn, val_score)
-        return self
 
     def predict(self, X) -> np.ndarray:
         check_is_fitted(self)
@@ -363,8 +277,3 @@ class TabResNetRegressor(RegressorMixin, _TabResNetBase):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float32)
         return self._input_gradients(X, np.zeros(len(X), dtype=np.int64)) * self.y_scale_
-
-
-def _class_scores(logits: Tensor) -> Tensor:
-    """Per-class scores for AUROC: the logit itself for binary (C = 1), softmax otherwise."""
-    return logits if logits.shape[1] == 1 else torch.softmax(logits, dim=1)

@@ -1,8 +1,10 @@
-"""TabResNet trunk shared by TabResNet and the IMN family (SPEC §1, as the IMN reference code).
+"""TabResNet trunk shared by TabResNet and the IMN family (Kadra et al., NeurIPS 2024 (IMN), as
+the IMN reference code).
 
 The trunk maps a preprocessed instance x ∈ R^F to a representation h ∈ R^H. A model puts its own
 head on top: TabResNet a Linear(H → C) that emits logits, IMN a Linear(H → (F+1)·C) that emits the
-weights of a per-instance linear model.
+weights of a per-instance linear model. The estimators' trunk parameters are checked at ``fit``
+against :data:`TRUNK_PARAMETERS`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,15 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from mesobench.models.training_settings import integer, number
+
+TRUNK_PARAMETERS = {
+    "hidden_size": integer(1),
+    "n_blocks": integer(0),
+    "dropout": number(0, maximum=1),
+}
+"""What the estimators' trunk parameters must be (checked at ``fit``, before the trunk is built)."""
 
 
 class TiedDropout(nn.Dropout):
@@ -92,7 +103,7 @@ class TabResNetTrunk(nn.Module):
 
     Output: ``h_{n_blocks}`` of shape ``(batch, hidden_size)``; ``out_features == hidden_size``.
 
-    Initialisation (SPEC §1): every BatchNorm weight 1 and bias 0, except the last BatchNorm of
+    Initialisation (as the IMN reference code of Kadra et al., NeurIPS 2024): every BatchNorm weight 1 and bias 0, except the last BatchNorm of
     each block, whose weight is 0 so that each block starts as its skip path. Linear layers keep
     PyTorch's default initialisation.
 
@@ -140,7 +151,8 @@ class TabResNetTrunk(nn.Module):
 
 
 class MLPTrunk(nn.Module):
-    r"""Plain MLP trunk, the hypernetwork of the LFR-IMN reference's synthetic example (SPEC §2).
+    r"""Plain MLP trunk, the hypernetwork of the LFR-IMN reference's synthetic example (Hammer et
+    al. 2026 (LFR)).
 
     .. math::
         h_0 &= \mathrm{Dropout}(\mathrm{GELU}(W_0 x + b_0))\\
