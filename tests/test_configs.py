@@ -118,16 +118,16 @@ def test_the_boundary_accepts_every_shipped_default():
 def test_an_integer_rule_takes_integers_in_range_only(value, ok):
     from mesobench.protocol.boundary import RULES
 
-    assert RULES["fold"].accepts(value) is ok
+    assert RULES["fold"].test(value) is ok
 
 
 def test_threads_takes_auto_or_a_positive_integer():
     from mesobench.protocol.boundary import RULES
 
     rule = RULES["threads"]
-    assert rule.accepts("auto") and rule.accepts(2)
-    assert not rule.accepts(0) and not rule.accepts("many")
-    assert "'auto'" in rule.describe()
+    assert rule.test("auto") and rule.test(2)
+    assert not rule.test(0) and not rule.test("many")
+    assert "'auto'" in rule.text
 
 
 # ---- inheritance: a config with a parent states only what differs --------------------------------

@@ -73,7 +73,7 @@ BAD_VALUES = [
         ("model=xgboost", "model.params.n_estimators=abc"),
         "model.params.n_estimators='abc': expected an integer, as conf/model/xgboost.yaml",
     ),
-    (("fidelity.sigma=-1",), "fidelity.sigma=-1: expected a number > 0."),
+    (("fidelity.sigma=-1",), "fidelity.sigma=-1: expected a finite number > 0."),
 ]
 
 

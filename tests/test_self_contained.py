@@ -25,7 +25,13 @@ def _text_files(*roots: Path) -> list[Path]:
     files = []
     for root in roots:
         paths = [root] if root.is_file() else sorted(root.rglob("*"))
-        files += [p for p in paths if p.is_file() and not SKIPPED_DIRS & set(p.parts)]
+        files += [
+            p
+            for p in paths
+            if p.is_file()
+            and not SKIPPED_DIRS & set(p.parts)
+            and not any(part.endswith(".egg-info") for part in p.parts)  # pip's, not ours
+        ]
     return files
 
 

@@ -33,11 +33,12 @@ import torch
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor, nn
 
+from mesobench.config.expect import BOOLEAN, number, one_of
 from mesobench.models.explanation import Explanation
 from mesobench.models.params import store_init_params
 from mesobench.models.torch_estimator import TorchClassifier, TorchEstimator, TorchRegressor
 from mesobench.models.training import predict_in_batches, to_tensor, torch_threads
-from mesobench.models.training_settings import BOOLEAN, check_parameters, number, one_of
+from mesobench.models.training_settings import check_parameters
 from mesobench.models.trunk import TRUNK_PARAMETERS, MLPTrunk, TabResNetTrunk
 
 BACKBONES = ("tabresnet", "mlp")

@@ -45,6 +45,7 @@ from contextlib import nullcontext
 import torch
 from torch import Tensor
 
+from mesobench.config.expect import BOOLEAN, number, one_of
 from mesobench.models.imn import (
     _COMMON_DOC,
     HyperNetwork,
@@ -54,7 +55,6 @@ from mesobench.models.imn import (
 )
 from mesobench.models.params import store_init_params
 from mesobench.models.persistence import ModelState
-from mesobench.models.training_settings import BOOLEAN, number, one_of
 from mesobench.models.trunk import tied_dropout
 
 NEIGHBORHOODS = ("gaussian", "smote")

@@ -81,12 +81,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
+from mesobench.config.expect import integer, number, one_of
 from mesobench.models.explanation import Explanation
 from mesobench.models.params import store_init_params
 from mesobench.models.persistence import TorchPersistable
 from mesobench.models.torch_estimator import TorchClassifier, TorchEstimator, TorchRegressor
 from mesobench.models.training import full_precision, to_tensor, torch_threads
-from mesobench.models.training_settings import integer, number, one_of
 
 _TWO_PI = 2.0 * math.pi
 _PAIRS_PER_CHUNK = 1 << 17

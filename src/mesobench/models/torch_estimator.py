@@ -36,6 +36,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from mesobench.config.expect import Expect, integer
 from mesobench.metrics.prediction import ovr_macro_auroc
 from mesobench.models.device import resolve_device
 from mesobench.models.persistence import TorchPersistable
@@ -48,12 +49,7 @@ from mesobench.models.training import (
     torch_threads,
     train,
 )
-from mesobench.models.training_settings import (
-    Expect,
-    TrainingSettings,
-    check_parameters,
-    integer,
-)
+from mesobench.models.training_settings import TrainingSettings, check_parameters
 
 ValScore = Callable[[nn.Module], float]
 

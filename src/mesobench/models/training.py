@@ -51,13 +51,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from torch import Tensor, nn
 
+from mesobench.config.expect import one_of
 from mesobench.errors import ConfigError, DataError, DivergenceError
 from mesobench.models.training_settings import (
     OPTIMIZERS,
     PRECISIONS,  # noqa: F401 -- mesobench.protocol.estimators.PRECISIONS mirrors it from here
     TrainingSettings,
     check_parameters,
-    one_of,
 )
 
 logger = logging.getLogger(__name__)

@@ -18,14 +18,11 @@ parameters (``_parameter_expectations``), checked by :func:`check_parameters`.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from numbers import Integral, Real
 from typing import Any
 
-import numpy as np
-
+from mesobench.config.expect import BOOLEAN, Expect, integer, number, one_of
 from mesobench.errors import InvalidParameterError
 
 SCHEDULERS = ("cosine_restarts", "constant")
@@ -37,66 +34,6 @@ CYCLE_TIMINGS = ("after_warmup", "reference")
 :class:`~mesobench.models.training.ReferenceSchedule`."""
 PRECISIONS = ("fp32", "bf16")
 """Training arithmetic (``precision``): float32, or bfloat16 autocast."""
-
-
-@dataclass(frozen=True)
-class Expect:
-    """What a parameter must be: ``test(value)``, and ``text``, how a message says it."""
-
-    test: Callable[[Any], bool]
-    text: str
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_number(value: Any) -> bool:
-    return (
-        isinstance(value, Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
-    )
-
-
-def integer(minimum: int | None, *, optional: bool = False) -> Expect:
-    """An int (not a bool) ``>= minimum`` (None: any int); with ``optional``, None too."""
-    text = "an integer" + ("" if minimum is None else f" >= {minimum}")
-    text += " or None" if optional else ""
-    return Expect(
-        lambda v: (optional and v is None) or (_is_int(v) and (minimum is None or v >= minimum)),
-        text,
-    )
-
-
-def number(
-    minimum: float,
-    *,
-    strict: bool = False,
-    maximum: float | None = None,
-    optional: bool = False,
-) -> Expect:
-    """A finite real ``>= minimum`` (``> minimum`` when ``strict``), ``<= maximum`` if given."""
-    text = f"a finite number {'>' if strict else '>='} {minimum:g}"
-    if maximum is not None:
-        text += f" and <= {maximum:g}"
-    if optional:
-        text += " or None"
-
-    def test(v: Any) -> bool:
-        if optional and v is None:
-            return True
-        if not _is_number(v) or (maximum is not None and v > maximum):
-            return False
-        return v > minimum if strict else v >= minimum
-
-    return Expect(test, text)
-
-
-def one_of(choices: tuple[str, ...], why: str = "") -> Expect:
-    """One of the strings ``choices`` (``why``: an explanation appended to the message)."""
-    return Expect(lambda v: isinstance(v, str) and v in choices, f"one of {choices}{why}")
-
-
-BOOLEAN = Expect(lambda v: isinstance(v, (bool, np.bool_)), "True or False")
 
 
 def check_parameters(values: Mapping[str, Any], expectations: Mapping[str, Expect]) -> None:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from mesobench.models.training_settings import integer, number
+from mesobench.config.expect import integer, number
 
 TRUNK_PARAMETERS = {
     "hidden_size": integer(1),

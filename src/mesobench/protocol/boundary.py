@@ -11,76 +11,35 @@ is never claimed in the store.
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from mesobench.config.expect import BOOLEAN, Expect, integer, integer_or, number
 from mesobench.errors import ConfigError
 
-
-@dataclass(frozen=True)
-class Expect:
-    """A value's type (``int`` | ``number`` | ``bool``) and range; ``words`` are accepted
-    strings (``threads: auto``), ``none`` whether null is accepted."""
-
-    kind: str
-    low: float | None = None
-    high: float | None = None
-    open_low: bool = False
-    none: bool = False
-    words: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        noun = {"int": "an integer", "number": "a number", "bool": "true or false"}[self.kind]
-        if self.low is not None:
-            noun += f" {'>' if self.open_low else '>='} {self.low:g}"
-        if self.high is not None:
-            noun += f"{' and' if self.low is not None else ''} <= {self.high:g}"
-        alternatives = [*(repr(w) for w in self.words), *(["null"] if self.none else [])]
-        return noun + "".join(f" or {a}" for a in alternatives)
-
-    def accepts(self, value: Any) -> bool:
-        if value is None:
-            return self.none
-        if isinstance(value, str):
-            return value in self.words
-        if self.kind == "bool":
-            return isinstance(value, bool)
-        if isinstance(value, bool) or not isinstance(value, Integral | Real):
-            return False
-        if self.kind == "int" and not isinstance(value, Integral):
-            return False
-        if not math.isfinite(value):
-            return False
-        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
-            return False
-        return self.high is None or value <= self.high
-
-
-INT0, INT1 = Expect("int", low=0), Expect("int", low=1)
-POSITIVE, SHARE = Expect("number", low=0, open_low=True), Expect("number", low=0, high=1)
+INT0, INT1, POSITIVE = integer(0), integer(1), number(0, strict=True)
+SHARE = number(0, maximum=1)
 #: The runner's settings (``conf/config.yaml``) that a command line may set, with what they take.
 RULES: dict[str, Expect] = {
     "fold": INT0,
     "seed": INT0,
     "folds": INT1,
-    "force": Expect("bool"),
-    "threads": Expect("int", low=1, words=("auto",)),
-    "guards.time_limit_s": Expect("number", low=0, open_low=True, none=True),
+    "force": BOOLEAN,
+    "threads": integer_or("auto", 1),
+    "guards.time_limit_s": number(0, strict=True, optional=True),
     "guards.heartbeat_s": POSITIVE,
     "guards.stale_after_s": POSITIVE,
-    "validation.fraction": Expect("number", low=0, high=1, open_low=True),
+    "validation.fraction": number(0, strict=True, maximum=1),
     "hpo.n_trials": INT0,
-    "hpo.timeout_s": Expect("number", low=0, open_low=True, none=True),
+    "hpo.timeout_s": number(0, strict=True, optional=True),
     "explanations.sample_size": INT1,
-    "fidelity.enabled": Expect("bool"),
-    "fidelity.sample_size": Expect("int", low=1, none=True),
+    "fidelity.enabled": BOOLEAN,
+    "fidelity.sample_size": integer(1, optional=True),
     "fidelity.sigma": POSITIVE,
     "fidelity.n_neighbors": INT1,
     "fidelity.k_nearest": INT1,
@@ -119,8 +78,8 @@ def check_settings(plain: Mapping[str, Any]) -> None:
     """Every value of :data:`RULES` present in the resolved run config ``plain``."""
     for key, expect in RULES.items():
         present, value = _select(plain, key)
-        if present and not expect.accepts(value):
-            raise _refuse(key, value, expect.describe())
+        if present and not expect.test(value):
+            raise _refuse(key, value, expect.text)
 
 
 def _same_type(default: Any, value: Any) -> str | None:
