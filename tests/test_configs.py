@@ -199,3 +199,21 @@ def test_the_example_models_inherit_one_recipe():
     examples = sorted(MODEL_DIR.glob("*_example_*.yaml"))
     assert len(examples) == 4
     assert all(CONF / "recipe" / "lfr_example.yaml" in _parents(p) for p in examples)
+
+
+@pytest.mark.parametrize(
+    ("value", "refused"),
+    [(0.5, False), (3, False), ("abc", True), (True, True), (None, False)],
+)
+def test_a_model_param_keeps_the_kind_of_its_config_default(value, refused):
+    """An int default stands for a number (warmup_epochs: 5 takes 0.5); a string never does."""
+    from mesobench.errors import ConfigError
+    from mesobench.protocol.boundary import check_model_params
+
+    defaults = {"warmup_epochs": 5, "max_features": "sqrt", "early": True}
+    check_model_params({"max_features": 0.5, "early": False}, defaults, "conf/model/x.yaml")
+    if refused:
+        with pytest.raises(ConfigError, match=r"model.params.warmup_epochs=.*expected a number"):
+            check_model_params({"warmup_epochs": value}, defaults, "conf/model/x.yaml")
+    else:
+        check_model_params({"warmup_epochs": value}, defaults, "conf/model/x.yaml")

@@ -71,7 +71,7 @@ BAD_VALUES = [
     (("seed=-5",), "seed=-5: expected an integer >= 0."),
     (
         ("model=xgboost", "model.params.n_estimators=abc"),
-        "model.params.n_estimators='abc': expected an integer, as conf/model/xgboost.yaml",
+        "model.params.n_estimators='abc': expected a number, as conf/model/xgboost.yaml",
     ),
     (("fidelity.sigma=-1",), "fidelity.sigma=-1: expected a finite number > 0."),
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -83,19 +83,19 @@ def check_settings(plain: Mapping[str, Any]) -> None:
 
 
 def _same_type(default: Any, value: Any) -> str | None:
-    """What ``value`` should be to match the config file's ``default``; None when it does."""
+    """What ``value`` should be to match the config file's ``default``; None when it does.
+
+    Only what a default's type cannot leave open is refused: a number where the file has a
+    number (an int may stand for a float), a flag where it has a flag, a list where it has a
+    list. A string default may take a number (``max_features: sqrt`` or 0.5).
+    """
     if default is None or value is None:
         return None
     if isinstance(default, bool):
         return None if isinstance(value, bool) else "true or false"
-    if isinstance(default, Integral):
-        ok = isinstance(value, Integral) and not isinstance(value, bool)
-        return None if ok else "an integer"
-    if isinstance(default, Real):
+    if isinstance(default, Real):  # an int default may stand for a float (warmup_epochs: 5)
         ok = isinstance(value, Real) and not isinstance(value, bool)
         return None if ok else "a number"
-    if isinstance(default, str):
-        return None if isinstance(value, str) else "a string"
     if isinstance(default, list | tuple):
         return None if isinstance(value, list | tuple) else "a list"
     return None
