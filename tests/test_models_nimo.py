@@ -12,11 +12,12 @@ from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
+from torch import Tensor
 
 from mesobench.data.synthetic import generate
 from mesobench.errors import ConfigError
 from mesobench.models import NIMOClassifier, NIMORegressor
-from mesobench.models.nimo import NIMONetwork, positional_codes
+from mesobench.models.nimo import NIMONetwork, positional_codes, ridge_term
 
 SMALL = {"epochs": 15, "warmup_epochs": 2, "batch_size": 64, "n_jobs": 1}
 # The toy task of the NIMO paper; full batch, no noise, a cosine schedule: ~3 s on one thread.
@@ -105,29 +106,48 @@ def test_positional_code_is_the_binary_code_of_j_in_plus_minus_half():
     assert positional_codes(8).shape == (8, 4)
 
 
-def test_batched_modulation_equals_the_per_feature_network_calls():
-    torch.manual_seed(0)
-    d = 6
-    net = NIMONetwork(d, n_outputs=2, hidden_size=16, sine_size=8, amplitude=2.0).eval()
-    x = torch.randn(5, d)
+def _explicit_nets(net: NIMONetwork, x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(net(x_{-j}, j), net(0, j))`` before the bound, (m, d, C) and (d, C), one feature at a
+    time with the concatenations of the reference (eval mode: no noise, no dropout)."""
+    d = net.n_features
 
-    def explicit(inp):  # net([x_{-j}, code_j]) with the concatenations of the reference
+    def explicit(inp):
         code = inp[:, d:]
-        z1 = torch.tanh(net.fc1(inp))
+        z1 = torch.tanh(net.first_layer_scale * net.fc1(inp))
         z1 = torch.cat([z1, code], 1)
         z2 = torch.sin(2 * math.pi * net.fc2(z1))
-        return torch.tanh(net.fc3(torch.cat([z2, z1], 1)))
+        return net.fc3(torch.cat([z2, z1], 1))
 
+    rows, zeros = [], []
+    for j in range(d):
+        masked = x.clone()
+        masked[:, j] = 0
+        rows.append(explicit(torch.cat([masked, net.codes[j].expand(len(x), -1)], 1)))
+        zeros.append(explicit(torch.cat([torch.zeros(1, d), net.codes[j : j + 1]], 1))[0])
+    return torch.stack(rows, 1), torch.stack(zeros)
+
+
+def _closed_form_coef(model: NIMORegressor, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The adaptive-ridge β of ``model``'s current network on (X, y), in y's units (NumPy)."""
+    net = model.module_.eval()
     with torch.no_grad():
-        g = net.modulation(x)
-        for j in range(d):
-            masked = x.clone()
-            masked[:, j] = 0
-            code = net.codes[j].expand(5, -1)
-            out = explicit(torch.cat([masked, code], 1))
-            out0 = explicit(torch.cat([torch.zeros(1, d), net.codes[j : j + 1]], 1))
-            expected = 2.0 * net.scale * (out - out0)
-            torch.testing.assert_close(g[:, j, :], expected, atol=1e-5, rtol=1e-5)
+        B = net.design(torch.tensor(X, dtype=torch.float32))[:, :, 0].double().numpy()
+        s = net.scales().detach().double().numpy()[0]
+    y = (y - model.y_mean_) / model.y_scale_
+    Z = np.column_stack([np.ones(len(y)), B * s])
+    penalty = np.diag([1e-8 * model.ridge] + [model.ridge] * B.shape[1])
+    gamma = np.linalg.solve(Z.T @ Z / len(y) + penalty, Z.T @ y / len(y))
+    return s * gamma[1:] * model.y_scale_
+
+
+def test_batched_modulation_equals_the_per_feature_network_calls():
+    torch.manual_seed(0)
+    net = NIMONetwork(6, n_outputs=2, hidden_size=16, sine_size=8, amplitude=2.0).eval()
+    x = torch.randn(5, 6)
+    with torch.no_grad():
+        out, out0 = _explicit_nets(net, x)
+        expected = 2.0 * net.scale * (torch.tanh(out) - torch.tanh(out0))
+        torch.testing.assert_close(net.modulation(x), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_modulation_of_feature_j_ignores_x_j():
@@ -142,7 +162,7 @@ def test_modulation_of_feature_j_ignores_x_j():
 
 def test_noise_is_on_in_training_and_off_at_inference():
     torch.manual_seed(0)
-    net = NIMONetwork(3, 1, noise_std=0.2, zero_init=False)  # zero-initialised fc3 hides noise
+    net = NIMONetwork(3, 1, noise_std=0.2, output_init="default")  # a zero fc3 hides noise
     x = torch.randn(4, 3)
     with torch.no_grad():
         assert not torch.equal(net.train().modulation(x), net.modulation(x))
@@ -164,16 +184,8 @@ def test_gradient_flows_through_the_closed_form_beta():
 
 def test_regression_beta_is_the_adaptive_ridge_closed_form_on_the_training_rows(toy):
     model, sample = toy
-    net = model.module_
-    X = torch.tensor(sample.X_train.to_numpy(), dtype=torch.float32)
-    with torch.no_grad():
-        B = net.eval().design(X)[:, :, 0].double().numpy()
-    c = np.abs(net.c.detach().double().numpy()[0])
-    y = (sample.y_train - model.y_mean_) / model.y_scale_
-    Z = np.column_stack([np.ones(len(y)), B * c])
-    penalty = np.diag([1e-8 * model.ridge] + [model.ridge] * 3)
-    gamma = np.linalg.solve(Z.T @ Z / len(y) + penalty, Z.T @ y / len(y))
-    np.testing.assert_allclose(model.coef_, c * gamma[1:] * model.y_scale_, rtol=1e-4, atol=1e-5)
+    expected = _closed_form_coef(model, sample.X_train.to_numpy(), np.asarray(sample.y_train))
+    np.testing.assert_allclose(model.coef_, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_per_batch_ridge_is_the_references_lambda_on_each_batch_gram_matrix():
@@ -184,6 +196,175 @@ def test_per_batch_ridge_is_the_references_lambda_on_each_batch_gram_matrix():
     assert per_batch.fit(X, y).ridge_per_row_ == pytest.approx(1.0 / SMALL["batch_size"])
     with pytest.raises(ConfigError, match="ridge_units"):
         NIMOClassifier(ridge_units="per_epoch", **SMALL).fit(X, y)
+
+
+# ---- the details of NIMO-DLM (the first author's later code), one switch each -----------------
+
+DLM_DETAILS = {
+    "first_layer_scale": 0.3,
+    "bound": "centred",
+    "sine_dropout": 0.1,
+    "scale_param": "softplus",
+    "alpha_init": 4.0,
+    "output_init": "default",
+    "ridge_in_loss": True,
+    "beta_refit": "epoch",
+}
+
+
+def _regression(n=200, d=4, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-2, 2, (n, d))
+    return X, X[:, 0] * (1 + np.tanh(X[:, 1] * X[:, 2])) - X[:, 3] + 0.1 * rng.normal(size=n)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("first_layer_scale", 0.0),
+        ("bound", "clipped"),
+        ("sine_dropout", 1.5),
+        ("scale_param", "exp"),
+        ("alpha_init", math.inf),
+        ("alpha_init", "4"),
+        ("output_init", "xavier"),
+        ("ridge_in_loss", 1),
+        ("beta_refit", "batch"),
+    ],
+)
+def test_a_bad_detail_value_is_refused_at_fit_before_training(name, value):
+    X, y = _regression(20)
+    model = NIMORegressor(**{name: value}, **SMALL)
+    with pytest.raises(ConfigError, match=f"{name}=.*expected"):
+        model.fit(X, y)
+    assert not hasattr(model, "module_")
+
+
+@pytest.mark.parametrize("kind", ["regression", "binary"])
+@pytest.mark.parametrize(("name", "value"), DLM_DETAILS.items())
+def test_each_detail_changes_the_fit_and_keeps_the_explanation_exact(kind, name, value):
+    if kind == "regression":
+        X, y = _regression()
+        cls, output = NIMORegressor, "predict"
+    else:
+        X, y = _classification(2)
+        cls, output = NIMOClassifier, "decision_function"
+    fits = [
+        cls(random_state=0, early_stopping_patience=50, **params, **SMALL).fit(
+            X[:150], y[:150], eval_set=(X[150:], y[150:])
+        )
+        for params in ({}, {name: value})
+    ]
+    assert fits[1].train_result_.val_scores != fits[0].train_result_.val_scores
+    got = getattr(fits[1], output)(X)
+    np.testing.assert_allclose(fits[1].explain(X).output(X), got, atol=1e-4, rtol=0)
+
+
+def test_first_layer_scale_multiplies_fc1s_whole_pre_activation():
+    torch.manual_seed(0)
+    scaled = NIMONetwork(5, 1, first_layer_scale=0.3, output_init="default").eval()
+    plain = NIMONetwork(5, 1, output_init="default").eval()
+    plain.load_state_dict(scaled.state_dict())
+    with torch.no_grad():
+        plain.fc1.weight.mul_(0.3)
+        plain.fc1.bias.mul_(0.3)
+        x = torch.randn(7, 5)
+        torch.testing.assert_close(scaled.modulation(x), plain.modulation(x))
+
+
+@pytest.mark.parametrize("amplitude", [1.0, 2.0])
+def test_centred_bound_is_tanh_of_the_difference_zero_at_the_origin_and_below_the_scale(amplitude):
+    torch.manual_seed(0)
+    net = NIMONetwork(5, 2, amplitude=amplitude, bound="centred", output_init="default").eval()
+    difference = NIMONetwork(5, 2, amplitude=amplitude, output_init="default").eval()
+    with torch.no_grad():
+        net.fc3.weight.mul_(40.0)  # saturate the bound
+        difference.load_state_dict(net.state_dict())
+        x = 2 * torch.randn(200, 5)
+        out, out0 = _explicit_nets(net, x)
+        g, limit = net.modulation(x), amplitude * float(net.scale)
+        # float32 rounding of the (×40) outputs: atol 1e-4
+        torch.testing.assert_close(g, limit * torch.tanh(out - out0), atol=1e-4, rtol=1e-4)
+        assert float(g.abs().max()) <= limit  # (−1, 1)·a·s (float32 tanh saturates at 1),
+        assert float(difference.modulation(x).abs().max()) > 1.2 * limit  # not (−2, 2)·a·s
+        zero = net.modulation(torch.zeros(3, 5))  # 0 up to the rounding of batched products
+        torch.testing.assert_close(zero, torch.zeros(3, 5, 2), atol=1e-5, rtol=0)
+
+
+def test_sine_dropout_acts_in_training_only():
+    torch.manual_seed(0)
+    net = NIMONetwork(4, 1, noise_std=0.0, sine_dropout=0.5, output_init="default")
+    plain = NIMONetwork(4, 1, noise_std=0.0, output_init="default")
+    plain.load_state_dict(net.state_dict())
+    x = torch.randn(6, 4)
+    with torch.no_grad():
+        assert not torch.equal(net.train().modulation(x), net.modulation(x))
+        assert torch.equal(plain.train().modulation(x), plain.modulation(x))
+        assert torch.equal(net.eval().modulation(x), plain.eval().modulation(x))
+
+
+def test_softplus_scales_start_near_one_and_carry_the_solve_and_the_penalty():
+    torch.manual_seed(0)
+    net = NIMONetwork(50, 3, scale_param="softplus")
+    assert float(net.c.detach().mean()) == pytest.approx(0.5, abs=0.03)
+    assert float(net.c.detach().std()) == pytest.approx(0.1, abs=0.02)
+    torch.testing.assert_close(net.scales(), torch.nn.functional.softplus(net.c))
+    expected = 0.1 * ((net.scales() ** 2 + 1e-12) ** 0.5).sum()
+    torch.testing.assert_close(net.penalty(0.1, 0.5, 0.0), expected)
+    X, y = _regression()
+    model = NIMORegressor(scale_param="softplus", random_state=0, **SMALL).fit(X, y)
+    np.testing.assert_allclose(model.coef_, _closed_form_coef(model, X, y), rtol=1e-4, atol=1e-5)
+
+
+def test_alpha_init_and_output_init_set_the_starting_network():
+    assert float(NIMONetwork(3, 1, alpha_init=4.0).scale) == pytest.approx(0.5 * (1 + math.tanh(4)))
+    assert float(NIMONetwork(3, 1).scale) == pytest.approx(0.5 * (1 + math.tanh(2)))
+    x = torch.randn(5, 3)
+    with torch.no_grad():
+        assert torch.equal(NIMONetwork(3, 1).eval().modulation(x), torch.zeros(5, 3, 1))
+        assert NIMONetwork(3, 1, output_init="default").eval().modulation(x).abs().min() > 0
+
+
+def test_ridge_in_loss_adds_the_solves_ridge_on_gamma():
+    X, y = _regression(64)
+    X, y = torch.tensor(X, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+    losses, betas = [], []
+    for flag in (False, True):
+        model = NIMORegressor(ridge=0.05, noise_std=0.0, ridge_in_loss=flag)
+        torch.manual_seed(0)
+        net = NIMONetwork(4, 1, noise_std=0.0, output_init="default")
+        losses.append(float(model._loss(net, X, y).detach()))
+        betas.append(net.beta.clone())
+    torch.testing.assert_close(betas[0], betas[1])  # the same solve
+    gamma = betas[1][:, 1:] / net.scales().detach()
+    assert losses[1] - losses[0] == pytest.approx(0.05 * float((gamma**2).sum()), rel=1e-4)
+    assert float(ridge_term(betas[1], net.c.detach(), 0.05)) == pytest.approx(
+        losses[1] - losses[0], rel=1e-4
+    )
+
+
+@pytest.mark.parametrize("beta_refit", ["last_step", "epoch"])
+def test_beta_refit_epoch_scores_validation_with_beta_resolved_on_all_training_rows(
+    beta_refit, monkeypatch
+):
+    X, y = _regression(240)
+    settings = {**SMALL, "epochs": 4, "batch_size": 40}  # 5 steps an epoch, training noise on
+    model = NIMORegressor(beta_refit=beta_refit, noise_std=0.2, random_state=0, **settings)
+    seen = []
+    scored = NIMORegressor._module_outputs
+
+    def record(self, module, X_val):  # β as the validation score sees it, and the closed form
+        coef = module.beta[0, 1:].double().numpy() * self.y_scale_
+        seen.append((coef, _closed_form_coef(self, X[:200], y[:200])))
+        module.eval()
+        return scored(self, module, X_val)
+
+    monkeypatch.setattr(NIMORegressor, "_module_outputs", record)
+    model.fit(X[:200], y[:200], eval_set=(X[200:], y[200:]))
+    assert len(seen) == 4
+    matches = [np.allclose(got, closed, rtol=1e-4, atol=1e-5) for got, closed in seen]
+    assert matches == [beta_refit == "epoch"] * 4
+    np.testing.assert_allclose(model.coef_, _closed_form_coef(model, X[:200], y[:200]), rtol=1e-4)
 
 
 # ---- the scikit-learn contract -----------------------------------------------------------------

@@ -45,14 +45,17 @@ def integer(minimum: int | None, *, optional: bool = False) -> Expect:
 
 
 def number(
-    minimum: float,
+    minimum: float | None,
     *,
     strict: bool = False,
     maximum: float | None = None,
     optional: bool = False,
 ) -> Expect:
-    """A finite real ``>= minimum`` (``> minimum`` when ``strict``), ``<= maximum`` if given."""
-    text = f"a finite number {'>' if strict else '>='} {minimum:g}"
+    """A finite real ``>= minimum`` (``> minimum`` when ``strict``; None: any), ``<= maximum``
+    if given."""
+    text = "a finite number"
+    if minimum is not None:
+        text += f" {'>' if strict else '>='} {minimum:g}"
     if maximum is not None:
         text += f" and <= {maximum:g}"
     if optional:
@@ -63,6 +66,8 @@ def number(
             return True
         if not _is_number(v) or (maximum is not None and v > maximum):
             return False
+        if minimum is None:
+            return True
         return v > minimum if strict else v >= minimum
 
     return Expect(test, text)

@@ -16,6 +16,10 @@ features:
 * Bounded output with a learnable scale ``s = ½(1 + tanh α)``, α initialised at 2; ``a = 1``
   for regression (g ∈ s·(−2, 2) as a difference of tanh's) and ``a = 2`` for classification
   (the paper's ``2·tanh(·) + 1`` before the zero-point subtraction; the +1 cancels).
+* Eight constructor parameters switch one detail each to the form of NIMO-DLM, the first
+  author's later code (``first_layer_scale``, ``bound``, ``sine_dropout``, ``scale_param``,
+  ``alpha_init``, ``output_init``, ``ridge_in_loss``, ``beta_refit``); their defaults are the
+  form described here (docs/models.md#where-each-detail-comes-from).
 
 All d per-feature network calls are one batched computation on a (rows, d, hidden) tensor: the
 masked first layer is ``W1·x − x_j·W1[:, j] + W1_code·code_j + b1``, so the (rows·d, d + bits)
@@ -81,7 +85,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
-from mesobench.config.expect import integer, number, one_of
+from mesobench.config.expect import BOOLEAN, integer, number, one_of
 from mesobench.models.explanation import Explanation
 from mesobench.models.params import store_init_params
 from mesobench.models.persistence import TorchPersistable
@@ -100,7 +104,17 @@ _REFIT_MAX_ELEMENTS = 1 << 27
 RIDGE_UNITS = ("per_row", "per_batch")
 """Units of ``ridge``: per training row (batch-size free) or per batch (the reference)."""
 _PROB_CLIP = 5e-4  # π is clipped to [ε, 1 − ε] in IRLS (reference: 0.999·σ + 0.0005)
-_C_INIT = 1.0  # initial adaptive-ridge scales c
+_C_INIT = 1.0  # initial adaptive-ridge scales c (scale_param="abs")
+_SOFTPLUS_C_INIT = (0.5, 0.1)  # mean, sd of the raw c under scale_param="softplus" (NIMO-DLM)
+_MIN_SCALE = 1e-6  # scales below this count as this in 1 / c (the penalised IRLS objective)
+BOUNDS = ("difference", "centred")
+"""How g is bounded: ``s·a·(tanh net(x) − tanh net(0))`` or ``s·a·tanh(net(x) − net(0))``."""
+SCALE_PARAMS = ("abs", "softplus")
+"""How the learnable c gives the adaptive-ridge scales: ``|c|`` or ``softplus(c)``."""
+BETA_REFITS = ("last_step", "epoch")
+"""The β the validation score uses: the last training step's, or a re-solve on all training rows."""
+OUTPUT_INITS = ("zero", "default")
+"""fc3's initial weight: zero (g ≡ 0 at the start) or PyTorch's default."""
 
 
 def positional_codes(n_features: int) -> Tensor:
@@ -151,15 +165,26 @@ def ridge_solve(Z: Tensor, w: Tensor, rhs: Tensor, ridge: float) -> Tensor:
         return gamma[:, :, 0].to(out_dtype)
 
 
-def augmented_design(B: Tensor, c: Tensor) -> Tensor:
-    """``Z = [1, B_u D_|c|]`` per output: B (m, d, C), c (C, d) → (C, m, d + 1)."""
-    Bc = B.permute(2, 0, 1) * c.abs()[:, None, :]
+def positive_scales(c: Tensor, scale_param: str = "abs") -> Tensor:
+    """The adaptive-ridge scales from the learnable c: ``|c|`` or ``softplus(c)``."""
+    return c.abs() if scale_param == "abs" else F.softplus(c)
+
+
+def augmented_design(B: Tensor, c: Tensor, scale_param: str = "abs") -> Tensor:
+    """``Z = [1, B_u D_s]`` per output, s the scales of c: B (m, d, C), c (C, d) → (C, m, d + 1)."""
+    Bc = B.permute(2, 0, 1) * positive_scales(c, scale_param)[:, None, :]
     return torch.cat([torch.ones_like(Bc[:, :, :1]), Bc], dim=2)
 
 
-def beta_from_gamma(gamma: Tensor, c: Tensor) -> Tensor:
-    """``β = [γ_0, |c| ⊙ γ_{1:}]``: gamma (C, d + 1), c (C, d)."""
-    return torch.cat([gamma[:, :1], c.abs() * gamma[:, 1:]], dim=1)
+def beta_from_gamma(gamma: Tensor, c: Tensor, scale_param: str = "abs") -> Tensor:
+    """``β = [γ_0, s ⊙ γ_{1:}]``, s the scales of c: gamma (C, d + 1), c (C, d)."""
+    return torch.cat([gamma[:, :1], positive_scales(c, scale_param) * gamma[:, 1:]], dim=1)
+
+
+def ridge_term(beta: Tensor, c: Tensor, ridge: float, scale_param: str = "abs") -> Tensor:
+    """``λ Σ_cj (β_cj / s_cj)²`` = λ‖γ_{1:}‖², the ridge of the β solve, for β (..., C, d + 1)."""
+    inv_c = 1.0 / positive_scales(c, scale_param).clamp_min(_MIN_SCALE)
+    return ridge * ((beta[..., 1:] * inv_c) ** 2).sum(dim=(-2, -1))
 
 
 def _narrow_linear(x: Tensor, weight: Tensor) -> Tensor:
@@ -192,6 +217,8 @@ class NIMONetwork(nn.Module):
         σ_n of the Gaussian noise added to fc1's pre-activation in training mode.
     amplitude : float
         a: 1 (regression) or 2 (classification), see the module docstring.
+    output_init, first_layer_scale, bound, sine_dropout, scale_param, alpha_init
+        As the estimators' parameters of these names (:class:`NIMORegressor`).
     """
 
     def __init__(
@@ -202,22 +229,36 @@ class NIMONetwork(nn.Module):
         sine_size: int = 128,
         noise_std: float = 0.2,
         amplitude: float = 1.0,
-        zero_init: bool = True,
+        output_init: str = "zero",
+        *,
+        first_layer_scale: float = 1.0,
+        bound: str = "difference",
+        sine_dropout: float = 0.0,
+        scale_param: str = "abs",
+        alpha_init: float = 2.0,
     ) -> None:
         super().__init__()
         codes = positional_codes(n_features)
         self.n_features, self.n_outputs = n_features, n_outputs
         self.n_bits = codes.shape[1]
         self.noise_std, self.amplitude = float(noise_std), float(amplitude)
+        self.first_layer_scale, self.sine_dropout = float(first_layer_scale), float(sine_dropout)
+        self.bound, self.scale_param = bound, scale_param
         self.register_buffer("codes", codes)
         self.fc1 = nn.Linear(n_features + self.n_bits, hidden_size)
         self.fc2 = nn.Linear(hidden_size + self.n_bits, sine_size)
         self.fc3 = nn.Linear(sine_size + hidden_size + self.n_bits, n_outputs)
-        if zero_init:
+        if output_init == "zero":
             nn.init.zeros_(self.fc3.weight)  # g ≡ 0 at the start: NIMO starts as the linear model
-        self.alpha = nn.Parameter(torch.tensor(2.0))
-        self.c = nn.Parameter(torch.full((n_outputs, n_features), _C_INIT))
+        self.alpha = nn.Parameter(torch.tensor(float(alpha_init)))
+        self.c = nn.Parameter(self._initial_c(n_outputs, n_features))
         self.register_buffer("beta", torch.zeros(n_outputs, n_features + 1))
+
+    def _initial_c(self, n_outputs: int, n_features: int) -> Tensor:
+        """c = 1 (|c| = 1), or raw c ~ N(0.5, 0.1²) under softplus (NIMO-DLM: softplus ≈ 0.97)."""
+        if self.scale_param == "abs":
+            return torch.full((n_outputs, n_features), _C_INIT)
+        return torch.empty(n_outputs, n_features).normal_(*_SOFTPLUS_C_INIT)
 
     @property
     def scale(self) -> Tensor:
@@ -237,44 +278,58 @@ class NIMONetwork(nn.Module):
         return t1, t2, t3
 
     def _net(self, pre1: Tensor, t2: Tensor, t3: Tensor) -> Tensor:
-        """tanh(net) from fc1's pre-activation (..., d, h): the layers above fc1, batched."""
+        """net (before the bound) from fc1's pre-activation (..., d, h): the layers above fc1."""
         h, s = self.fc1.out_features, self.fc2.out_features
         if self.training and self.noise_std > 0:  # one fused pass over the (..., d, h) tensor
             pre1 = torch.add(pre1, torch.randn_like(pre1), alpha=self.noise_std)
+        if self.first_layer_scale != 1.0:
+            pre1 = pre1 * self.first_layer_scale
         z1 = torch.tanh(pre1)  # (..., d, h)
         # sin(2π(W2 z1 + t2)) with 2π folded into the small weight and code term: one pass less
         # over the largest tensor, (..., d, s), forward and backward
         z2 = torch.sin(F.linear(z1, _TWO_PI * self.fc2.weight[:, :h]) + _TWO_PI * t2)
+        if self.training and self.sine_dropout > 0:
+            z2 = F.dropout(z2, self.sine_dropout)
         out = _narrow_linear(z2, self.fc3.weight[:, :s]) + _narrow_linear(
             z1, self.fc3.weight[:, s : s + h]
         )
-        return torch.tanh(out + t3)  # (..., d, C)
+        return out + t3  # (..., d, C)
 
-    def _modulation(self, x: Tensor, t1: Tensor, t2: Tensor, t3: Tensor, net0: Tensor) -> Tensor:
+    def _zero_point(self, net0: Tensor) -> Tensor:
+        """What :meth:`_bounded` subtracts: tanh net(0, j) (``"difference"``) or net(0, j)."""
+        return torch.tanh(net0) if self.bound == "difference" else net0
+
+    def _bounded(self, net: Tensor, zero: Tensor) -> Tensor:
+        """``tanh net − tanh net0`` ∈ (−2, 2) (``"difference"``) or ``tanh(net − net0)`` ∈ (−1, 1)."""
+        if self.bound == "difference":
+            return torch.tanh(net) - zero
+        return torch.tanh(net - zero)
+
+    def _modulation(self, x: Tensor, t1: Tensor, t2: Tensor, t3: Tensor, zero: Tensor) -> Tensor:
         """g for rows x (m, d), shape (m, d, C): fc1 on x with x_j zeroed, for all j at once."""
         W1x = self.feature_columns()  # (h, d)
         # W1 x − x_j W1[:, j] + t1_j for every j: one broadcast add and one fused multiply-add
         base = (x @ W1x.T)[:, None, :] + t1  # (m, d, h)
         pre1 = torch.addcmul(base, x[:, :, None], W1x.T[None, :, :], value=-1.0)
-        return self.amplitude * self.scale * (self._net(pre1, t2, t3) - net0)
+        return self.amplitude * self.scale * self._bounded(self._net(pre1, t2, t3), zero)
 
-    def _design_rows(self, x: Tensor, t1: Tensor, t2: Tensor, t3: Tensor, net0: Tensor) -> Tensor:
-        return x[:, :, None] * (1.0 + self._modulation(x, t1, t2, t3, net0))
+    def _design_rows(self, x: Tensor, t1: Tensor, t2: Tensor, t3: Tensor, zero: Tensor) -> Tensor:
+        return x[:, :, None] * (1.0 + self._modulation(x, t1, t2, t3, zero))
 
     def _chunked(self, fn, x: Tensor) -> Tensor:
         """``fn(rows, *code terms)`` over row chunks; chunks are checkpointed under autograd."""
         t1, t2, t3 = self._code_terms()
-        net0 = self._net(t1, t2, t3)  # net(0, j): (d, C)
+        zero = self._zero_point(self._net(t1, t2, t3))  # from net(0, j), (d, C)
         rows = max(1, _PAIRS_PER_CHUNK // self.n_features)
         if x.shape[0] <= rows:
-            return fn(x, t1, t2, t3, net0)
+            return fn(x, t1, t2, t3, zero)
         parts = []
         for start in range(0, x.shape[0], rows):
             xb = x[start : start + rows]
             if torch.is_grad_enabled():
-                parts.append(checkpoint(fn, xb, t1, t2, t3, net0, use_reentrant=False))
+                parts.append(checkpoint(fn, xb, t1, t2, t3, zero, use_reentrant=False))
             else:
-                parts.append(fn(xb, t1, t2, t3, net0))
+                parts.append(fn(xb, t1, t2, t3, zero))
         return torch.cat(parts)
 
     def modulation(self, x: Tensor) -> Tensor:
@@ -289,9 +344,14 @@ class NIMONetwork(nn.Module):
         """``β_0 + B_u β`` with the stored β, shape (m, C)."""
         return linear_predictor(self.design(x), self.beta)
 
+    def scales(self) -> Tensor:
+        """The adaptive-ridge scales s (|c| or softplus(c)), shape (C, d)."""
+        return positive_scales(self.c, self.scale_param)
+
     def penalty(self, sparsity: float, delta: float, group_penalty: float) -> Tensor:
-        """``μ Σ (c²)^δ + λ_g Σ_j ‖W1[:, j]‖₂`` (smoothed by 1e-12 at 0)."""
-        c_term = ((self.c**2 + 1e-12) ** delta).sum()
+        """``μ Σ (s²)^δ + λ_g Σ_j ‖W1[:, j]‖₂`` (smoothed by 1e-12 at 0), s the scales of c."""
+        squared = self.c**2 if self.scale_param == "abs" else self.scales() ** 2
+        c_term = ((squared + 1e-12) ** delta).sum()
         group = torch.sqrt((self.feature_columns() ** 2).sum(dim=0) + 1e-12).sum()
         return sparsity * c_term + group_penalty * group
 
@@ -322,6 +382,41 @@ _COMMON_DOC = """
         λ_g, weight of ``Σ_j ‖W1[:, j]‖₂`` over fc1's input-feature columns.
     noise_std : float, default 0.2
         Standard deviation of the Gaussian noise on fc1's pre-activation, training only.
+
+    The next eight switch one detail each from mesobench's form to that of NIMO-DLM, the
+    first author's later code (docs/models.md#where-each-detail-comes-from); the defaults are
+    mesobench's.
+
+    first_layer_scale : float, default {first_layer_scale}
+        k in fc1's activation ``z1 = tanh(k·(fc1(·) + σ_n ε))``; NIMO-DLM: 0.3 ("near linear at
+        init"). It rescales fc1's weights, so λ_g acts 1/k times as strongly on the function.
+    bound : {{"difference", "centred"}}, default "difference"
+        ``"difference"``: ``g = s·a·(tanh net(x_{{−j}}, j) − tanh net(0, j))`` ∈ s·a·(−2, 2), the
+        bound before the zero point. ``"centred"`` (NIMO-DLM): ``g = s·a·tanh(net(x_{{−j}}, j) −
+        net(0, j))`` ∈ s·a·(−1, 1). Both give g(0) = 0.
+    sine_dropout : float, default {sine_dropout}
+        Dropout probability on the sine layer's output, training only, the zero point's pass
+        included (NIMO-DLM: 0.1).
+    scale_param : {{"abs", "softplus"}}, default "abs"
+        The adaptive-ridge scales s_j from the learnable c: ``|c|`` with c = 1 at the start, or
+        ``softplus(c)`` with raw c ~ N(0.5, 0.1²) (NIMO-DLM; softplus(0.5) ≈ 0.97). β = s ⊙ γ,
+        and ``sparsity`` weighs ``Σ_j (s_j²)^δ``.
+    alpha_init : float, default {alpha_init}
+        Initial α of the modulation scale ``s = ½(1 + tanh α)``: 2 gives 0.982; NIMO-DLM: 4
+        (0.9993).
+    output_init : {{"zero", "default"}}, default "zero"
+        fc3's initial weight: zero, so g ≡ 0 and NIMO starts as the linear model, or PyTorch's
+        default initialisation (NIMO-DLM).
+    ridge_in_loss : bool, default False
+        True: the loss also holds the solve's ridge ``λ Σ_j (β_j / s_j)²`` (= λ‖γ_{{1:}}‖²), so it
+        is the objective the closed-form β minimises (NIMO-DLM's λΣγ² term). False: the ridge
+        acts inside the solve only.
+    beta_refit : {{"last_step", "epoch"}}, default "last_step"
+        The β the validation score sees (and the next epoch's IRLS warm start): the last
+        training step's solve, or (``"epoch"``, NIMO-DLM's ``recompute_gamma``) β re-solved on
+        all training rows with the network in eval mode after every epoch. After training, β
+        is re-solved so in either case.
+
     epochs : int, default {epochs}
         Maximum number of epochs.
     lr : float, default {lr}
@@ -415,6 +510,14 @@ class _NIMOBase(TorchEstimator):
         "delta": number(0, strict=True),
         "group_penalty": number(0),
         "noise_std": number(0),
+        "first_layer_scale": number(0, strict=True),
+        "bound": one_of(BOUNDS),
+        "sine_dropout": number(0, maximum=1),
+        "scale_param": one_of(SCALE_PARAMS),
+        "alpha_init": number(None),
+        "output_init": one_of(OUTPUT_INITS),
+        "ridge_in_loss": BOOLEAN,
+        "beta_refit": one_of(BETA_REFITS),
     }
     _persisted_attributes = (
         *TorchPersistable._persisted_attributes,
@@ -433,6 +536,14 @@ class _NIMOBase(TorchEstimator):
         delta: float = 0.5,
         group_penalty: float = 0.01,
         noise_std: float = 0.2,
+        first_layer_scale: float = 1.0,
+        bound: str = "difference",
+        sine_dropout: float = 0.0,
+        scale_param: str = "abs",
+        alpha_init: float = 2.0,
+        output_init: str = "zero",
+        ridge_in_loss: bool = False,
+        beta_refit: str = "last_step",
         epochs: int = 200,
         lr: float = 5e-3,
         batch_size: int = 256,
@@ -466,6 +577,9 @@ class _NIMOBase(TorchEstimator):
                 module.beta.copy_(beta)  # warm start of the next step, and β for validation
             out = linear_predictor(B, beta)
             penalty = module.penalty(self.sparsity, self.delta, self.group_penalty)
+            if self.ridge_in_loss:  # the loss then holds the objective the solve minimises
+                ridge = self._solve_ridge(B.shape[0])
+                penalty = penalty + ridge_term(beta, module.c, ridge, self.scale_param)
             return self._task_loss(out, yb) + penalty
 
     def _solve_beta(self, module: NIMONetwork, B: Tensor, yb: Tensor) -> Tensor:
@@ -507,13 +621,25 @@ class _NIMOBase(TorchEstimator):
         """Train, then refit β on the training rows (eval mode) and set the public attributes."""
         X_t, y_t, seed = super()._fit_network(X, target, val_score, settings, on_cycle_end)
         with torch_threads(self.n_jobs):
-            self.module_.eval()
-            rows = _refit_rows(X.shape[0], X.shape[1] * self.n_outputs_, seed)
-            X_r, y_r = (X_t, y_t) if rows is None else (X_t[rows], y_t[rows])
-            with torch.no_grad():
-                self._refit_beta(self._design(X_r), y_r)
+            self._refit_on_training_rows(X_t, y_t, seed)
         self._set_public_attributes()
         return X_t, y_t, seed
+
+    def _refit_on_training_rows(self, X_t: Tensor, y_t: Tensor, seed: int) -> None:
+        """β re-solved on the training rows (a seeded subset beyond ``_REFIT_MAX_ELEMENTS``)
+        with the current network in eval mode: after training, and with ``beta_refit="epoch"``
+        after every epoch."""
+        self.module_.eval()
+        rows = _refit_rows(X_t.shape[0], X_t.shape[1] * self.n_outputs_, seed)
+        X_r, y_r = (X_t, y_t) if rows is None else (X_t[rows], y_t[rows])
+        with torch.no_grad():
+            self._refit_beta(self._design(X_r), y_r)
+
+    def _after_epoch(self, X_t: Tensor, y_t: Tensor, seed: int):
+        """``beta_refit="epoch"``: re-solve β on the training rows before each validation score."""
+        if self.beta_refit == "last_step":
+            return None
+        return lambda module: self._refit_on_training_rows(X_t, y_t, seed)
 
     def _build_module(self, n_features: int) -> NIMONetwork:
         """The (untrained) network of these settings on ``device_``; fit and load build it here."""
@@ -524,6 +650,12 @@ class _NIMOBase(TorchEstimator):
             self.sine_size,
             self.noise_std,
             self._amplitude,
+            self.output_init,
+            first_layer_scale=self.first_layer_scale,
+            bound=self.bound,
+            sine_dropout=self.sine_dropout,
+            scale_param=self.scale_param,
+            alpha_init=self.alpha_init,
         ).to(self.device_)
 
     def _design(self, X_t: Tensor) -> Tensor:
@@ -627,6 +759,9 @@ def _common_doc(score: str) -> str:
         ridge=defaults["ridge"],
         sparsity=defaults["sparsity"],
         group_penalty=defaults["group_penalty"],
+        first_layer_scale=defaults["first_layer_scale"],
+        sine_dropout=defaults["sine_dropout"],
+        alpha_init=defaults["alpha_init"],
         epochs=defaults["epochs"],
         lr=defaults["lr"],
         batch_size=defaults["batch_size"],
@@ -655,10 +790,10 @@ class NIMORegressor(TorchRegressor, _NIMOBase):
 """ + _common_doc(score="−MSE")
 
     def _solve_beta(self, module: NIMONetwork, B: Tensor, yb: Tensor) -> Tensor:
-        Z = augmented_design(B, module.c)  # (1, m, d + 1)
+        Z = augmented_design(B, module.c, self.scale_param)  # (1, m, d + 1)
         rhs = (Z.transpose(1, 2) @ yb[None, :, None])[:, :, 0] / yb.shape[0]
         gamma = ridge_solve(Z, torch.ones_like(Z[:, :, 0]), rhs, self._solve_ridge(Z.shape[1]))
-        return beta_from_gamma(gamma, module.c)
+        return beta_from_gamma(gamma, module.c, self.scale_param)
 
     def _refit_beta(self, B: Tensor, y: Tensor) -> None:
         self.module_.beta.copy_(self._solve_beta(self.module_, B, y))
@@ -723,7 +858,8 @@ class NIMOClassifier(TorchClassifier, _NIMOBase):
         """
         Y = self._targets(yb)
         eta_prev = linear_predictor(B, beta_prev)
-        beta_newton = beta_from_gamma(self._newton_target(augmented_design(B, c), eta_prev, Y), c)
+        Z = augmented_design(B, c, self.scale_param)
+        beta_newton = beta_from_gamma(self._newton_target(Z, eta_prev, Y), c, self.scale_param)
         with torch.no_grad():
             ts = torch.cat([0.5 ** torch.arange(11.0, device=B.device), B.new_zeros(1)])
             eta_newton = linear_predictor(B, beta_newton)
@@ -736,9 +872,8 @@ class NIMOClassifier(TorchClassifier, _NIMOBase):
                 losses = F.cross_entropy(
                     etas.permute(0, 2, 1), yb[None].expand(len(ts), -1), reduction="none"
                 ).mean(1)
-            inv_c = 1.0 / c.abs().clamp_min(1e-6)
             betas = beta_prev[None] + ts[:, None, None] * (beta_newton - beta_prev)[None]
-            ridge = self._solve_ridge(B.shape[0]) * ((betas[:, :, 1:] * inv_c) ** 2).sum(dim=(1, 2))
+            ridge = ridge_term(betas, c, self._solve_ridge(B.shape[0]), self.scale_param)
             objective = torch.nan_to_num(losses + ridge, nan=math.inf)
             t = ts[torch.argmin(objective)]
         return beta_prev + t * (beta_newton - beta_prev)

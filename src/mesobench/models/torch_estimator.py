@@ -18,8 +18,8 @@ here once:
 * ``training_curves``, and the classifiers' ``decision_function`` / ``predict``.
 
 A model implements ``_build_module`` (also used to load a saved model), ``_loss`` and
-``_module_outputs``, and may override the hooks ``_batch_size``, ``_training_inputs`` and
-``_validates``. The constructor parameters stay the models' own (configs and run keys name them).
+``_module_outputs``, and may override the hooks ``_batch_size``, ``_training_inputs``,
+``_validates`` and ``_after_epoch``. The constructor parameters stay the models' own (configs and run keys name them).
 """
 
 from __future__ import annotations
@@ -126,6 +126,7 @@ class TorchEstimator(TorchPersistable, BaseEstimator):
                 settings,
                 val_score=val_score,
                 on_cycle_end=on_cycle_end,
+                on_epoch_trained=self._after_epoch(X_t, y_t, seed),
             )
         return X_t, y_t, seed
 
@@ -151,6 +152,12 @@ class TorchEstimator(TorchPersistable, BaseEstimator):
         generic. Called once per fit, on the device, under the fit's thread setting.
         """
         return X
+
+    def _after_epoch(self, X: Tensor, y: Tensor, seed: int) -> Callable[[nn.Module], None] | None:
+        """What runs after each epoch's steps, before its validation score (``on_epoch_trained``
+        of :func:`~mesobench.models.training.train`), given the fit's training tensors and seed;
+        here nothing (NIMO: the per-epoch β re-solve)."""
+        return None
 
     def _validates(self, eval_set) -> bool:
         """Whether ``eval_set`` is scored: only for early stopping (TabResNet: whenever given)."""
