@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from torch import Tensor
 from mesobench.data.synthetic import generate
 from mesobench.errors import ConfigError
 from mesobench.models import NIMOClassifier, NIMORegressor
-from mesobench.models.nimo import NIMONetwork, positional_codes, ridge_term
+from mesobench.models.nimo import NetworkForm, NIMONetwork, positional_codes, ridge_term
 
 SMALL = {"epochs": 15, "warmup_epochs": 2, "batch_size": 64, "n_jobs": 1}
 # The toy task of the NIMO paper; full batch, no noise, a cosine schedule: ~3 s on one thread.
@@ -106,6 +107,12 @@ def test_positional_code_is_the_binary_code_of_j_in_plus_minus_half():
     assert positional_codes(8).shape == (8, 4)
 
 
+def _network(n_features, n_outputs, noise_std=0.2, amplitude=1.0, **form) -> NIMONetwork:
+    """A network with the details ``form`` (fields of :class:`NetworkForm`) switched."""
+    form = NetworkForm(**form)
+    return NIMONetwork(n_features, n_outputs, noise_std=noise_std, amplitude=amplitude, form=form)
+
+
 def _explicit_nets(net: NIMONetwork, x: Tensor) -> tuple[Tensor, Tensor]:
     """``(net(x_{-j}, j), net(0, j))`` before the bound, (m, d, C) and (d, C), one feature at a
     time with the concatenations of the reference (eval mode: no noise, no dropout)."""
@@ -113,7 +120,7 @@ def _explicit_nets(net: NIMONetwork, x: Tensor) -> tuple[Tensor, Tensor]:
 
     def explicit(inp):
         code = inp[:, d:]
-        z1 = torch.tanh(net.first_layer_scale * net.fc1(inp))
+        z1 = torch.tanh(net.form.first_layer_scale * net.fc1(inp))
         z1 = torch.cat([z1, code], 1)
         z2 = torch.sin(2 * math.pi * net.fc2(z1))
         return net.fc3(torch.cat([z2, z1], 1))
@@ -162,7 +169,7 @@ def test_modulation_of_feature_j_ignores_x_j():
 
 def test_noise_is_on_in_training_and_off_at_inference():
     torch.manual_seed(0)
-    net = NIMONetwork(3, 1, noise_std=0.2, output_init="default")  # a zero fc3 hides noise
+    net = _network(3, 1, noise_std=0.2, output_init="default")  # a zero fc3 hides noise
     x = torch.randn(4, 3)
     with torch.no_grad():
         assert not torch.equal(net.train().modulation(x), net.modulation(x))
@@ -260,10 +267,15 @@ def test_each_detail_changes_the_fit_and_keeps_the_explanation_exact(kind, name,
     np.testing.assert_allclose(fits[1].explain(X).output(X), got, atol=1e-4, rtol=0)
 
 
+def test_the_networks_form_defaults_are_the_estimators():
+    defaults = NIMOClassifier().get_params()
+    assert NetworkForm() == NetworkForm(**{f.name: defaults[f.name] for f in fields(NetworkForm)})
+
+
 def test_first_layer_scale_multiplies_fc1s_whole_pre_activation():
     torch.manual_seed(0)
-    scaled = NIMONetwork(5, 1, first_layer_scale=0.3, output_init="default").eval()
-    plain = NIMONetwork(5, 1, output_init="default").eval()
+    scaled = _network(5, 1, first_layer_scale=0.3, output_init="default").eval()
+    plain = _network(5, 1, output_init="default").eval()
     plain.load_state_dict(scaled.state_dict())
     with torch.no_grad():
         plain.fc1.weight.mul_(0.3)
@@ -275,8 +287,8 @@ def test_first_layer_scale_multiplies_fc1s_whole_pre_activation():
 @pytest.mark.parametrize("amplitude", [1.0, 2.0])
 def test_centred_bound_is_tanh_of_the_difference_zero_at_the_origin_and_below_the_scale(amplitude):
     torch.manual_seed(0)
-    net = NIMONetwork(5, 2, amplitude=amplitude, bound="centred", output_init="default").eval()
-    difference = NIMONetwork(5, 2, amplitude=amplitude, output_init="default").eval()
+    net = _network(5, 2, amplitude=amplitude, bound="centred", output_init="default").eval()
+    difference = _network(5, 2, amplitude=amplitude, output_init="default").eval()
     with torch.no_grad():
         net.fc3.weight.mul_(40.0)  # saturate the bound
         difference.load_state_dict(net.state_dict())
@@ -293,8 +305,8 @@ def test_centred_bound_is_tanh_of_the_difference_zero_at_the_origin_and_below_th
 
 def test_sine_dropout_acts_in_training_only():
     torch.manual_seed(0)
-    net = NIMONetwork(4, 1, noise_std=0.0, sine_dropout=0.5, output_init="default")
-    plain = NIMONetwork(4, 1, noise_std=0.0, output_init="default")
+    net = _network(4, 1, noise_std=0.0, sine_dropout=0.5, output_init="default")
+    plain = _network(4, 1, noise_std=0.0, output_init="default")
     plain.load_state_dict(net.state_dict())
     x = torch.randn(6, 4)
     with torch.no_grad():
@@ -305,7 +317,7 @@ def test_sine_dropout_acts_in_training_only():
 
 def test_softplus_scales_start_near_one_and_carry_the_solve_and_the_penalty():
     torch.manual_seed(0)
-    net = NIMONetwork(50, 3, scale_param="softplus")
+    net = _network(50, 3, scale_param="softplus")
     assert float(net.c.detach().mean()) == pytest.approx(0.5, abs=0.03)
     assert float(net.c.detach().std()) == pytest.approx(0.1, abs=0.02)
     torch.testing.assert_close(net.scales(), torch.nn.functional.softplus(net.c))
@@ -317,12 +329,12 @@ def test_softplus_scales_start_near_one_and_carry_the_solve_and_the_penalty():
 
 
 def test_alpha_init_and_output_init_set_the_starting_network():
-    assert float(NIMONetwork(3, 1, alpha_init=4.0).scale) == pytest.approx(0.5 * (1 + math.tanh(4)))
-    assert float(NIMONetwork(3, 1).scale) == pytest.approx(0.5 * (1 + math.tanh(2)))
     x = torch.randn(5, 3)
     with torch.no_grad():
+        assert float(_network(3, 1, alpha_init=4.0).scale) == pytest.approx(0.99966, abs=1e-5)
+        assert float(NIMONetwork(3, 1).scale) == pytest.approx(0.5 * (1 + math.tanh(2)))
         assert torch.equal(NIMONetwork(3, 1).eval().modulation(x), torch.zeros(5, 3, 1))
-        assert NIMONetwork(3, 1, output_init="default").eval().modulation(x).abs().min() > 0
+        assert _network(3, 1, output_init="default").eval().modulation(x).abs().min() > 0
 
 
 def test_ridge_in_loss_adds_the_solves_ridge_on_gamma():
@@ -332,7 +344,7 @@ def test_ridge_in_loss_adds_the_solves_ridge_on_gamma():
     for flag in (False, True):
         model = NIMORegressor(ridge=0.05, noise_std=0.0, ridge_in_loss=flag)
         torch.manual_seed(0)
-        net = NIMONetwork(4, 1, noise_std=0.0, output_init="default")
+        net = _network(4, 1, noise_std=0.0, output_init="default")
         losses.append(float(model._loss(net, X, y).detach()))
         betas.append(net.beta.clone())
     torch.testing.assert_close(betas[0], betas[1])  # the same solve
@@ -365,6 +377,19 @@ def test_beta_refit_epoch_scores_validation_with_beta_resolved_on_all_training_r
     matches = [np.allclose(got, closed, rtol=1e-4, atol=1e-5) for got, closed in seen]
     assert matches == [beta_refit == "epoch"] * 4
     np.testing.assert_allclose(model.coef_, _closed_form_coef(model, X[:200], y[:200]), rtol=1e-4)
+
+
+def test_a_saved_model_with_every_detail_switched_loads_with_identical_outputs(tmp_path):
+    from mesobench.models.persistence import load_model, save_model
+
+    X, y = _regression()
+    model = NIMORegressor(random_state=0, **DLM_DETAILS, **SMALL).fit(X, y)
+    save_model(model, tmp_path)
+    loaded = load_model(tmp_path)
+    assert loaded.module_.form == NetworkForm(
+        **{f.name: DLM_DETAILS[f.name] for f in fields(NetworkForm)}
+    )
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
 
 
 # ---- the scikit-learn contract -----------------------------------------------------------------

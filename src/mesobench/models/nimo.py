@@ -77,6 +77,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -115,6 +116,19 @@ BETA_REFITS = ("last_step", "epoch")
 """The β the validation score uses: the last training step's, or a re-solve on all training rows."""
 OUTPUT_INITS = ("zero", "default")
 """fc3's initial weight: zero (g ≡ 0 at the start) or PyTorch's default."""
+
+
+@dataclass(frozen=True)
+class NetworkForm:
+    """The network's details that NIMO-DLM has otherwise, as the estimators' parameters of these
+    names (:class:`NIMORegressor`); the defaults are mesobench's form."""
+
+    output_init: str = "zero"
+    alpha_init: float = 2.0
+    scale_param: str = "abs"
+    first_layer_scale: float = 1.0
+    sine_dropout: float = 0.0
+    bound: str = "difference"
 
 
 def positional_codes(n_features: int) -> Tensor:
@@ -217,8 +231,9 @@ class NIMONetwork(nn.Module):
         σ_n of the Gaussian noise added to fc1's pre-activation in training mode.
     amplitude : float
         a: 1 (regression) or 2 (classification), see the module docstring.
-    output_init, first_layer_scale, bound, sine_dropout, scale_param, alpha_init
-        As the estimators' parameters of these names (:class:`NIMORegressor`).
+    form : NetworkForm
+        The details NIMO-DLM has otherwise (fc3's and α's initialisation, the scales of c, the
+        first layer's scale, dropout on the sine layer, the bound of g).
     """
 
     def __init__(
@@ -229,34 +244,26 @@ class NIMONetwork(nn.Module):
         sine_size: int = 128,
         noise_std: float = 0.2,
         amplitude: float = 1.0,
-        output_init: str = "zero",
-        *,
-        first_layer_scale: float = 1.0,
-        bound: str = "difference",
-        sine_dropout: float = 0.0,
-        scale_param: str = "abs",
-        alpha_init: float = 2.0,
+        form: NetworkForm = NetworkForm(),
     ) -> None:
         super().__init__()
         codes = positional_codes(n_features)
         self.n_features, self.n_outputs = n_features, n_outputs
         self.n_bits = codes.shape[1]
-        self.noise_std, self.amplitude = float(noise_std), float(amplitude)
-        self.first_layer_scale, self.sine_dropout = float(first_layer_scale), float(sine_dropout)
-        self.bound, self.scale_param = bound, scale_param
+        self.noise_std, self.amplitude, self.form = float(noise_std), float(amplitude), form
         self.register_buffer("codes", codes)
         self.fc1 = nn.Linear(n_features + self.n_bits, hidden_size)
         self.fc2 = nn.Linear(hidden_size + self.n_bits, sine_size)
         self.fc3 = nn.Linear(sine_size + hidden_size + self.n_bits, n_outputs)
-        if output_init == "zero":
+        if form.output_init == "zero":
             nn.init.zeros_(self.fc3.weight)  # g ≡ 0 at the start: NIMO starts as the linear model
-        self.alpha = nn.Parameter(torch.tensor(float(alpha_init)))
+        self.alpha = nn.Parameter(torch.tensor(float(form.alpha_init)))
         self.c = nn.Parameter(self._initial_c(n_outputs, n_features))
         self.register_buffer("beta", torch.zeros(n_outputs, n_features + 1))
 
     def _initial_c(self, n_outputs: int, n_features: int) -> Tensor:
         """c = 1 (|c| = 1), or raw c ~ N(0.5, 0.1²) under softplus (NIMO-DLM: softplus ≈ 0.97)."""
-        if self.scale_param == "abs":
+        if self.form.scale_param == "abs":
             return torch.full((n_outputs, n_features), _C_INIT)
         return torch.empty(n_outputs, n_features).normal_(*_SOFTPLUS_C_INIT)
 
@@ -282,14 +289,14 @@ class NIMONetwork(nn.Module):
         h, s = self.fc1.out_features, self.fc2.out_features
         if self.training and self.noise_std > 0:  # one fused pass over the (..., d, h) tensor
             pre1 = torch.add(pre1, torch.randn_like(pre1), alpha=self.noise_std)
-        if self.first_layer_scale != 1.0:
-            pre1 = pre1 * self.first_layer_scale
+        if self.form.first_layer_scale != 1.0:
+            pre1 = pre1 * self.form.first_layer_scale
         z1 = torch.tanh(pre1)  # (..., d, h)
         # sin(2π(W2 z1 + t2)) with 2π folded into the small weight and code term: one pass less
         # over the largest tensor, (..., d, s), forward and backward
         z2 = torch.sin(F.linear(z1, _TWO_PI * self.fc2.weight[:, :h]) + _TWO_PI * t2)
-        if self.training and self.sine_dropout > 0:
-            z2 = F.dropout(z2, self.sine_dropout)
+        if self.training and self.form.sine_dropout > 0:
+            z2 = F.dropout(z2, self.form.sine_dropout)
         out = _narrow_linear(z2, self.fc3.weight[:, :s]) + _narrow_linear(
             z1, self.fc3.weight[:, s : s + h]
         )
@@ -297,11 +304,11 @@ class NIMONetwork(nn.Module):
 
     def _zero_point(self, net0: Tensor) -> Tensor:
         """What :meth:`_bounded` subtracts: tanh net(0, j) (``"difference"``) or net(0, j)."""
-        return torch.tanh(net0) if self.bound == "difference" else net0
+        return torch.tanh(net0) if self.form.bound == "difference" else net0
 
     def _bounded(self, net: Tensor, zero: Tensor) -> Tensor:
         """``tanh net − tanh net0`` ∈ (−2, 2) (``"difference"``) or ``tanh(net − net0)`` ∈ (−1, 1)."""
-        if self.bound == "difference":
+        if self.form.bound == "difference":
             return torch.tanh(net) - zero
         return torch.tanh(net - zero)
 
@@ -346,11 +353,11 @@ class NIMONetwork(nn.Module):
 
     def scales(self) -> Tensor:
         """The adaptive-ridge scales s (|c| or softplus(c)), shape (C, d)."""
-        return positive_scales(self.c, self.scale_param)
+        return positive_scales(self.c, self.form.scale_param)
 
     def penalty(self, sparsity: float, delta: float, group_penalty: float) -> Tensor:
         """``μ Σ (s²)^δ + λ_g Σ_j ‖W1[:, j]‖₂`` (smoothed by 1e-12 at 0), s the scales of c."""
-        squared = self.c**2 if self.scale_param == "abs" else self.scales() ** 2
+        squared = self.c**2 if self.form.scale_param == "abs" else self.scales() ** 2
         c_term = ((squared + 1e-12) ** delta).sum()
         group = torch.sqrt((self.feature_columns() ** 2).sum(dim=0) + 1e-12).sum()
         return sparsity * c_term + group_penalty * group
@@ -643,6 +650,7 @@ class _NIMOBase(TorchEstimator):
 
     def _build_module(self, n_features: int) -> NIMONetwork:
         """The (untrained) network of these settings on ``device_``; fit and load build it here."""
+        form = NetworkForm(**{f.name: getattr(self, f.name) for f in fields(NetworkForm)})
         return NIMONetwork(
             n_features,
             self.n_outputs_,
@@ -650,12 +658,7 @@ class _NIMOBase(TorchEstimator):
             self.sine_size,
             self.noise_std,
             self._amplitude,
-            self.output_init,
-            first_layer_scale=self.first_layer_scale,
-            bound=self.bound,
-            sine_dropout=self.sine_dropout,
-            scale_param=self.scale_param,
-            alpha_init=self.alpha_init,
+            form,
         ).to(self.device_)
 
     def _design(self, X_t: Tensor) -> Tensor:
