@@ -55,6 +55,9 @@ _NIMO_TASKS = {  # NIMO's sizes: 200 training, 100 validation, 100 test rows
     "c2": ("binary", "NIMO C2, d=10"),
     "c3": ("binary", "NIMO C3, d=50 (R3 with coefficients -20, 20, 30, -10)"),
 }
+_REPLICATES = {"r3": 10, "c3": 10}  # data replicates (folds) where not 5: R3 and C3 carry the
+# NIMO ablation's 10 (conf/experiment/nimo_ablation.yaml). Fold k's data is drawn from
+# base_seed + k alone, so adding replicates leaves folds 0-4 as they were.
 SYNTHETIC = {
     "lfr_example": (
         "regression",
@@ -143,7 +146,8 @@ def synthetic_yaml(name: str) -> str:
         f"n_val: {n_val}          # fixed validation set (FoldData.X_val); 0 = none\n"
         f"n_test: {n_test}\n"
         "noise: 0.1\n"
-        "n_folds: 5          # fold k = independent data replicate k (data seed = base_seed + k)\n"
+        f"{'n_folds: ' + str(_REPLICATES.get(name, 5)):<20}"
+        "# fold k = independent data replicate k (data seed = base_seed + k)\n"
         "base_seed: 0\n"
     )
 

@@ -182,6 +182,16 @@ def test_fold_outside_n_folds_is_a_config_error():
         load_fold(_cfg("toy", n_folds=5), 5)
 
 
+def test_more_replicates_leave_the_first_folds_data_as_they_were():
+    """R3 and C3 have 10 replicates (the NIMO ablation); folds 0-4 are those of 5."""
+    for k in (0, 4):
+        five = load_fold(_cfg("r3", n_folds=5, n_val=100), k)
+        ten = load_fold(_cfg("r3", n_folds=10, n_val=100), k)
+        for part in ("X_train", "X_val", "X_test"):
+            np.testing.assert_array_equal(getattr(five, part), getattr(ten, part))
+        np.testing.assert_array_equal(five.y_test, ten.y_test)
+
+
 def test_unknown_generator_lists_the_known_ones():
     with pytest.raises(ConfigError, match="lfr_example"):
         load_fold(_cfg("r9"), 0)

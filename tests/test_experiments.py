@@ -315,6 +315,44 @@ def test_nimo_synthetic_tunes_imn_and_lfr_imn_on_nimos_budget():
             assert int(np.prod([len(s["choices"]) for s in grid.values()])) == cfg.hpo.n_trials
 
 
+def _built_params(experiment: str, model: str) -> dict[str, dict]:
+    """The constructor parameters a run of ``model`` in ``experiment`` builds, per task kind."""
+    plain = OmegaConf.to_container(
+        _compose("config", f"+experiment={experiment}", f"model={model}"), resolve=True
+    )
+    return {
+        kind: build_estimator(plain["model"], kind, seed=0, device="cpu", threads=1).get_params()
+        for kind in ("regression", "binary")
+    }
+
+
+def test_the_nimo_ablation_switches_one_detail_per_variant_at_fixed_penalties():
+    """Each variant differs from nimo_synthetic in one detail (for some task kind) and in
+    nothing else; every model runs R3 and C3 on 10 replicates at the same fixed penalties."""
+    cfg = _compose("config", "+experiment=nimo_ablation", hydra=True)
+    params = cfg.hydra.sweeper.params
+    assert (params.task, params.fold, cfg.protocol.name) == (
+        "synthetic/r3,synthetic/c3",
+        "range(0,10)",
+        "default",
+    )
+    models = _swept_models(cfg)
+    assert models[0] == "nimo_synthetic" and len(models) == len(set(models))
+    variants = {p.stem for p in (conf_dir() / "model" / "variants").glob("nimo_synthetic_*.yaml")}
+    assert {m.removeprefix("variants/") for m in models[1:]} == variants
+    base = _built_params("nimo_ablation", "nimo_synthetic")
+    assert (base["regression"]["group_penalty"], base["regression"]["noise_std"]) == (0.01, 0.0)
+    assert (base["binary"]["group_penalty"], base["binary"]["noise_std"]) == (0.03, 0.0)
+    for model in models[1:]:
+        built = _built_params("nimo_ablation", model)
+        changed = {
+            kind: {k for k, v in built[kind].items() if v != base[kind][k]} for kind in built
+        }
+        detail = model.removeprefix("variants/nimo_synthetic_")
+        assert set().union(*changed.values()) <= {detail, "ridge"}, model  # ridge: ridge_units
+        assert detail in changed["regression"], model
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
