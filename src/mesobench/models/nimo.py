@@ -642,11 +642,17 @@ class _NIMOBase(TorchEstimator):
         with torch.no_grad():
             self._refit_beta(self._design(X_r), y_r)
 
-    def _after_epoch(self, X_t: Tensor, y_t: Tensor, seed: int):
-        """``beta_refit="epoch"``: re-solve β on the training rows before each validation score."""
-        if self.beta_refit == "last_step":
-            return None
-        return lambda module: self._refit_on_training_rows(X_t, y_t, seed)
+    def _epoch_score(self, val_score, X_t: Tensor, y_t: Tensor, seed: int):
+        """``beta_refit="epoch"``: each validation score sees β re-solved on the training rows
+        (without a validation score, nothing reads the per-epoch β: the fit's last refit counts)."""
+        if self.beta_refit == "last_step" or val_score is None:
+            return val_score
+
+        def score(module: NIMONetwork) -> float:
+            self._refit_on_training_rows(X_t, y_t, seed)
+            return val_score(module)
+
+        return score
 
     def _build_module(self, n_features: int) -> NIMONetwork:
         """The (untrained) network of these settings on ``device_``; fit and load build it here."""

@@ -19,7 +19,8 @@ here once:
 
 A model implements ``_build_module`` (also used to load a saved model), ``_loss`` and
 ``_module_outputs``, and may override the hooks ``_batch_size``, ``_training_inputs``,
-``_validates`` and ``_after_epoch``. The constructor parameters stay the models' own (configs and run keys name them).
+``_validates`` and ``_epoch_score``. The constructor parameters stay the models' own (configs
+and run keys name them).
 """
 
 from __future__ import annotations
@@ -124,9 +125,8 @@ class TorchEstimator(TorchPersistable, BaseEstimator):
                 self._training_inputs(X_t),
                 y_t,
                 settings,
-                val_score=val_score,
+                val_score=self._epoch_score(val_score, X_t, y_t, seed),
                 on_cycle_end=on_cycle_end,
-                on_epoch_trained=self._after_epoch(X_t, y_t, seed),
             )
         return X_t, y_t, seed
 
@@ -153,11 +153,12 @@ class TorchEstimator(TorchPersistable, BaseEstimator):
         """
         return X
 
-    def _after_epoch(self, X: Tensor, y: Tensor, seed: int) -> Callable[[nn.Module], None] | None:
-        """What runs after each epoch's steps, before its validation score (``on_epoch_trained``
-        of :func:`~mesobench.models.training.train`), given the fit's training tensors and seed;
-        here nothing (NIMO: the per-epoch β re-solve)."""
-        return None
+    def _epoch_score(
+        self, val_score: ValScore | None, X: Tensor, y: Tensor, seed: int
+    ) -> ValScore | None:
+        """The score the trainer takes after each epoch, given the fit's training tensors and
+        seed; here ``val_score`` itself (NIMO: β re-solved on the training rows first)."""
+        return val_score
 
     def _validates(self, eval_set) -> bool:
         """Whether ``eval_set`` is scored: only for early stopping (TabResNet: whenever given)."""

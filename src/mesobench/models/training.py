@@ -16,8 +16,7 @@ Design (after the IMN reference code of Kadra et al., NeurIPS 2024 (IMN)):
   (:class:`LRSchedule`, or the reference's iteration-based timing, :class:`ReferenceSchedule`);
   or a constant rate after warm-up;
 * hooks: ``on_cycle_end`` is called at the exact step where a cosine cycle ends (for snapshot
-  ensembles, as the IMN reference), ``on_epoch_trained`` after every epoch's steps (before its
-  validation score), ``on_epoch_end`` after every epoch;
+  ensembles, as the IMN reference), ``on_epoch_end`` after every epoch;
 * optional early stopping on ``val_score(module)`` (higher is better), restoring the best weights;
 * progress through :mod:`logging`, at most one INFO line every ``log_every_s`` seconds plus one
   summary line per fit;
@@ -390,7 +389,6 @@ def train(
     val_score: Callable[[nn.Module], float] | None = None,
     on_epoch_end: Callable[[EpochEnd], None] | None = None,
     on_cycle_end: Callable[[int, nn.Module], None] | None = None,
-    on_epoch_trained: Callable[[nn.Module], None] | None = None,
 ) -> TrainResult:
     """Train ``module`` in place on ``(X, y)`` (tensors on the device to train on).
 
@@ -402,10 +400,8 @@ def train(
     ``compile``: :func:`_step_loss`; at most one INFO line per ``log_every_s`` seconds.
     ``val_score(module)`` (higher is better) after every epoch: the best epoch's weights are
     restored at the end (NaN never counts), and ``early_stopping_patience`` epochs without
-    improvement stop the fit. Hooks: ``on_epoch_trained(module)`` after each epoch's steps,
-    before its validation score (NIMO's per-epoch β re-solve); ``on_epoch_end(EpochEnd)``;
-    ``on_cycle_end(k, module)`` right after the step that ends cosine cycle k (snapshot
-    ensembles).
+    improvement stop the fit. Hooks: ``on_epoch_end(EpochEnd)``; ``on_cycle_end(k, module)``
+    right after the step that ends cosine cycle k (snapshot ensembles).
 
     Raises :class:`DivergenceError` when an epoch's mean loss is not finite,
     :class:`ConfigError` for patience without a ``val_score``, :class:`DataError` when X and y
@@ -436,8 +432,6 @@ def train(
             result.epoch_seconds.append(time.perf_counter() - epoch_started)
             _check_finite(epoch_loss, epoch, epochs, lr, current_lr)
             result.record_epoch(epoch, epoch_loss, current_lr)
-            if on_epoch_trained is not None:
-                on_epoch_trained(module)
             score = best.update(module, val_score, result, epoch)
             if on_epoch_end is not None:
                 on_epoch_end(EpochEnd(epoch, epochs, epoch_loss, score, current_lr, module))
