@@ -17,7 +17,7 @@ from numbers import Real
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mesobench.config.expect import BOOLEAN, Expect, integer, integer_or, number
 from mesobench.errors import ConfigError
@@ -133,16 +133,46 @@ def check_run_config(plain: Mapping[str, Any], model_choice: str | None) -> None
     check_model_params(plain.get("model", {}).get("params") or {}, defaults, source)
 
 
+def check_swept_values(config: DictConfig, models: list[str | None]) -> None:
+    """Every value of every swept setting (``fold=abc,0``, ``model.params.lr=0.1,x``): a bad one
+    refuses the sweep before any job, instead of failing its job after others ran."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    task = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task", default=[]) or []]
+    for override in OverridesParser.create().parse_overrides(task):
+        if not override.is_sweep_override():
+            continue
+        key = override.key_or_group.lstrip("+~")
+        values = list(override.sweep_iterator())
+        if key in RULES:
+            check_settings_values(key, values)
+        elif key.startswith("model.params."):
+            name = key.removeprefix("model.params.")
+            for model in models:
+                defaults, source = model_defaults(model)
+                for value in values:
+                    check_model_params({name: value}, defaults, source)
+
+
+def check_settings_values(key: str, values: list[Any]) -> None:
+    for value in values:
+        if not RULES[key].test(value):
+            raise _refuse(key, value, RULES[key].text)
+
+
 class BoundaryCheck(Callback):
-    """Hydra callback: refuse a multirun whose fixed values or swept models have a bad value,
-    before any job starts (each job checks its own config again)."""
+    """Hydra callback: refuse a multirun with a bad value, fixed or swept, before any job
+    starts (each job checks its own config again)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mesobench.protocol.tuning_protocol import sweep_configs
 
         try:
+            models = []
             for model, composed in sweep_configs(config):
                 check_run_config(composed, model)
+                models.append(model or composed["model"]["name"])
+            check_swept_values(config, models)
         except ConfigError as exc:  # Hydra turns a callback's exception into a mere warning
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from exc
