@@ -1,7 +1,7 @@
 # mesobench — the two commands a newcomer needs:
 #   make benchmark    run the quick experiment (cached CC18 tasks, 3 folds, every model) + report
 #   make test         run the test suite
-#   make test-fast    the in-process unit tests only (no command-line runs; a couple of minutes)
+#   make test-fast    the tests not marked slow (about 7 minutes on 2 cores)
 #   make benchmark EXPERIMENT=nimo_synthetic   any experiment of conf/experiment/ (+ its report)
 #   make report       regenerate results/<experiment>/ from mlflow.db without training anything
 #   make parity       IMN on the diabetes folds against the IMN reference code's figures

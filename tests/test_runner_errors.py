@@ -47,10 +47,13 @@ REFUSED_SWEEPS = [
         ("protocol: default, but xgboost is tuned", "protocol.exempt.xgboost"),
     ),
     (("model=logreg,xgboost", "seed=-1"), ("seed=-1: expected an integer >= 0.",)),
+    (("model=logreg", "seed=0,abc"), ("seed='abc': expected an integer >= 0.",)),  # swept
 ]
 
 
-@pytest.mark.parametrize(("overrides", "messages"), REFUSED_SWEEPS, ids=["protocol", "boundary"])
+@pytest.mark.parametrize(
+    ("overrides", "messages"), REFUSED_SWEEPS, ids=["protocol", "boundary", "swept"]
+)
 def test_a_bad_sweep_is_refused_whole_before_any_run(tmp_path, store, overrides, messages):
     proc = runner(
         *overrides, "task=diabetes", "fold=0", store=store, tmp_path=tmp_path, multirun=True

@@ -11,6 +11,7 @@ is never claimed in the store.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Mapping
 from numbers import Real
@@ -74,12 +75,18 @@ def _refuse(key: str, value: Any, expected: str) -> ConfigError:
     return ConfigError(f"{key}={value!r}: expected {expected}.")
 
 
+def check_setting(key: str, value: Any) -> None:
+    """One value of the setting ``key`` against its rule in :data:`RULES`."""
+    if not RULES[key].test(value):
+        raise _refuse(key, value, RULES[key].text)
+
+
 def check_settings(plain: Mapping[str, Any]) -> None:
     """Every value of :data:`RULES` present in the resolved run config ``plain``."""
-    for key, expect in RULES.items():
+    for key in RULES:
         present, value = _select(plain, key)
-        if present and not expect.test(value):
-            raise _refuse(key, value, expect.text)
+        if present:
+            check_setting(key, value)
 
 
 def _same_type(default: Any, value: Any) -> str | None:
@@ -115,9 +122,11 @@ def check_model_params(params: Mapping[str, Any], defaults: Mapping[str, Any], s
             raise _refuse(f"model.params.{name}", value, shown)
 
 
+@functools.lru_cache(maxsize=64)
 def model_defaults(choice: str | None) -> tuple[Mapping[str, Any], str]:
     """The params of ``conf/model/<choice>.yaml`` (with what it inherits) and the file's name;
-    empty for a run without a model config file (a model built in code)."""
+    empty for a run without a model config file (a model built in code). Composed once per
+    model and process: the sweep callback asks for each swept model twice."""
     from mesobench.config.paths import compose_config, conf_dir
 
     if not choice or not (conf_dir() / "model" / f"{choice}.yaml").is_file():
@@ -133,16 +142,43 @@ def check_run_config(plain: Mapping[str, Any], model_choice: str | None) -> None
     check_model_params(plain.get("model", {}).get("params") or {}, defaults, source)
 
 
+def check_swept_values(config: DictConfig, models: list[str | None]) -> None:
+    """Every value of every swept setting (``fold=abc,0``, ``model.params.lr=0.1,x``): a bad one
+    refuses the sweep before any job, instead of failing its job after others ran."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from mesobench.protocol.tuning_protocol import command_line_overrides
+
+    task = command_line_overrides(config)
+    for override in OverridesParser.create().parse_overrides(task):
+        if not override.is_sweep_override():
+            continue
+        key = override.key_or_group.lstrip("+~")
+        values = list(override.sweep_iterator())
+        if key in RULES:
+            for value in values:
+                check_setting(key, value)
+        elif key.startswith("model.params."):
+            name = key.removeprefix("model.params.")
+            for model in models:
+                defaults, source = model_defaults(model)
+                for value in values:
+                    check_model_params({name: value}, defaults, source)
+
+
 class BoundaryCheck(Callback):
-    """Hydra callback: refuse a multirun whose fixed values or swept models have a bad value,
-    before any job starts (each job checks its own config again)."""
+    """Hydra callback: refuse a multirun with a bad value, fixed or swept, before any job
+    starts (each job checks its own config again)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mesobench.protocol.tuning_protocol import sweep_configs
 
         try:
+            models = []
             for model, composed in sweep_configs(config):
                 check_run_config(composed, model)
+                models.append(model or composed["model"]["name"])
+            check_swept_values(config, models)
         except ConfigError as exc:  # Hydra turns a callback's exception into a mere warning
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from exc

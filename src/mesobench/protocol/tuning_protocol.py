@@ -87,10 +87,15 @@ def _check_grid_budget(model: str, section: Mapping[str, Any], n_trials: int) ->
             )
 
 
+def command_line_overrides(config: DictConfig) -> list[str]:
+    """The multirun's command-line overrides (``hydra.overrides.task``), as strings."""
+    return [str(o) for o in OmegaConf.select(config, "hydra.overrides.task", default=[]) or []]
+
+
 def swept_models(config: DictConfig) -> list[str | None]:
     """The model configs a multirun launches: the command line's ``model=a,b``, else the
     experiment's ``hydra.sweeper.params.model``; ``[None]`` when the model is not swept."""
-    task = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task", default=[]) or []]
+    task = command_line_overrides(config)
     texts = [o for o in task if o.split("=", 1)[0].lstrip("+~") == "model"]
     swept = OmegaConf.select(config, "hydra.sweeper.params.model", default=None)
     if not texts and swept:
@@ -108,7 +113,7 @@ def sweep_configs(config: DictConfig) -> Iterator[tuple[str | None, dict[str, An
     (the command line's fixed overrides, that model)."""
     from mesobench.config.paths import compose_config
 
-    task = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task", default=[]) or []]
+    task = command_line_overrides(config)
     parser = OverridesParser.create()
     fixed = [
         text
