@@ -55,9 +55,11 @@ _NIMO_TASKS = {  # NIMO's sizes: 200 training, 100 validation, 100 test rows
     "c2": ("binary", "NIMO C2, d=10"),
     "c3": ("binary", "NIMO C3, d=50 (R3 with coefficients -20, 20, 30, -10)"),
 }
-_REPLICATES = {"r3": 10, "c3": 10}  # data replicates (folds) where not 5: R3 and C3 carry the
-# NIMO ablation's 10 (conf/experiment/nimo_ablation.yaml). Fold k's data is drawn from
-# base_seed + k alone, so adding replicates leaves folds 0-4 as they were.
+_REPLICATES = dict.fromkeys(("toy", "r1", "r2", "r3", "linear", "c1", "c2", "c3"), 10)
+"""Data replicates (folds) where not 5: the NIMO paper's tasks carry 10 (experiments
+nimo_synthetic and nimo_ablation: 5 data draws are few for the spread of R3's MSE across draws).
+Fold k's data is drawn from base_seed + k alone, so adding replicates leaves folds 0-4 as they
+were."""
 SYNTHETIC = {
     "lfr_example": (
         "regression",

@@ -183,7 +183,7 @@ def test_fold_outside_n_folds_is_a_config_error():
 
 
 def test_more_replicates_leave_the_first_folds_data_as_they_were():
-    """R3 and C3 have 10 replicates (the NIMO ablation); folds 0-4 are those of 5."""
+    """The NIMO tasks have 10 replicates; folds 0-4 are those they had with 5."""
     for k in (0, 4):
         five = load_fold(_cfg("r3", n_folds=5, n_val=100), k)
         ten = load_fold(_cfg("r3", n_folds=10, n_val=100), k)
