@@ -395,3 +395,37 @@ def test_what_the_fidelity_metrics_scored_does_not_name_a_configuration():
     )
     labels = label_models(runs)["model"].tolist()
     assert labels == ["lfr[lr=0.1]", "lfr[lr=1]", "lfr[lr=2]"]
+
+
+def test_settings_per_task_kind_name_a_configuration_once():
+    """A variant that sets lr for regression and classification alike is ``[lr=0.001]``, and
+    one that differs in a regression-only setting is named by it: the runner logs both as
+    model.regressor_params.* / model.classifier_params.* (the configuration keeps them)."""
+    from mesobench.report.labels import configuration
+
+    def params(**over):
+        base = {
+            "model.params.sine_size": "128",
+            "model.regressor_params.lr": "0.003",
+            "model.classifier_params.lr": "0.005",
+            "model.regressor_params.noise_std": "0.0",
+            "model.name": "nimo_synthetic",  # not a setting: left out
+        }
+        return configuration({**base, **over})
+
+    runs = pd.DataFrame(
+        {
+            "model": ["nimo_synthetic"] * 3,
+            "config_hash": ["a", "b", "c"],
+            "configuration": [
+                params(),
+                params(
+                    **{"model.regressor_params.lr": "0.001"},
+                    **{"model.classifier_params.lr": "0.001"},
+                ),
+                params(**{"model.regressor_params.noise_std": "0.2"}),
+            ],
+        }
+    )
+    labels = label_models(runs)["model"].tolist()
+    assert labels == ["nimo_synthetic", "nimo_synthetic[lr=0.001]", "nimo_synthetic[noise_std=0.2]"]

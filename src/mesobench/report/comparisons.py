@@ -109,6 +109,7 @@ class ComparisonSettings:
     confidence: float = 0.95
     nsamples: int = 50000
     seed: int = 0
+    within_tasks: bool = False  # also within each task, over its folds (report/within_task.py)
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:

@@ -19,7 +19,7 @@ from mesobench.config.identity import RUN_KEY_VERSION
 from mesobench.metrics import registry
 from mesobench.report import comparisons as comparisons_mod
 from mesobench.report import parity as parity_mod
-from mesobench.report import plots, stats, tables
+from mesobench.report import plots, stats, tables, within_task
 from mesobench.report import published as published_mod
 from mesobench.report.runs import (
     TREATMENTS,
@@ -251,6 +251,9 @@ def write_report(
     if parity is not None:
         lines += _parity_section(keyed, parity, metric, out_dir)
     lines += _per_task_section(keyed, summary, long, models, s, out_dir)
+    if s.comparisons.within_tasks:
+        within = within_task_comparisons(keyed, models, s)
+        lines += within_task.section(within, s.comparisons, out_dir)
     lines += _across_tasks_section(treated, s, out_dir, compared)
     lines += _fidelity_section(keyed, long, summary, models, metric, s, out_dir)
     lines += _time_section(keyed, out_dir)
@@ -314,6 +317,21 @@ def paired_comparisons(treated: Treated, long: pd.DataFrame, s: ReportSettings) 
         reference = resolve_reference(s.reference, models, ranks)[0]
     pairs = comparisons_mod.declared_pairs(models, s.comparisons, s.claims, reference)
     return comparisons_mod.compare(scores, pairs, directions, s.comparisons)
+
+
+def within_task_comparisons(
+    keyed: pd.DataFrame, models: list[str], s: ReportSettings
+) -> pd.DataFrame:
+    """The pairs of :func:`paired_comparisons` (claims, declared, the ``scope``'s with the
+    configured reference) compared within each task over its folds (:mod:`.within_task`)."""
+    present = [m for m in models if m in set(keyed["model"])]
+    reference = s.reference if s.reference in present else None
+    pairs = comparisons_mod.declared_pairs(present, s.comparisons, s.claims, reference)
+    wanted = dict.fromkeys([*s.comparisons.metrics, *(c.metric for c in s.claims)])
+    directions = {
+        m: s.direction() if m == s.metric else registry.higher_is_better(m) for m in wanted
+    }
+    return within_task.compare_within_tasks(keyed, pairs, directions, s.comparisons, s.cv_folds)
 
 
 def _findings_section(compared: pd.DataFrame, s: ReportSettings) -> list[str]:

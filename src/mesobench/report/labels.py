@@ -20,6 +20,8 @@ from mesobench.report.runs_table import CONFIG_COLUMN, MODEL_NAME_COLUMN
 #: Param prefixes of the settings that make up a run's configuration.
 CONFIG_PREFIXES = (
     "model.params.",
+    "model.regressor_params.",  # a model's settings for one task kind, over its params
+    "model.classifier_params.",
     "preprocessing.",
     "device.",
     "validation.",
@@ -90,8 +92,8 @@ def _strict_mode(values: list[Any]) -> Any:
 
 
 def _config_defaults(model: str) -> dict[str, str]:
-    """``conf/model/<model>.yaml``'s params (with those it inherits) as the runner logs them
-    (``model.params.k``: str).
+    """``conf/model/<model>.yaml``'s params, and its settings per task kind, (with those it
+    inherits) as the runner logs them (``model.params.k``, ``model.regressor_params.k``: str).
 
     Variants are named by what differs from these, so ``lfr_imn`` in a report is the
     configuration of ``conf/model/lfr_imn.yaml`` whenever it ran. Empty for a model without a
@@ -99,8 +101,13 @@ def _config_defaults(model: str) -> dict[str, str]:
     """
     if not (conf_dir() / "model" / f"{model}.yaml").is_file():
         return {}
-    params = compose_config(f"model={model}")["model"].get("params") or {}
-    return {k: "None" if v is None else str(v) for k, v in flatten(params, "model.params.").items()}
+    section = compose_config(f"model={model}")["model"]
+    flat = {
+        k: v
+        for part in ("params", "regressor_params", "classifier_params")
+        for k, v in flatten(section.get(part) or {}, f"model.{part}.").items()
+    }
+    return {k: "None" if v is None else str(v) for k, v in flat.items()}
 
 
 def _active_settings(params: dict[str, Any]) -> dict[str, Any]:
@@ -132,7 +139,10 @@ def _variant_labels(model: str, configs: pd.DataFrame) -> dict[tuple[str, str], 
     modal.update({k: v for k, v in _config_defaults(model).items() if k in modal})
     labels = {}
     for h, p in parsed.items():
-        diff = [f"{k.split('.')[-1]}={p.get(k)}" for k in keys if p.get(k) != modal[k]]
+        # a setting shared by both task kinds (lr for regression and classification) shows once
+        diff = list(
+            dict.fromkeys(f"{k.split('.')[-1]}={p.get(k)}" for k in keys if p.get(k) != modal[k])
+        )
         labels[(model, h)] = f"{model}[{','.join(diff)}]" if diff else model
     if not keys or len(set(labels.values())) < len(labels):
         return {(model, h): f"{model}@{str(h)[:6]}" for h in configs.index}

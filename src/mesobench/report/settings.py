@@ -88,6 +88,10 @@ def comparison_settings(cfg: DictConfig) -> ComparisonSettings:
             raise ConfigError(f"comparisons.pairs: each pair is [model_a, model_b], got {pair!r}")
         pairs.append((str(pair[0]), str(pair[1])))
     metrics = tuple(as_list(block.metrics) or [cfg.metric])
+    if not isinstance(block.within_tasks, bool):
+        raise ConfigError(
+            f"comparisons.within_tasks={block.within_tasks!r}: expected true or false"
+        )
     return ComparisonSettings(
         pairs=tuple(pairs),
         scope=str(block.scope),
@@ -97,6 +101,7 @@ def comparison_settings(cfg: DictConfig) -> ComparisonSettings:
         confidence=float(block.confidence),
         nsamples=int(block.nsamples),
         seed=int(block.seed),
+        within_tasks=block.within_tasks,
     )
 
 
