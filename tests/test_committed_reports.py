@@ -50,3 +50,23 @@ def test_no_cd_diagram_where_the_friedman_test_does_not_reject(report):
         for metric, group in pd.read_csv(ranks).groupby("metric"):
             if not group["friedman_p"].iloc[0] <= friedman["alpha"]:
                 assert not (report / f"cd_diagram_fidelity_{metric}.png").exists(), metric
+
+
+WITHIN = [r for r in REPORTS if (r / "comparisons_within_tasks.csv").exists()]
+
+
+@pytest.mark.parametrize("report", WITHIN, ids=_name)
+def test_comparisons_within_tasks_are_coherent(report):
+    from mesobench.report import within_task
+
+    table = pd.read_csv(report / "comparisons_within_tasks.csv")
+    assert list(table.columns) == within_task.COLUMNS
+    tested = table.dropna(subset=["p_t"])
+    assert (tested["p_holm"] >= tested["p_t"] - 1e-12).all()
+    assert np.allclose(table["mean_diff"], table["mean_a"] - table["mean_b"], atol=1e-9)
+    probs = table.dropna(subset=["p_a_better"])
+    total = probs[["p_a_better", "p_rope", "p_b_better"]].sum(axis=1)
+    assert np.allclose(total, 1.0, atol=1e-9)
+    for row in table.itertuples():
+        expected = cmp.verdict(row.p_a_better, row.p_rope, row.p_b_better, row.rope, 0.95)
+        assert row.verdict == expected, (row.task, row.model_a, row.model_b, row.metric)
