@@ -166,7 +166,7 @@ def test_batch_size_is_scaled_and_the_settings_passed_to_a_torch_model():
     assert est.batch_size == 4 * model["params"]["batch_size"] == 1024
     assert est.lr == model["params"]["lr"]  # the learning rate is not rescaled
     assert (est.precision, est.compile) == ("bf16", True)
-    assert settings_notes(model, est, settings) == []
+    assert settings_notes(model, est, settings, "binary") == []
     assert model["params"]["batch_size"] == 256  # the config itself is left alone
 
 
@@ -177,17 +177,30 @@ def test_default_settings_build_the_estimator_as_before():
     assert (est.precision, est.compile) == ("fp32", False)
 
 
+@pytest.mark.parametrize("scale", [1, 2])
+def test_a_batch_size_set_for_one_task_kind_is_the_one_that_kind_trains_with(scale):
+    # regressor_params / classifier_params are merged over params for their kind, batch_size
+    # included: the device's scale multiplies the kind's own batch size, not params'
+    model = _model("nimo_synthetic")
+    model["regressor_params"]["batch_size"] = 128
+    settings = DeviceSettings(batch_size_scale=scale)
+    reg = build_estimator(model, "regression", seed=0, device="cpu", threads=1, settings=settings)
+    clf = build_estimator(model, "binary", seed=0, device="cpu", threads=1, settings=settings)
+    assert reg.batch_size == 128 * scale
+    assert clf.batch_size == model["params"]["batch_size"] * scale != reg.batch_size
+
+
 def test_a_model_without_the_settings_gets_notes_not_an_error():
     model = _model("xgboost")
     settings = DeviceSettings(precision="bf16", compile=True, batch_size_scale=2)
     est = build_estimator(model, "binary", seed=0, device="cpu", threads=1, settings=settings)
     assert "precision" not in est.get_params()
-    notes = settings_notes(model, est, settings)
+    notes = settings_notes(model, est, settings, "binary")
     assert len(notes) == 3
     assert any("device.precision=bf16 ignored" in note for note in notes)
     assert any("device.compile=True ignored" in note for note in notes)
     assert any("device.batch_size_scale=2 ignored" in note for note in notes)
-    assert settings_notes(model, est, DeviceSettings()) == []
+    assert settings_notes(model, est, DeviceSettings(), "binary") == []
 
 
 def test_precision_in_the_model_params_clashes_with_the_device_setting():

@@ -3,7 +3,7 @@
 A model config names a classifier and (optionally) a regressor class plus constructor
 ``params``; the harness adds what it owns: ``random_state``, ``device`` and, where the class takes
 them, ``n_jobs`` and the GPU settings of ``conf/device/*.yaml`` (:class:`DeviceSettings`:
-``precision``, ``compile``; ``batch_size_scale`` multiplies ``params.batch_size``). Nothing here
+``precision``, ``compile``; ``batch_size_scale`` multiplies the batch size). Nothing here
 knows any model's internals.
 """
 
@@ -27,7 +27,7 @@ class DeviceSettings:
 
     ``precision`` and ``compile`` are passed as estimator parameters to the classes that take
     them (the torch models; see :func:`mesobench.models.training.train`); ``batch_size_scale``
-    multiplies the model config's ``params.batch_size`` (the learning rate is not changed).
+    multiplies the model config's batch size for the task kind (the learning rate is not changed).
     """
 
     precision: str = "fp32"
@@ -73,16 +73,22 @@ def accepts(func: Any, name: str) -> bool:
     return name in inspect.signature(func).parameters
 
 
-def scaled_batch_size(model_cfg: Mapping[str, Any], settings: DeviceSettings) -> int | None:
-    """``params.batch_size × batch_size_scale``, or None when the config sets no batch_size."""
-    batch_size = (model_cfg.get("params") or {}).get("batch_size")
+def scaled_batch_size(
+    model_cfg: Mapping[str, Any], settings: DeviceSettings, kind: str
+) -> int | None:
+    """The batch size for a ``kind`` task × ``batch_size_scale``, or None when none is set.
+
+    The batch size is read after ``regressor_params`` / ``classifier_params`` are merged over
+    ``params`` (:func:`kind_params`), so a recipe may set it per task kind.
+    """
+    batch_size = kind_params(model_cfg, kind).get("batch_size")
     if batch_size is None:
         return None
     return int(batch_size) * settings.batch_size_scale
 
 
 def settings_notes(
-    model_cfg: Mapping[str, Any], estimator: Any, settings: DeviceSettings
+    model_cfg: Mapping[str, Any], estimator: Any, settings: DeviceSettings, kind: str
 ) -> list[str]:
     """Notes for device settings that a model ignores (it does not take them); never an error."""
     name = model_cfg.get("name", "?")
@@ -92,7 +98,7 @@ def settings_notes(
         for key, value in settings.estimator_params().items()
         if key in settings.non_default() and not accepts(type(estimator), key)
     ]
-    if settings.batch_size_scale != 1 and scaled_batch_size(model_cfg, settings) is None:
+    if settings.batch_size_scale != 1 and scaled_batch_size(model_cfg, settings, kind) is None:
         notes.append(
             f"device.batch_size_scale={settings.batch_size_scale} ignored: model '{name}' "
             "sets no params.batch_size"
@@ -146,7 +152,7 @@ def build_estimator(
     except Exception as exc:  # hydra wraps import errors in its own exception type
         raise ConfigError(f"model '{name}': cannot import {role} '{target}': {exc}") from exc
     params = kind_params(model_cfg, kind)
-    batch_size = scaled_batch_size(model_cfg, settings)
+    batch_size = scaled_batch_size(model_cfg, settings, kind)
     if batch_size is not None:
         params["batch_size"] = batch_size
     owned = {"random_state": seed, "device": device}

@@ -101,10 +101,10 @@ def evaluate(job: Job) -> tuple[Any, str]:
         seed=job.seed,
         cuda=device.startswith("cuda"),
     )
-    outcome.notes[:0] = settings_notes(plain["model"], estimator, settings)
+    outcome.notes[:0] = settings_notes(plain["model"], estimator, settings, data.task.kind)
     if plain["tracking"]["log_datasets"]:  # describing the data costs a pass over it
         outcome.datasets = fold_inputs(data, plain["task"])
-    batch_size = scaled_batch_size(plain["model"], settings)
+    batch_size = scaled_batch_size(plain["model"], settings, data.task.kind)
     if settings.batch_size_scale != 1 and batch_size is not None:
         outcome.params["batch_size_effective"] = batch_size
     return outcome, device
