@@ -53,6 +53,13 @@ def test_drop_task_removes_the_incomplete_task_and_says_so():
     assert "dropped" in row["treatment"]
 
 
+def test_a_task_whose_finished_runs_lack_the_metric_is_dropped_for_that_reason():
+    # t3's runs finished but report no auroc (say, a regression task in a classification report)
+    rows = [*ROWS, ("a-t3-0", "a", "t3", 0, 0, "FINISHED", 1, np.nan, None)]
+    treated = treat_missing(_runs(rows), "auroc", "drop_task")
+    assert treated.dropped["t3"] == "no model has the metric"
+
+
 def test_worst_imputes_the_missing_fold_with_the_worst_result_of_that_fold():
     treated = treat_missing(_runs(), "auroc", "worst")
     # c's missing t2 fold 1 becomes min(a .8, b .7) = .7 → c's t2 mean (.9 + .7) / 2

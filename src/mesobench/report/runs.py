@@ -291,7 +291,8 @@ def treat_missing(
     notes: dict[tuple[str, str], str] = {}
     for task, on_task in table.groupby("task", sort=True):
         task_values = values[values["task"].eq(task)]
-        reason = _why_dropped(task, on_task, task_values, treatment, notes)
+        status = runs.loc[runs["task"].eq(task), "status"]
+        reason = _why_dropped(task, on_task, task_values, treatment, notes, status)
         if reason:
             dropped[task] = reason
             continue
@@ -332,13 +333,17 @@ def _why_dropped(
     task_values: pd.DataFrame,
     treatment: str,
     notes: dict[tuple[str, str], str],
+    runs_status: pd.Series,
 ) -> str:
     """Why ``task`` leaves the cross-task statistics under ``treatment`` ("" if it stays);
     notes the affected cells."""
     if task_values.empty:
+        # finished runs without the metric: a classification task under an MSE report
+        finished = runs_status.eq("FINISHED").any()
+        why = "has the metric" if finished else "has a finished run"
         for model in on_task["model"]:
-            notes[(task, model)] = "task dropped: no model has a finished run on it"
-        return "no model has a finished run"
+            notes[(task, model)] = f"task dropped: no model {why} on it"
+        return f"no model {why}"
     bad = on_task[~on_task["complete"]]
     if treatment == "drop_task" and not bad.empty:
         for model in bad["model"]:
