@@ -349,6 +349,7 @@ def test_the_nimo_ablation_switches_one_detail_per_variant_at_fixed_penalties():
             kind: {k for k, v in built[kind].items() if v != base[kind][k]} for kind in built
         }
         detail = model.removeprefix("variants/nimo_synthetic_")
+        detail = {"full_batch": "batch_size"}.get(detail, detail)  # the former default
         assert set().union(*changed.values()) <= {detail, "ridge"}, model  # ridge: ridge_units
         assert detail in changed["regression"], model
 
