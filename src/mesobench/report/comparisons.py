@@ -32,6 +32,9 @@ from scipy import stats
 
 from mesobench.errors import ConfigError
 
+JUDGED_COLUMNS = ["p_holm", "p_a_better", "p_rope", "p_b_better", "rope", "verdict"]
+"""The last columns of every table of comparisons (:func:`judged` fills p_holm and verdict)."""
+
 COLUMNS = [
     "model_a",
     "model_b",
@@ -41,12 +44,7 @@ COLUMNS = [
     "ci_low",
     "ci_high",
     "p_wilcoxon",
-    "p_holm",
-    "p_a_better",
-    "p_rope",
-    "p_b_better",
-    "rope",
-    "verdict",
+    *JUDGED_COLUMNS,
 ]
 """The columns of ``comparisons.csv``, in order."""
 
@@ -268,13 +266,17 @@ def compare(
                 settings=settings,
             )
             rows.append({"model_a": a, "model_b": b, "metric": metric, **row})
-    frame = pd.DataFrame(rows, columns=COLUMNS)
+    return judged(pd.DataFrame(rows, columns=COLUMNS), "p_wilcoxon", settings.posterior)
+
+
+def judged(frame: pd.DataFrame, p_column: str, posterior: float) -> pd.DataFrame:
+    """``frame`` with ``p_holm`` (Holm across all its rows, from ``p_column``) and each row's
+    ``verdict`` from its posteriors: one rule for every table of comparisons."""
     if frame.empty:
         return frame
-    frame["p_holm"] = holm(frame["p_wilcoxon"])
+    frame["p_holm"] = holm(frame[p_column])
     frame["verdict"] = [
-        verdict(r.p_a_better, r.p_rope, r.p_b_better, r.rope, settings.posterior)
-        for r in frame.itertuples()
+        verdict(r.p_a_better, r.p_rope, r.p_b_better, r.rope, posterior) for r in frame.itertuples()
     ]
     return frame
 

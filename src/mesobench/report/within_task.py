@@ -29,7 +29,7 @@ import pandas as pd
 from scipy import stats
 
 from mesobench.report import tables
-from mesobench.report.comparisons import ComparisonSettings, holm, verdict
+from mesobench.report.comparisons import JUDGED_COLUMNS, ComparisonSettings, judged
 from mesobench.report.stats import test_train_ratio
 
 COLUMNS = [
@@ -44,12 +44,7 @@ COLUMNS = [
     "ci_low",
     "ci_high",
     "p_t",
-    "p_holm",
-    "p_a_better",
-    "p_rope",
-    "p_b_better",
-    "rope",
-    "verdict",
+    *JUDGED_COLUMNS,
 ]
 """The columns of ``comparisons_within_tasks.csv``, in order."""
 
@@ -119,15 +114,7 @@ def compare_within_tasks(
                     | row
                     | {"mean_a": float(x.mean()), "mean_b": float(y.mean())}
                 )
-    frame = pd.DataFrame(rows, columns=COLUMNS)
-    if frame.empty:
-        return frame
-    frame["p_holm"] = holm(frame["p_t"])
-    frame["verdict"] = [
-        verdict(r.p_a_better, r.p_rope, r.p_b_better, r.rope, settings.posterior)
-        for r in frame.itertuples()
-    ]
-    return frame
+    return judged(pd.DataFrame(rows, columns=COLUMNS), "p_t", settings.posterior)
 
 
 def section(compared: pd.DataFrame, settings: ComparisonSettings, out_dir: Path) -> list[str]:
