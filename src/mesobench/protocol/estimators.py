@@ -101,7 +101,7 @@ def settings_notes(
     if settings.batch_size_scale != 1 and scaled_batch_size(model_cfg, settings, kind) is None:
         notes.append(
             f"device.batch_size_scale={settings.batch_size_scale} ignored: model '{name}' "
-            "sets no params.batch_size"
+            f"sets no batch_size for a {kind} task"
         )
     return notes
 
