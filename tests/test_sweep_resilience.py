@@ -21,6 +21,35 @@ def test_a_run_over_its_time_limit_is_stopped_and_recorded_failed(tmp_path, stor
     assert "3s" in run.data.tags["error"]
 
 
+def test_a_run_whose_outcome_the_store_refuses_ends_failed_not_running(
+    tmp_path, store, monkeypatch
+):
+    """Logging the outcome can fail after the fit (a store error): the run must end FAILED with
+    the reason, and the job return, not leave the run RUNNING and raise into the sweep."""
+    from hydra import compose, initialize_config_dir
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from mesobench.config.paths import conf_dir, register_resolvers
+    from mesobench.runner.execute import execute
+    from mesobench.store.tracking import Tracker
+
+    def refuse(self, run_id, datasets):
+        raise MlflowException("the store refused the dataset inputs")
+
+    monkeypatch.setattr(Tracker, "log_inputs", refuse)
+    register_resolvers()
+    overrides = ["model=logreg", "task=synthetic/c1", "fidelity.enabled=false", "threads=1"]
+    overrides += [f"tracking.uri={store}", f"tracking.artifact_location={tmp_path / 'a'}"]
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    result = execute(cfg)
+    assert result["status"] == "FAILED" and "refused the dataset inputs" in result["error"]
+    run = MlflowClient(tracking_uri=store).get_run(result["run_id"])
+    assert run.info.status == "FAILED"
+    assert "refused the dataset inputs" in run.data.tags["error"]
+
+
 def test_time_limits_work_inside_joblib_workers(tmp_path, store):
     # a loky worker's default start method is "loky", which a spawned child could not set up:
     # every time-limited run of a joblib sweep died at start

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from mesobench.store import tracking
 from mesobench.store.tracking import Tracker, presumed_dead
 
@@ -100,6 +102,45 @@ def test_lock_contention_is_retried_other_errors_are_not():
         pass
     else:
         raise AssertionError("a non-transient error must propagate at once")
+
+
+def test_a_dataset_insert_lost_to_a_concurrent_run_is_retried(store):
+    """Two runs of a sweep logging the same fold at once: MLflow looks the dataset up, finds it
+    absent in both, and the second insert breaks the unique constraint. Retried, it is found."""
+    from mlflow.exceptions import MlflowException
+
+    from mesobench.store.inputs import LoggedDataset
+
+    tracker = Tracker(store, "mesobench")
+    run_id = tracker.claim("k-inputs", "r", {}).run_id
+    dataset = LoggedDataset(
+        "synthetic/c1/fold0/train", "46738090", "code", "{}", "{}", "{}", "train"
+    )
+    real, calls = tracker.client.log_inputs, []
+
+    def racing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:  # the message MLflow's SQLite store raises (PostgreSQL: duplicate key)
+            raise MlflowException(
+                "(sqlite3.IntegrityError) UNIQUE constraint failed: "
+                "datasets.experiment_id, datasets.name, datasets.digest"
+            )
+        return real(*args, **kwargs)
+
+    tracker.client.log_inputs = racing
+    tracker.log_inputs(run_id, [dataset])
+    assert len(calls) == 2
+    (logged,) = tracker.client.get_run(run_id).inputs.dataset_inputs
+    assert logged.dataset.name == "synthetic/c1/fold0/train"
+
+    def refused(*args, **kwargs):
+        calls.append(1)
+        raise MlflowException("RESOURCE_DOES_NOT_EXIST: run not found")
+
+    tracker.client.log_inputs = refused
+    with pytest.raises(MlflowException, match="not found"):
+        tracker.log_inputs(run_id, [dataset])
+    assert len(calls) == 3  # any other refusal is not retried
 
 
 def test_a_new_sqlite_store_is_complete_or_absent(tmp_path):

@@ -201,7 +201,10 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
         raise
     except Exception as exc:  # every failure is recorded, and the sweep goes on
         return record_failure(tracker, run_id, request, exc)
-    record_outcome(tracker, run_id, request, outcome, device, logging_)
+    try:
+        record_outcome(tracker, run_id, request, outcome, device, logging_)
+    except Exception as exc:  # the store refused part of the outcome: FAILED, not left RUNNING
+        return record_failure(tracker, run_id, request, exc)
     return {"status": "FINISHED", "run_id": run_id, "metrics": outcome.metrics}
 
 

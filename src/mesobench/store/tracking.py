@@ -93,19 +93,37 @@ def _transient(exc: BaseException) -> bool:
     return "database is locked" in text or "database is busy" in text or "sqlite_busy" in text
 
 
-def retrying(fn: Callable[..., T], *args: Any, attempts: int = 12, **kwargs: Any) -> T:
+def _lost_insert_race(exc: BaseException) -> bool:
+    """Another process inserted the same row between MLflow's check and its insert.
+
+    MLflow links a run to a dataset by looking the (experiment, name, digest) row up and
+    inserting it when absent; two runs of one sweep logging the same fold at once can both
+    find it absent, and the second insert breaks the unique constraint (SQLite's "UNIQUE
+    constraint failed", PostgreSQL's "duplicate key value"). Retried, the row is found.
+    """
+    text = str(exc).lower()
+    return "unique constraint failed" in text or "duplicate key value" in text
+
+
+def retrying(
+    fn: Callable[..., T],
+    *args: Any,
+    attempts: int = 12,
+    transient: Callable[[BaseException], bool] = _transient,
+    **kwargs: Any,
+) -> T:
     """Call ``fn``, retrying SQLite lock contention with jittered exponential back-off (~1 min).
 
     SQLite lets one writer in at a time; with many sweep workers a write can find the file
     locked beyond SQLite's own busy timeout. Retrying is safe: MLflow writes are idempotent
-    per call (a failed call wrote nothing).
+    per call (a failed call wrote nothing). ``transient`` says which errors are retried.
     """
     delay = 0.05
     for attempt in range(attempts):
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            if attempt == attempts - 1 or not _transient(exc):
+            if attempt == attempts - 1 or not transient(exc):
                 raise
             time.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 8.0)
@@ -404,7 +422,12 @@ class Tracker:
             for d in datasets
         ]
         if inputs:
-            retrying(self.client.log_inputs, run_id, datasets=inputs)
+            retrying(
+                self.client.log_inputs,
+                run_id,
+                datasets=inputs,
+                transient=lambda e: _transient(e) or _lost_insert_race(e),
+            )
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         retrying(self.client.log_batch, run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
