@@ -1,7 +1,7 @@
 # mesobench — the two commands a newcomer needs:
 #   make benchmark    run the quick experiment (cached CC18 tasks, 3 folds, every model) + report
 #   make test         run the test suite
-#   make test-fast    the tests not marked slow (about 7 minutes on 2 cores)
+#   make test-fast    the tests not marked slow
 #   make benchmark EXPERIMENT=nimo_synthetic   any experiment of conf/experiment/ (+ its report)
 #   make report       regenerate results/<experiment>/ from mlflow.db without training anything
 #   make parity       IMN on the diabetes folds against the IMN reference code's figures
@@ -22,6 +22,9 @@ EXPERIMENT ?= quick
 JOBS ?= 2
 ARGS ?=
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): auto = one per core, 0 = none. A module whose tests share a
+# module-scoped fixture (a server, a cluster) runs in one process (xdist_group, --dist loadgroup).
+TEST_WORKERS ?= auto
 
 ifeq ($(strip $(OPENML_CACHE_DIR)),)
 ifneq ($(wildcard $(OPENML_CACHE_SRC)),)
@@ -49,10 +52,10 @@ $(CURDIR)/.cache/openml/.copied:
 	@touch $@
 
 test: install $(CACHE_PREREQ)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: install $(CACHE_PREREQ)
-	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 benchmark: install $(CACHE_PREREQ)
 	$(PY) -m mesobench.run -m +experiment=$(EXPERIMENT) hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) $(ARGS)

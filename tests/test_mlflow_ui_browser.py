@@ -12,6 +12,9 @@ from PIL import Image
 from conftest import load_script, runs_after, stored_runs
 from mesobench.store.ui import landing_url
 
+# One xdist worker takes this module's tests: they share a module-scoped fixture, built once.
+pytestmark = pytest.mark.xdist_group("mlflow_ui_browser")
+
 SIZE = (1600, 900)
 
 

@@ -20,6 +20,9 @@ from mesobench.errors import ConfigError
 from mesobench.models import NIMOClassifier, NIMORegressor
 from mesobench.models.nimo import NetworkForm, NIMONetwork, positional_codes, ridge_term
 
+# One xdist worker takes this module's tests: they share a module-scoped fixture, built once.
+pytestmark = pytest.mark.xdist_group("models_nimo")
+
 SMALL = {"epochs": 15, "warmup_epochs": 2, "batch_size": 64, "n_jobs": 1}
 # The toy task of the NIMO paper; full batch, no noise, a cosine schedule: ~3 s on one thread.
 TOY = {

@@ -11,6 +11,9 @@ from conftest import run_cli, runner, runs_after
 from conftest import stored_runs as _runs
 from mesobench.config import identity
 
+# One xdist worker takes this module's tests: they share a module-scoped fixture, built once.
+pytestmark = pytest.mark.xdist_group("runner_sweep")
+
 
 def _status(runs):
     return sorted(r.info.status for r in runs)

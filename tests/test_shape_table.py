@@ -11,6 +11,9 @@ import pytest
 from conftest import load_script
 from mesobench.config.paths import repo_root
 
+# One xdist worker takes this module's tests: they share a module-scoped fixture, built once.
+pytestmark = pytest.mark.xdist_group("shape_table")
+
 COMMITTED = repo_root() / "results" / "cc18_shapes"
 UNDONE = ("NOT RUN", "INTERRUPTED")  # not attempted yet / stopped unfinished: rerun the script
 

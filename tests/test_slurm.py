@@ -23,7 +23,8 @@ from conftest import load_script, run_cli
 from mesobench.runner import slurm
 from mesobench.store.integrity import audit
 
-pytestmark = pytest.mark.slow
+# One xdist worker takes this module's tests: they share a module-scoped fixture, built once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
 RUNS = 3  # debug_slow on three folds
 SECONDS = 10  # each run's fit: long enough to cancel a task while its run is in progress

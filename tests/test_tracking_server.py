@@ -7,6 +7,9 @@ from mlflow.tracking import MlflowClient
 
 from conftest import run_cli, stored_runs
 
+# One xdist worker takes this module's tests: they share a module-scoped fixture, built once.
+pytestmark = pytest.mark.xdist_group("tracking_server")
+
 
 def _sweep(server, tmp_path):
     return run_cli(

@@ -27,6 +27,9 @@ from conftest import REPO, free_port, load_script, run_cli, stored_runs
 from mesobench.errors import ConfigError
 from mesobench.store import credentials
 
+# One xdist worker takes this module's tests: they share a module-scoped fixture, built once.
+pytestmark = pytest.mark.xdist_group("tracking_server_auth")
+
 HOST = "127.0.0.2"
 launcher = load_script("mlflow_server")
 
