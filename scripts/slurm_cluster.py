@@ -314,6 +314,25 @@ def start(root: Path, timeout_s: float = 60.0) -> Cluster:
         conf = ["-f", str(layout.conf)]
         _start_daemon(layout, "slurmctld", [binary("slurmctld"), *conf])
         _start_daemon(layout, "slurmd", [binary("slurmd"), *conf])
+    try:
+        return _wait_until_idle(layout, node, timeout_s)
+    except ClusterError:
+        stop(root)  # a failed start leaves no daemon running behind it
+        raise
+
+
+def _exited(layout: Layout, daemon: str) -> bool:
+    """Whether ``daemon`` wrote its pid file and is gone since. No pid file yet, or an empty one,
+    means it is still starting: a daemon forks before it writes the file, later on a busy machine.
+    """
+    try:
+        written = bool(layout.pid_file(daemon).read_text().strip())
+    except OSError:
+        return False
+    return written and _alive(layout, daemon) is None
+
+
+def _wait_until_idle(layout: Layout, node: str, timeout_s: float) -> Cluster:
     deadline = time.monotonic() + timeout_s
     state = ""
     while time.monotonic() < deadline:
@@ -322,7 +341,7 @@ def start(root: Path, timeout_s: float = 60.0) -> Cluster:
             values = read_config(layout)
             return Cluster(layout, node, PARTITION, int(values["CPUs"]), int(values["RealMemory"]))
         for daemon in DAEMONS:
-            if not _alive(layout, daemon):
+            if _exited(layout, daemon):
                 raise ClusterError(
                     f"{daemon} exited after starting. Its log:\n"
                     f"{_log_tail(layout.log / f'{daemon}.log')}"

@@ -177,3 +177,21 @@ def test_a_request_larger_than_the_node_is_refused_before_submission(cluster, st
     assert set(_queue("--states=all", "--format=%i")) <= known  # nothing submitted
     assert not (tmp_path / "sweep").exists()  # nothing made: no sweep directory, no store
     assert not Path(store.removeprefix("sqlite:///")).exists()
+
+
+def test_a_daemon_is_judged_exited_only_once_its_pid_file_names_a_gone_process(tmp_path):
+    """slurmd forks before it writes its pid file, later on a busy machine: a missing or empty
+    pid file means still starting (judged exited, a healthy start was skipped and its daemons
+    left running)."""
+    script = load_script("slurm_cluster")
+    layout = script.Layout(tmp_path)
+    layout.run.mkdir()
+    assert not script._exited(layout, "slurmd")  # no pid file yet
+    layout.pid_file("slurmd").write_text("")
+    assert not script._exited(layout, "slurmd")  # created, not yet written
+    layout.pid_file("slurmd").write_text(f"{os.getpid()}\n")
+    assert not script._exited(layout, "slurmd")  # a live process
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    layout.pid_file("slurmd").write_text(f"{gone.pid}\n")
+    assert script._exited(layout, "slurmd")
