@@ -136,6 +136,19 @@ def binary_interaction_task():
     return X[:400], y[:400], X[400:], y[400:]
 
 
+def composed(*overrides: str, primary: str = "config", hydra: bool = False):
+    """``conf/<primary>.yaml`` composed with ``overrides`` as Hydra composes it for the runner
+    (``"config"``) or the aggregator (``"aggregate"``): an unresolved DictConfig, with the
+    ``hydra`` node when ``hydra`` is true (launcher and sweeper settings)."""
+    from hydra import compose, initialize_config_dir
+
+    from mesobench.config.paths import conf_dir, register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        return compose(primary, overrides=list(overrides), return_hydra_config=hydra)
+
+
 def protocol(*overrides: str, **fields):
     """The runner's :class:`~mesobench.protocol.settings.Protocol` for a config composed with
     ``overrides`` (e.g. ``"fidelity.enabled=false"``), with ``fields`` replaced."""

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import run_key_of
+from conftest import composed, run_key_of
 from mesobench.config import identity
 from mesobench.config.paths import conf_dir, register_resolvers
 from mesobench.errors import ConfigError
@@ -26,14 +25,9 @@ MODELS = sorted(
 )
 
 
-def _compose(*overrides: str, hydra: bool = False):
-    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        return compose("config", overrides=list(overrides), return_hydra_config=hydra)
-
-
 @pytest.mark.parametrize("name", MODELS)
 def test_every_model_config_builds_its_classifier(name):
-    cfg = _compose(f"model={name}")
+    cfg = composed(f"model={name}")
     model = OmegaConf.to_container(cfg.model, resolve=True)
     est = build_estimator(model, "binary", seed=3, device="cpu", threads=1)
     assert est.get_params()["random_state"] == 3
@@ -41,40 +35,40 @@ def test_every_model_config_builds_its_classifier(name):
 
 
 def test_a_model_without_regressor_says_so():
-    model = OmegaConf.to_container(_compose("model=logreg").model, resolve=True)
+    model = OmegaConf.to_container(composed("model=logreg").model, resolve=True)
     model["regressor"] = None
     with pytest.raises(ConfigError, match="has no regressor"):
         build_estimator(model, "regression", seed=0, device="cpu", threads=1)
 
 
 def test_a_misspelt_hyperparameter_is_reported():
-    model = OmegaConf.to_container(_compose("model=xgboost").model, resolve=True)
+    model = OmegaConf.to_container(composed("model=xgboost").model, resolve=True)
     model["params"]["learning_rat"] = 0.1
     with pytest.raises(ConfigError, match="learning_rat"):
         build_estimator(model, "binary", seed=0, device="cpu", threads=1)
 
 
 def test_quick_suite_plans_tasks_times_folds_times_models():
-    cfg = _compose("+experiment=quick", hydra=True)
+    cfg = composed("+experiment=quick", hydra=True)
     assert planned_jobs(cfg) == 8 * 3 * 8  # tasks x folds x models
 
 
 def test_folds_override_changes_the_suite():
-    cfg = _compose("+experiment=quick", "folds=10", "model=xgboost", hydra=True)
+    cfg = composed("+experiment=quick", "folds=10", "model=xgboost", hydra=True)
     assert planned_jobs(cfg) == 8 * 10
     assert cfg.hydra.sweeper.params.fold == "range(0,10)"
 
 
 def test_run_key_ignores_where_results_go_but_not_what_is_computed():
-    base = run_key_of(_compose("model=xgboost"))
+    base = run_key_of(composed("model=xgboost"))
     assert base == run_key_of(
-        _compose("model=xgboost", "tracking.uri=sqlite:////x.db", "threads=7")
+        composed("model=xgboost", "tracking.uri=sqlite:////x.db", "threads=7")
     )
-    assert base != run_key_of(_compose("model=xgboost", "model.params.learning_rate=0.3"))
-    assert base != run_key_of(_compose("model=xgboost", "fold=1"))
-    assert base != run_key_of(_compose("model=xgboost", "seed=1"))
-    assert base != run_key_of(_compose("model=xgboost", "task=diabetes"))
-    assert base != run_key_of(_compose("model=xgboost", "hpo.n_trials=5"))
+    assert base != run_key_of(composed("model=xgboost", "model.params.learning_rate=0.3"))
+    assert base != run_key_of(composed("model=xgboost", "fold=1"))
+    assert base != run_key_of(composed("model=xgboost", "seed=1"))
+    assert base != run_key_of(composed("model=xgboost", "task=diabetes"))
+    assert base != run_key_of(composed("model=xgboost", "hpo.n_trials=5"))
 
 
 def test_flatten_joins_nested_keys():
@@ -83,13 +77,13 @@ def test_flatten_joins_nested_keys():
 
 def test_the_parity_suite_is_paper_imn_on_the_reference_folds_seeded_by_fold():
     """+experiment=imn_parity runs what ../shared/reference/ measured: imn, diabetes, 10 folds."""
-    cfg = _compose("+experiment=imn_parity", "fold=7", "model.params.optimizer=adamw", hydra=True)
+    cfg = composed("+experiment=imn_parity", "fold=7", "model.params.optimizer=adamw", hydra=True)
     assert cfg.model.name == "imn" and cfg.model.params.optimizer == "adamw"  # overridable
     assert cfg.seed == 7  # torch.manual_seed(fold), as the reference figures
     params = cfg.hydra.sweeper.params
     assert (params.task, params.fold) == ("diabetes", "range(0,10)")
     assert params.model.split(",")[0] == "imn"  # then its variants (reference rules, AdamW)
-    paper = _compose("model=imn").model.params
+    paper = composed("model=imn").model.params
     assert (paper.optimizer, paper.lr, paper.weight_decay, paper.batch_size, paper.epochs) == (
         "adam",
         0.01,
@@ -188,9 +182,9 @@ def test_a_config_with_a_parent_states_only_what_differs_from_it(name):
 def test_a_model_config_composes_to_its_parents_under_its_own_keys(name):
     """The check above reads the defaults list as Hydra composes it."""
     option = name.removeprefix("model/").removesuffix(".yaml")
-    composed = OmegaConf.to_container(_compose(f"model={option}").model, resolve=False)
+    model = OmegaConf.to_container(composed(f"model={option}").model, resolve=False)
     path = CONF / name
-    assert composed == OmegaConf.to_container(
+    assert model == OmegaConf.to_container(
         OmegaConf.merge(_inherited(path), _own(path)), resolve=False
     )
 

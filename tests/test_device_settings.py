@@ -11,16 +11,15 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn import functional as F
 
-from conftest import binary_interaction_task, run_key_of, runner, runs_after
+from conftest import binary_interaction_task, composed, run_key_of, runner, runs_after
 from mesobench import models
 from mesobench.config import identity
-from mesobench.config.paths import conf_dir, register_resolvers
+from mesobench.config.paths import register_resolvers
 from mesobench.errors import ConfigError, InvalidParameterError
 from mesobench.models import (
     IMNClassifier,
@@ -42,13 +41,8 @@ TORCH_MODELS = [
 ]
 
 
-def _compose(*overrides: str):
-    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
-
-
 def _settings(*overrides: str) -> DeviceSettings:
-    return DeviceSettings.from_config(OmegaConf.to_container(_compose(*overrides).device))
+    return DeviceSettings.from_config(OmegaConf.to_container(composed(*overrides).device))
 
 
 # ---- config composition ------------------------------------------------------------------------
@@ -56,7 +50,7 @@ def _settings(*overrides: str) -> DeviceSettings:
 
 @pytest.mark.parametrize("device", ["cpu", "cuda", "auto"])
 def test_every_device_config_defaults_to_fp32_uncompiled_unscaled(device):
-    cfg = _compose(f"device={device}")
+    cfg = composed(f"device={device}")
     assert cfg.device.name == device
     assert {"precision", "compile", "batch_size_scale"} <= set(cfg.device)
     settings = DeviceSettings.from_config(OmegaConf.to_container(cfg.device))
@@ -113,8 +107,8 @@ def _key(cfg):
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_run_key_is_the_same_with_the_default_settings_spelled_out(device):
-    cfg = _compose("model=imn_fast", f"device={device}")
-    spelled_out = _compose(
+    cfg = composed("model=imn_fast", f"device={device}")
+    spelled_out = composed(
         "model=imn_fast",
         f"device={device}",
         "device.precision=fp32",
@@ -125,9 +119,9 @@ def test_run_key_is_the_same_with_the_default_settings_spelled_out(device):
 
 
 def test_run_key_changes_with_each_non_default_setting():
-    base = _key(_compose("model=imn_fast", "device=cuda"))
+    base = _key(composed("model=imn_fast", "device=cuda"))
     keys = {
-        override: _key(_compose("model=imn_fast", "device=cuda", override))
+        override: _key(composed("model=imn_fast", "device=cuda", override))
         for override in (
             "device.precision=bf16",
             "device.compile=true",
@@ -141,9 +135,9 @@ def test_run_key_changes_with_each_non_default_setting():
 
 def test_config_hash_tells_non_default_settings_apart():
     """The aggregator labels configurations by config_hash: bf16 runs must not average with fp32."""
-    default = _compose("model=imn_fast", "device=cuda")
-    bf16 = _compose("model=imn_fast", "device=cuda", "device.precision=bf16")
-    other_fold = _compose("model=imn_fast", "device=cuda", "fold=3")
+    default = composed("model=imn_fast", "device=cuda")
+    bf16 = composed("model=imn_fast", "device=cuda", "device.precision=bf16")
+    other_fold = composed("model=imn_fast", "device=cuda", "fold=3")
 
     def config_hash(cfg):
         return identity.config_hash(OmegaConf.to_container(cfg, resolve=True))
@@ -156,7 +150,7 @@ def test_config_hash_tells_non_default_settings_apart():
 
 
 def _model(name: str) -> dict:
-    return OmegaConf.to_container(_compose(f"model={name}").model, resolve=True)
+    return OmegaConf.to_container(composed(f"model={name}").model, resolve=True)
 
 
 def test_batch_size_is_scaled_and_the_settings_passed_to_a_torch_model():

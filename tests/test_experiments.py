@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import protocol
+from conftest import composed, protocol
 from mesobench.config.paths import conf_dir, register_resolvers, repo_root
 from mesobench.data import Preprocessor, load_fold
 from mesobench.errors import ConfigError
@@ -33,11 +32,6 @@ EXPERIMENTS = sorted(
 )
 
 
-def _compose(primary: str, *overrides: str, hydra: bool = False):
-    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        return compose(primary, overrides=list(overrides), return_hydra_config=hydra)
-
-
 def test_the_headline_experiments_are_configs():
     wanted = {"quick", "cc18", "imn_benchmark", "lfr_benchmark", "lfr_synthetic", "nimo_synthetic"}
     assert wanted <= set(EXPERIMENTS)
@@ -45,10 +39,12 @@ def test_the_headline_experiments_are_configs():
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_composes_for_the_runner_and_the_aggregator(name):
-    run_cfg = _compose("config", f"+experiment={name}", hydra=True)
+    run_cfg = composed(f"+experiment={name}", hydra=True)
     assert run_cfg.suite_name == name
     assert run_cfg.hydra.sweeper.params.task  # it sweeps something
-    agg_cfg = report_settings.with_experiment(_compose("aggregate", f"+experiment={name}"), [])
+    agg_cfg = report_settings.with_experiment(
+        composed(f"+experiment={name}", primary="aggregate"), []
+    )
     assert agg_cfg.report == name and agg_cfg.filters.suite == name
     report_settings.settings_from(agg_cfg)  # its metric is known
     report_settings.published_from(agg_cfg)  # its published files and targets read
@@ -66,7 +62,7 @@ def test_an_experiment_of_several_tasks_includes_a_suite_instead_of_listing_them
     written = OmegaConf.select(
         OmegaConf.load(EXPERIMENT_DIR / f"{name}.yaml"), "hydra.sweeper.params.task"
     )
-    swept = _compose("config", f"+experiment={name}", hydra=True).hydra.sweeper.params.task
+    swept = composed(f"+experiment={name}", hydra=True).hydra.sweeper.params.task
     if written is None:
         assert swept in _suite_tasks().values()
     else:
@@ -80,13 +76,13 @@ def test_every_task_list_is_written_once():
 
 def test_the_command_line_wins_over_the_experiments_report_settings():
     overrides = ["+experiment=nimo_synthetic", "metric=mse", "report=mine"]
-    cfg = report_settings.with_experiment(_compose("aggregate", *overrides), overrides)
+    cfg = report_settings.with_experiment(composed(*overrides, primary="aggregate"), overrides)
     assert (cfg.metric, cfg.report, cfg.ceiling) == ("mse", "mine", "oracle")
     assert cfg.out_dir.endswith("results/mine")
 
 
 def test_the_nimo_experiment_tunes_its_models_on_a_grid_and_feeds_raw_features():
-    cfg = _compose("config", "+experiment=nimo_synthetic", "model=nimo_synthetic")
+    cfg = composed("+experiment=nimo_synthetic", "model=nimo_synthetic")
     tuned = ["nimo_synthetic", "mlp", "imn_synthetic", "lfr_imn_synthetic"]
     assert (cfg.hpo.sampler, list(cfg.hpo.models)) == ("grid", tuned)
     assert cfg.preprocessing.standardise_numeric is False
@@ -103,18 +99,18 @@ def test_the_nimo_experiment_tunes_its_models_on_a_grid_and_feeds_raw_features()
 
 def test_lasso_and_mlp_build_for_both_task_kinds():
     for name in ("lasso", "mlp"):
-        model = OmegaConf.to_container(_compose("config", f"model={name}").model, resolve=True)
+        model = OmegaConf.to_container(composed(f"model={name}").model, resolve=True)
         for kind in ("regression", "binary"):
             build_estimator(model, kind, seed=0, device="cpu", threads=1)
 
 
 def _fold(task: str, fold: int = 0):
-    cfg = OmegaConf.to_container(_compose("config", f"task={task}").task, resolve=True)
+    cfg = OmegaConf.to_container(composed(f"task={task}").task, resolve=True)
     return load_fold(cfg, fold)
 
 
 def _run(model_name: str, task: str, *overrides: str):
-    cfg = _compose("config", f"model={model_name}", f"task={task}")
+    cfg = composed(f"model={model_name}", f"task={task}")
     plain = OmegaConf.to_container(cfg, resolve=True)
     data = _fold(task)
     estimator = build_estimator(plain["model"], data.task.kind, seed=0, device="cpu", threads=1)
@@ -137,7 +133,7 @@ def test_the_oracle_on_a_classification_task_is_the_bayes_rule():
 
 
 def test_the_oracle_refuses_a_task_without_a_known_function():
-    model = OmegaConf.to_container(_compose("config", "model=oracle").model, resolve=True)
+    model = OmegaConf.to_container(composed("model=oracle").model, resolve=True)
     assert model["params"]["generator"] is None  # credit-g has no generator
     oracle = build_estimator(model, "binary", seed=0, device="cpu", threads=1)
     with pytest.raises(ValueError, match="synthetic task with a known f"):
@@ -293,21 +289,21 @@ def _swept_models(cfg) -> list[str]:
 def test_every_experiment_declares_one_tuning_protocol_its_models_keep(name):
     from mesobench.protocol.tuning_protocol import check_tuning_protocol
 
-    cfg = _compose("config", f"+experiment={name}", hydra=True)
+    cfg = composed(f"+experiment={name}", hydra=True)
     assert cfg.protocol.name in ("default", "tuned"), f"{name} declares no tuning protocol"
     for model in _swept_models(cfg):
         plain = OmegaConf.to_container(
-            _compose("config", f"+experiment={name}", f"model={model}"), resolve=True
+            composed(f"+experiment={name}", f"model={model}"), resolve=True
         )
         check_tuning_protocol(plain)  # raises for a model tuned unlike the others
 
 
 def test_nimo_synthetic_tunes_imn_and_lfr_imn_on_nimos_budget():
-    cfg = _compose("config", "+experiment=nimo_synthetic")
+    cfg = composed("+experiment=nimo_synthetic")
     assert cfg.protocol.name == "tuned" and cfg.hpo.sampler == "grid"
     for model in ("nimo_synthetic", "mlp", "imn_synthetic", "lfr_imn_synthetic"):
         plain = OmegaConf.to_container(
-            _compose("config", "+experiment=nimo_synthetic", f"model={model}"), resolve=True
+            composed("+experiment=nimo_synthetic", f"model={model}"), resolve=True
         )
         space = plain["hpo"]["space"]
         for kind in ("binary", "regression"):
@@ -318,7 +314,7 @@ def test_nimo_synthetic_tunes_imn_and_lfr_imn_on_nimos_budget():
 def _built_params(experiment: str, model: str) -> dict[str, dict]:
     """The constructor parameters a run of ``model`` in ``experiment`` builds, per task kind."""
     plain = OmegaConf.to_container(
-        _compose("config", f"+experiment={experiment}", f"model={model}"), resolve=True
+        composed(f"+experiment={experiment}", f"model={model}"), resolve=True
     )
     return {
         kind: build_estimator(plain["model"], kind, seed=0, device="cpu", threads=1).get_params()
@@ -329,7 +325,7 @@ def _built_params(experiment: str, model: str) -> dict[str, dict]:
 def test_the_nimo_ablation_switches_one_detail_per_variant_at_fixed_penalties():
     """Each variant differs from nimo_synthetic in one detail (for some task kind) and in
     nothing else; every model runs R3 and C3 on 10 replicates at the same fixed penalties."""
-    cfg = _compose("config", "+experiment=nimo_ablation", hydra=True)
+    cfg = composed("+experiment=nimo_ablation", hydra=True)
     params = cfg.hydra.sweeper.params
     assert (params.task, params.fold, cfg.protocol.name) == (
         "synthetic/r3,synthetic/c3",
@@ -374,7 +370,7 @@ def test_a_run_that_breaks_its_experiments_protocol_is_refused(overrides, messag
     overrides = (
         ["model=imn", *overrides] if not any("model=" in o for o in overrides) else overrides
     )
-    plain = OmegaConf.to_container(_compose("config", *overrides), resolve=True)
+    plain = OmegaConf.to_container(composed(*overrides), resolve=True)
     with pytest.raises(ConfigError, match=re.escape(message)):
         check_tuning_protocol(plain)
 
@@ -383,6 +379,6 @@ def test_an_exempt_model_is_outside_the_protocol_and_ad_hoc_runs_are_unchecked()
     from mesobench.protocol.tuning_protocol import check_tuning_protocol
 
     exempt = ["model=oracle", "protocol.name=tuned", "+protocol.exempt.oracle=nothing is fitted"]
-    check_tuning_protocol(OmegaConf.to_container(_compose("config", *exempt), resolve=True))
+    check_tuning_protocol(OmegaConf.to_container(composed(*exempt), resolve=True))
     ad_hoc = ["model=xgboost", "hpo.n_trials=5"]  # protocol.name null: a single ad-hoc run
-    check_tuning_protocol(OmegaConf.to_container(_compose("config", *ad_hoc), resolve=True))
+    check_tuning_protocol(OmegaConf.to_container(composed(*ad_hoc), resolve=True))

@@ -9,13 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from sklearn.datasets import make_classification, make_regression
 
-from conftest import run_key_of
-from mesobench.config.paths import conf_dir, register_resolvers
+from conftest import composed, run_key_of
+from mesobench.config.paths import register_resolvers
 from mesobench.data import Preprocessor, load_fold
 from mesobench.models import (
     CatBoostClassifier,
@@ -256,15 +255,10 @@ def test_a_forest_file_naming_a_foreign_type_is_refused(tmp_path):
         load_model(tmp_path)
 
 
-def _compose(*overrides: str):
-    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
-
-
 def test_the_switch_is_off_by_default_and_not_part_of_the_run_key():
-    base = _compose("model=imn_fast")
+    base = composed("model=imn_fast")
     assert base.artifacts.save_model is False
-    assert run_key_of(base) == run_key_of(_compose("model=imn_fast", "artifacts.save_model=true"))
+    assert run_key_of(base) == run_key_of(composed("model=imn_fast", "artifacts.save_model=true"))
 
 
 @pytest.mark.slow  # a whole run into MLflow
@@ -273,7 +267,7 @@ def test_a_run_with_save_model_logs_a_model_that_reproduces_its_predictions(tmp_
     from mesobench.runner.execute import execute
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cfg = _compose(
+    cfg = composed(
         "model=imn_fast",
         "task=synthetic/c1",
         "model.params.epochs=4",

@@ -9,10 +9,10 @@ from __future__ import annotations
 import stat
 
 import pytest
-from hydra import compose, initialize_config_dir
 from submitit.slurm import slurm as submitit_slurm
 
-from mesobench.config.paths import conf_dir, register_resolvers
+from conftest import composed
+from mesobench.config.paths import register_resolvers
 from mesobench.runner import slurm, slurm_states
 from mesobench.runner.slurm import Request, SlurmRequestError, check, parse_sinfo
 
@@ -226,11 +226,6 @@ def test_a_failing_squeue_leaves_the_states_alone_with_a_warning(fake_path, capl
 # -- the callback ----------------------------------------------------------------------------
 
 
-def _config(*overrides: str):
-    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        return compose("config", overrides=list(overrides), return_hydra_config=True)
-
-
 @pytest.fixture
 def watcher_restored(monkeypatch):
     monkeypatch.setattr(submitit_slurm.SlurmJob, "watcher", submitit_slurm.SlurmJob.watcher)
@@ -239,7 +234,7 @@ def watcher_restored(monkeypatch):
 def test_the_callback_refuses_a_slurm_sweep_before_anything_is_made(fake_path, capsys):
     _fake(fake_path, "sinfo", f"printf '{ONE_NODE}'")
     with pytest.raises(SystemExit) as info:
-        slurm.SlurmPreflight().on_multirun_start(_config("hydra/launcher=slurm"))
+        slurm.SlurmPreflight().on_multirun_start(composed("hydra/launcher=slurm", hydra=True))
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: Nothing was submitted")
@@ -252,8 +247,11 @@ def test_the_callback_lets_a_fitting_sweep_go_and_polls_squeue_without_accountin
 ):
     _fake(fake_path, "sinfo", f"printf '{ONE_NODE}'")
     _fake(fake_path, "scontrol", "echo 'AccountingStorageType   = accounting_storage/none'")
-    config = _config(
-        "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1"
+    config = composed(
+        "hydra/launcher=slurm",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.mem_gb=1",
+        hydra=True,
     )
     slurm.SlurmPreflight().on_multirun_start(config)
     assert isinstance(submitit_slurm.SlurmJob.watcher, slurm_states.SqueueWatcher)
@@ -262,7 +260,7 @@ def test_the_callback_lets_a_fitting_sweep_go_and_polls_squeue_without_accountin
 def test_with_accounting_submitit_keeps_sacct(fake_path, watcher_restored):
     _fake(fake_path, "sinfo", f"printf '{ONE_NODE}'")
     _fake(fake_path, "scontrol", "echo 'AccountingStorageType   = accounting_storage/slurmdbd'")
-    config = _config("hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1")
+    config = composed("hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", hydra=True)
     slurm.SlurmPreflight().on_multirun_start(config)
     assert not isinstance(submitit_slurm.SlurmJob.watcher, slurm_states.SqueueWatcher)
 
@@ -270,18 +268,18 @@ def test_with_accounting_submitit_keeps_sacct(fake_path, watcher_restored):
 @pytest.mark.parametrize("launcher", ["joblib", "local"])
 def test_other_launchers_never_ask_sinfo(fake_path, launcher):
     _fake(fake_path, "sinfo", f": > {fake_path}/asked; printf '{ONE_NODE}'")
-    slurm.SlurmPreflight().on_multirun_start(_config(f"hydra/launcher={launcher}"))
+    slurm.SlurmPreflight().on_multirun_start(composed(f"hydra/launcher={launcher}", hydra=True))
     assert not (fake_path / "asked").exists()
 
 
 def test_without_sinfo_the_callback_does_nothing(fake_path, caplog):
     slurm.SlurmPreflight().on_multirun_start(
-        _config("hydra/launcher=slurm", "hydra.launcher.cpus_per_task=999")
+        composed("hydra/launcher=slurm", "hydra.launcher.cpus_per_task=999", hydra=True)
     )
     assert caplog.records == []  # not even a warning: no SLURM here
 
 
 def test_an_unreachable_controller_is_a_warning_not_a_refusal(fake_path, caplog):
     _fake(fake_path, "sinfo", "echo 'Unable to contact slurm controller' >&2; exit 1")
-    slurm.SlurmPreflight().on_multirun_start(_config("hydra/launcher=slurm"))
+    slurm.SlurmPreflight().on_multirun_start(composed("hydra/launcher=slurm", hydra=True))
     assert "could not check the SLURM request" in caplog.text

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import load_script, runs_after
+from conftest import composed, load_script, runs_after
 
 
 def test_a_run_over_its_time_limit_is_stopped_and_recorded_failed(tmp_path, store):
@@ -26,11 +26,9 @@ def test_a_run_whose_outcome_the_store_refuses_ends_failed_not_running(
 ):
     """Logging the outcome can fail after the fit (a store error): the run must end FAILED with
     the reason, and the job return, not leave the run RUNNING and raise into the sweep."""
-    from hydra import compose, initialize_config_dir
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from mesobench.config.paths import conf_dir, register_resolvers
     from mesobench.runner.execute import execute
     from mesobench.store.tracking import Tracker
 
@@ -38,12 +36,9 @@ def test_a_run_whose_outcome_the_store_refuses_ends_failed_not_running(
         raise MlflowException("the store refused the dataset inputs")
 
     monkeypatch.setattr(Tracker, "log_inputs", refuse)
-    register_resolvers()
     overrides = ["model=logreg", "task=synthetic/c1", "fidelity.enabled=false", "threads=1"]
     overrides += [f"tracking.uri={store}", f"tracking.artifact_location={tmp_path / 'a'}"]
-    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    result = execute(cfg)
+    result = execute(composed(*overrides))
     assert result["status"] == "FAILED" and "refused the dataset inputs" in result["error"]
     run = MlflowClient(tracking_uri=store).get_run(result["run_id"])
     assert run.info.status == "FAILED"
