@@ -25,6 +25,7 @@ PYTEST_ARGS ?=
 # Test processes (pytest-xdist): auto = one per core, 0 = none. A module whose tests share a
 # module-scoped fixture (a server, a cluster) runs in one process (xdist_group, --dist loadgroup).
 TEST_WORKERS ?= auto
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 ifeq ($(strip $(OPENML_CACHE_DIR)),)
 ifneq ($(wildcard $(OPENML_CACHE_SRC)),)
@@ -52,10 +53,10 @@ $(CURDIR)/.cache/openml/.copied:
 	@touch $@
 
 test: install $(CACHE_PREREQ)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 test-fast: install $(CACHE_PREREQ)
-	$(PY) -m pytest -m "not slow" -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow" -q $(PYTEST_ARGS)
 
 benchmark: install $(CACHE_PREREQ)
 	$(PY) -m mesobench.run -m +experiment=$(EXPERIMENT) hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) $(ARGS)
